@@ -1,0 +1,158 @@
+"""Pipeline configuration: frozen dataclasses, loaded from and written to YAML.
+
+Leaf names equal the keyword arguments of the functions they feed; unknown keys are rejected
+with the offending key named, so a typo in a YAML file never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from typing import Any, TypeVar
+
+import yaml
+
+from jsqa_tf.atomic import write_text
+from jsqa_tf.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareConfig:
+    """How `prepare` turns a corpus into TFRecord shards.
+
+    Args:
+        corpus: librispeech, chime3, nisqa, folder or csv.
+        source: corpus folder (librispeech, chime3, folder) or CSV file (nisqa, csv).
+        sample_rate: rate of the stored audio, in Hz.
+        shard_seconds: audio per shard, in seconds (1800 s of 16 kHz int16 is ~58 MB).
+        val_fraction: share of the audio held out for validation, by whole groups (speakers
+            for LibriSpeech, recordings for CHiME-3, conditions for NISQA and CSV).
+        seed: fixes the split and the order of files in shards.
+        min_seconds: files shorter than this are reported and skipped.
+        channel: keep this channel (0-based); None averages all channels.
+        subsets: LibriSpeech subsets to keep (empty: all).
+        databases: NISQA `db` values to keep (empty: all).
+        chime3_channels: "first" (CH1 only) or "all" (every channel file as its own noise).
+        num_workers: decoding processes; 0 decodes in this process.
+    """
+
+    corpus: str
+    source: str
+    sample_rate: int = 16_000
+    shard_seconds: float = 1800.0
+    val_fraction: float = 0.0
+    seed: int = 0
+    min_seconds: float = 0.0
+    channel: int | None = None
+    subsets: tuple[str, ...] = ()
+    databases: tuple[str, ...] = ()
+    chime3_channels: str = "first"
+    num_workers: int = 2
+
+    def __post_init__(self):
+        if self.shard_seconds <= 0:
+            raise ConfigError(f"shard_seconds must be > 0, got {self.shard_seconds}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.sample_rate <= 0:
+            raise ConfigError(f"sample_rate must be > 0, got {self.sample_rate}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.chime3_channels not in ("first", "all"):
+            raise ConfigError(f"chime3_channels must be 'first' or 'all', not {self.chime3_channels!r}")
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Checks and converts one YAML value to the field's annotated type."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return from_dict(annotation, value, where)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {value!r} is not a valid {annotation}")
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_type, *_) = typing.get_args(annotation)
+        return tuple(_convert(item, item_type, f"{where}[{i}]") for i, item in enumerate(value))
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """Builds dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as error:  # a required key is missing
+        raise ConfigError(f"{where}: {error}")
+
+
+def to_dict(config: Any) -> dict:
+    """A dataclass as plain YAML/JSON-ready data (tuples become lists)."""
+
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Reads a YAML mapping, with the file named in any error."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found")
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def dump_yaml(config: Any, path: str | os.PathLike) -> None:
+    """Writes a dataclass config as YAML, atomically."""
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -1,0 +1,148 @@
+"""tf.data readers for prepared shards: graph ops only, no Python per sample.
+
+`make_dataset(data_dir)` yields batches of dicts:
+    audio              float32 [batch, crop_samples] in [-1, 1), zero-padded past the file's end
+    num_valid_samples  int32   [batch] samples of `audio` that come from the file
+    ...                any other shard feature named in `keys` (e.g. "mos", "speaker")
+
+Per element: interleave across shards (shuffled file order) -> shuffle buffer -> parse ->
+random crop taken on the PCM bytes before conversion (so a 15 s file costs a 4 s conversion)
+-> batch -> prefetch. Crop offsets come from stateless RNG keyed on (seed, element index): the
+same seed gives the same batches.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from jsqa_tf.data.prepare import load_manifest
+from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm
+from jsqa_tf.errors import CorpusError
+
+
+def shard_paths(data_dir: str | os.PathLike, split: str = "train") -> list[str]:
+    """The shard files of one split of a prepared folder, checked to exist."""
+    data_dir = os.path.abspath(os.fspath(data_dir))
+    manifest = load_manifest(data_dir)
+    if split not in manifest["splits"]:
+        raise CorpusError(data_dir, f"has no {split!r} split; it has {', '.join(manifest['splits'])}")
+    paths = [os.path.join(data_dir, shard["file"]) for shard in manifest["splits"][split]["shards"]]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise CorpusError(missing[0], f"shard listed in manifest.json is missing ({len(missing)} missing)")
+    return paths
+
+
+def random_crop_pcm(
+    audio_bytes: tf.Tensor, num_samples: tf.Tensor, crop_samples: int, seed: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Takes `crop_samples` samples at a random offset from int16 PCM bytes.
+
+    Files shorter than the crop are taken whole and zero-padded at the end.
+
+    Returns:
+        (waveform float32 [crop_samples], number of samples that came from the file).
+    """
+    num_samples = tf.cast(num_samples, tf.int32)
+    max_offset = tf.maximum(num_samples - crop_samples, 0)
+    offset = tf.random.stateless_uniform([], seed=seed, minval=0, maxval=max_offset + 1, dtype=tf.int32)
+    valid = tf.minimum(num_samples, crop_samples)
+    piece = tf.strings.substr(audio_bytes, 2 * offset, 2 * valid)
+    waveform = tf.pad(decode_pcm(piece), [[0, crop_samples - valid]])
+    return tf.ensure_shape(waveform, [crop_samples]), valid
+
+
+def make_dataset(
+    data_dir: str | os.PathLike,
+    split: str = "train",
+    *,
+    crop_samples: int | None = 64_000,
+    batch_size: int = 16,
+    keys: tuple[str, ...] = (),
+    shuffle: bool = True,
+    repeat: bool = True,
+    seed: int = 0,
+    shuffle_buffer: int = 1024,
+    cycle_length: int = 16,
+    skip_silent: bool = False,
+    drop_remainder: bool = True,
+    deterministic: bool = True,
+) -> tf.data.Dataset:
+    """Batches of random crops (or whole files) from a prepared folder.
+
+    Args:
+        data_dir: a folder written by `jsqa-tf prepare`.
+        split: "train" or "val".
+        crop_samples: crop length in samples (64,000 = 4 s at 16 kHz); None keeps whole files,
+            zero-padded to the longest in each batch.
+        batch_size: examples per batch.
+        keys: extra features to return besides audio (see `jsqa_tf.data.tfrecords`).
+        shuffle: shuffle shard order each epoch and examples through a buffer.
+        repeat: loop forever (training); False reads each file once.
+        seed: seeds shuffling and crop offsets.
+        shuffle_buffer: examples in the shuffle buffer.
+        cycle_length: shards read at once.
+        skip_silent: drop files that `prepare` flagged as silent (useful for noise).
+        drop_remainder: drop a last, smaller batch.
+        deterministic: keep element order fixed for a seed (False may be slightly faster).
+    """
+    unknown = sorted(set(keys) - set(FEATURE_SPEC))
+    if unknown:
+        raise ValueError(f"unknown feature(s) {unknown}; available: {sorted(FEATURE_SPEC)}")
+    paths = shard_paths(data_dir, split)
+    parse_keys = tuple(dict.fromkeys(("audio", "num_samples", "is_silent", *keys)))
+    spec = {key: FEATURE_SPEC[key] for key in parse_keys}
+
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if shuffle:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        files = files.repeat()
+    dataset = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(cycle_length, len(paths)),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(
+        lambda serialized: tf.io.parse_single_example(serialized, spec),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if skip_silent:
+        dataset = dataset.filter(lambda example: tf.equal(example["is_silent"], 0))
+
+    def to_element(index, example):
+        element = {key: example[key] for key in keys if key not in ("audio", "num_samples")}
+        if "num_samples" in keys:
+            element["num_samples"] = example["num_samples"]
+        if crop_samples is None:
+            element["audio"] = decode_pcm(example["audio"])
+            element["num_valid_samples"] = tf.cast(example["num_samples"], tf.int32)
+        else:
+            element["audio"], element["num_valid_samples"] = random_crop_pcm(
+                example["audio"],
+                example["num_samples"],
+                crop_samples,
+                seed=tf.stack([tf.constant(seed, tf.int64), index]),
+            )
+        return element
+
+    dataset = dataset.enumerate().map(
+        to_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+    )
+    if crop_samples is None:
+        dataset = dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        dataset = dataset.batch(
+            batch_size,
+            drop_remainder=drop_remainder,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,346 @@
+"""`prepare`: a corpus -> sharded TFRecords of 16 kHz int16 PCM, plus a manifest.
+
+Output folder:
+    plan.json                       the shard plan and its fingerprint (written first)
+    train-00000-of-00004.tfrecord   shards (see `jsqa_tf.data.tfrecords` for the format)
+    train-00000-of-00004.json       what went into that shard (written before the shard)
+    val-00000-of-00001.tfrecord     only with a validation split
+    manifest.json                   counts, seconds, shards, config, tool version (written last)
+
+Deterministic: the split and the order of files come from the seed and the sorted file list,
+and every shard is written by one worker from its own list, so the bytes of a shard do not
+depend on the number of workers. Resumable and atomic: shards are written under temporary names
+and renamed when complete; a rerun with the same plan skips every shard already there.
+A rerun with a different plan into the same folder is refused rather than mixing the two.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+
+import jsqa_tf
+from jsqa_tf import atomic
+from jsqa_tf.audio import is_silent, read_audio, to_int16
+from jsqa_tf.config import PrepareConfig, to_dict
+from jsqa_tf.data.corpora import AudioRecord, Corpus, Problem, read_corpus
+from jsqa_tf.errors import AudioError, CorpusError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+PLAN_NAME = "plan.json"
+SPLITS = ("train", "val")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """The files one shard will hold, in order."""
+
+    split: str
+    index: int
+    num_shards: int
+    records: tuple[AudioRecord, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.index:05d}-of-{self.num_shards:05d}"
+
+    @property
+    def seconds(self) -> float:
+        return sum(record.duration_seconds for record in self.records)
+
+
+def split_records(records: list[AudioRecord], val_fraction: float, seed: int) -> dict[str, list[AudioRecord]]:
+    """Holds out whole groups (speakers, recordings, conditions) for validation.
+
+    Groups are taken in a seeded random order until they hold at least `val_fraction` of the
+    audio; both sides keep at least one group.
+    """
+    if val_fraction <= 0:
+        return {"train": list(records)}
+    seconds_by_group = Counter()
+    for record in records:
+        seconds_by_group[record.group] += record.duration_seconds
+    groups = sorted(seconds_by_group)
+    if len(groups) < 2:
+        raise CorpusError("val_fraction", f"cannot split {len(groups)} group(s) into train and val")
+    order = np.random.default_rng(seed).permutation(len(groups))
+    target = val_fraction * sum(seconds_by_group.values())
+    val_groups, val_seconds = set(), 0.0
+    for index in order[:-1]:  # the last group always stays in train
+        if val_seconds >= target:
+            break
+        val_groups.add(groups[index])
+        val_seconds += seconds_by_group[groups[index]]
+    return {
+        "train": [r for r in records if r.group not in val_groups],
+        "val": [r for r in records if r.group in val_groups],
+    }
+
+
+def plan_shards(records: list[AudioRecord], split: str, shard_seconds: float, seed: int) -> list[ShardPlan]:
+    """Shuffles `records` with the seed and cuts them into shards of ~`shard_seconds`."""
+    if not records:
+        return []
+    order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(len(records))
+    shuffled = [records[i] for i in order]
+    total = sum(r.duration_seconds for r in shuffled)
+    num_shards = max(1, math.ceil(total / shard_seconds))
+    buckets: list[list[AudioRecord]] = [[] for _ in range(num_shards)]
+    start = 0.0
+    for record in shuffled:
+        buckets[min(int(start / total * num_shards), num_shards - 1)].append(record)
+        start += record.duration_seconds
+    buckets = [bucket for bucket in buckets if bucket]
+    return [ShardPlan(split, index, len(buckets), tuple(bucket)) for index, bucket in enumerate(buckets)]
+
+
+def _fingerprint(config: PrepareConfig, shards: list[ShardPlan]) -> str:
+    settings = to_dict(config)
+    settings.pop("num_workers")  # how many processes decode does not change the output
+    settings.pop("source")  # the same corpus named by another path is the same corpus
+    content = {
+        "format": 1,
+        "config": settings,
+        "shards": [[s.name, [r.relative_path for r in s.records]] for s in shards],
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def write_shard(shard: ShardPlan, output_dir: str, sample_rate: int, channel: int | None) -> dict:
+    """Decodes the files of one shard and writes it atomically; returns its statistics.
+
+    Runs in a worker process. Files that fail to decode are reported, not fatal.
+    """
+    import tensorflow as tf  # here, so that listing a corpus never pays for importing TF
+
+    from jsqa_tf.data.tfrecords import encode_example
+
+    stats = {"name": shard.name, "num_records": 0, "num_samples": 0, "num_silent": 0}
+    problems = []
+    path = os.path.join(output_dir, f"{shard.name}.tfrecord")
+    with atomic.atomic_path(path) as temp_path:
+        with tf.io.TFRecordWriter(temp_path) as writer:
+            for record in shard.records:
+                try:
+                    samples = read_audio(record.path, sample_rate, channel=channel)
+                except AudioError as error:
+                    problems.append({"path": error.path, "reason": error.reason})
+                    continue
+                silent = is_silent(samples)
+                pcm = to_int16(samples)
+                writer.write(encode_example(pcm, sample_rate, record, is_silent=silent))
+                stats["num_records"] += 1
+                stats["num_samples"] += int(pcm.shape[0])
+                stats["num_silent"] += int(silent)
+        stats["seconds"] = stats["num_samples"] / sample_rate
+        stats["problems"] = problems
+        # The statistics land before the shard: a shard's presence means both are complete.
+        atomic.write_json(os.path.join(output_dir, f"{shard.name}.json"), stats)
+    return stats
+
+
+def _shard_done(output_dir: str, shard: ShardPlan) -> dict | None:
+    shard_path = os.path.join(output_dir, f"{shard.name}.tfrecord")
+    stats_path = os.path.join(output_dir, f"{shard.name}.json")
+    if not (os.path.exists(shard_path) and os.path.exists(stats_path)):
+        return None
+    with open(stats_path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def _check_output_dir(output_dir: str, fingerprint: str) -> None:
+    plan_path = os.path.join(output_dir, PLAN_NAME)
+    if os.path.exists(plan_path):
+        with open(plan_path, encoding="utf-8") as stream:
+            previous = json.load(stream).get("fingerprint")
+        if previous != fingerprint:
+            raise CorpusError(
+                output_dir,
+                "already holds shards of a different preparation (other files, split or "
+                "settings); nothing was changed. Write to a new folder, or delete this one "
+                "to start over",
+            )
+    elif os.path.isdir(output_dir) and any(not n.startswith(".") for n in os.listdir(output_dir)):
+        raise CorpusError(
+            output_dir, "is not empty and holds no jsqa-tf plan.json; refusing to write into it"
+        )
+
+
+def _summarise_labels(records: list[AudioRecord]) -> dict:
+    mos = [r.mos for r in records if r.mos is not None]
+    labels = {
+        "num_speakers": len({r.speaker for r in records if r.speaker}),
+        "environments": dict(sorted(Counter(r.environment for r in records if r.environment).items())),
+        "databases": dict(sorted(Counter(r.database for r in records if r.database).items())),
+        "num_groups": len({r.group for r in records}),
+    }
+    if mos:
+        labels["mos"] = {
+            "count": len(mos),
+            "min": float(np.min(mos)),
+            "mean": float(np.mean(mos)),
+            "max": float(np.max(mos)),
+        }
+    return labels
+
+
+ProgressCallback = Callable[[dict], None]
+
+
+def prepare(
+    config: PrepareConfig,
+    output_dir: str | os.PathLike,
+    *,
+    corpus: Corpus | None = None,
+    on_start: Callable[[float, int], None] | None = None,
+    on_shard: ProgressCallback | None = None,
+) -> dict:
+    """Converts a corpus into TFRecord shards and writes `manifest.json`; returns the manifest.
+
+    Args:
+        config: what to read and how to shard it.
+        output_dir: destination folder (created; must be new, empty or an earlier run of the
+            same plan, which is then resumed).
+        corpus: an already-read corpus (read from `config` when None).
+        on_start: called once with (seconds of audio to write, number of shards to write).
+        on_shard: called with each shard's statistics as it completes.
+    """
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    if corpus is None:
+        corpus = read_corpus(
+            config.corpus,
+            config.source,
+            subsets=config.subsets,
+            databases=config.databases,
+            chime3_channels=config.chime3_channels,
+        )
+    logger.info(corpus.summary())
+    problems = [dataclasses.asdict(p) for p in corpus.problems]
+    records = []
+    for record in corpus.records:
+        if record.duration_seconds < config.min_seconds:
+            reason = f"too short: {record.duration_seconds:.3f} s < min_seconds {config.min_seconds:g}"
+            problems.append(dataclasses.asdict(Problem(record.path, reason)))
+        else:
+            records.append(record)
+    if not records:
+        raise CorpusError(corpus.root, f"no usable audio files ({len(problems)} problem file(s))")
+
+    by_split = split_records(records, config.val_fraction, config.seed)
+    shards = [
+        shard
+        for split, split_records_ in by_split.items()
+        for shard in plan_shards(split_records_, split, config.shard_seconds, config.seed)
+    ]
+    fingerprint = _fingerprint(config, shards)
+    _check_output_dir(output_dir, fingerprint)
+    os.makedirs(output_dir, exist_ok=True)
+    manifest_path = os.path.join(output_dir, MANIFEST_NAME)
+    if os.path.exists(manifest_path):
+        logger.info("%s is complete already; nothing to do", output_dir)
+        with open(manifest_path, encoding="utf-8") as stream:
+            return json.load(stream)
+    atomic.write_json(
+        os.path.join(output_dir, PLAN_NAME),
+        {"fingerprint": fingerprint, "shards": [[s.name, len(s.records)] for s in shards]},
+    )
+
+    stats = {shard.name: _shard_done(output_dir, shard) for shard in shards}
+    todo = [shard for shard in shards if stats[shard.name] is None]
+    if len(todo) < len(shards):
+        logger.info("resuming: %d of %d shards are done already", len(shards) - len(todo), len(shards))
+    if on_start:
+        on_start(sum(s.seconds for s in todo), len(todo))
+
+    def finished(result: dict) -> None:
+        stats[result["name"]] = result
+        if on_shard:
+            on_shard(result)
+
+    args = (output_dir, config.sample_rate, config.channel)
+    if config.num_workers == 0 or len(todo) <= 1:
+        for shard in todo:
+            finished(write_shard(shard, *args))
+    elif todo:
+        # spawn, not fork: the parent may hold TensorFlow's threads, which fork does not copy.
+        context = multiprocessing.get_context("spawn")
+        workers = min(config.num_workers, len(todo))
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(write_shard, shard, *args) for shard in todo]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    finished(future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    manifest = _manifest(config, corpus, output_dir, shards, stats, problems, by_split)
+    atomic.write_json(manifest_path, manifest)
+    return manifest
+
+
+def _manifest(config, corpus, output_dir, shards, stats, problems, by_split) -> dict:
+    splits = {}
+    for split in by_split:
+        split_shards = [s for s in shards if s.split == split]
+        entries = [
+            {
+                "file": f"{s.name}.tfrecord",
+                "num_records": stats[s.name]["num_records"],
+                "seconds": round(stats[s.name]["seconds"], 3),
+            }
+            for s in split_shards
+        ]
+        splits[split] = {
+            "num_records": sum(e["num_records"] for e in entries),
+            "total_seconds": round(sum(stats[s.name]["seconds"] for s in split_shards), 3),
+            "num_silent": sum(stats[s.name]["num_silent"] for s in split_shards),
+            "labels": _summarise_labels(by_split[split]),
+            "shards": entries,
+        }
+    for s in shards:
+        problems.extend(stats[s.name]["problems"])
+    return {
+        "tool": "jsqa-tf",
+        "version": jsqa_tf.__version__,
+        "format_version": 1,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "corpus": corpus.kind,
+        "root": corpus.root,
+        "sample_rate": config.sample_rate,
+        "config": to_dict(config),
+        "splits": splits,
+        "num_records": sum(split["num_records"] for split in splits.values()),
+        "total_seconds": round(sum(split["total_seconds"] for split in splits.values()), 3),
+        "num_problems": len(problems),
+        "problems": problems,
+    }
+
+
+def load_manifest(data_dir: str | os.PathLike) -> dict:
+    """Reads a prepared folder's manifest; a clear error when it is missing or incomplete."""
+    data_dir = os.path.abspath(os.fspath(data_dir))
+    path = os.path.join(data_dir, MANIFEST_NAME)
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(data_dir, PLAN_NAME)):
+            raise CorpusError(data_dir, "preparation is unfinished (no manifest.json): rerun prepare")
+        raise CorpusError(data_dir, "no manifest.json: not a folder written by `jsqa-tf prepare`")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return json.load(stream)
+    except json.JSONDecodeError as error:
+        raise CorpusError(path, f"corrupt manifest ({error})")

@@ -1,0 +1,41 @@
+"""The project's exceptions: the CLI turns them into one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+
+
+class JSQAError(Exception):
+    """Base class of every error jsqa-tf reports to a user."""
+
+
+class AudioError(JSQAError):
+    """A file that cannot be used as audio.
+
+    Args:
+        path: the file.
+        reason: what is wrong with it, in words a user can act on.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class CorpusError(JSQAError):
+    """A corpus listing, CSV or prepared-data folder that cannot be used.
+
+    Args:
+        path: the file or folder at fault.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ConfigError(JSQAError):
+    """A configuration file or value that cannot be used."""
