@@ -79,21 +79,6 @@ def demo_data(directory: str, seed: int, small: bool) -> None:
     _echo_json(make_demo_corpus(directory, seed, **sizes))
 
 
-_PREPARE_OPTIONS = {
-    # CLI option -> PrepareConfig field (None when unset, so config/defaults stay in force)
-    "shard_seconds",
-    "val_fraction",
-    "seed",
-    "min_seconds",
-    "channel",
-    "subsets",
-    "databases",
-    "chime3_channels",
-    "num_workers",
-    "sample_rate",
-}
-
-
 @main.command()
 @click.argument("corpus", type=click.Choice(["librispeech", "chime3", "nisqa", "folder", "csv"]))
 @click.argument("source", type=click.Path())
@@ -113,6 +98,12 @@ _PREPARE_OPTIONS = {
 )
 @click.option("--channel", type=int, help="Keep this channel (0-based) instead of averaging.")
 @click.option("--val-fraction", type=float, help="Audio share held out by group (default 0).")
+@click.option(
+    "--val-db",
+    "val_databases",
+    multiple=True,
+    help="NISQA db (or LibriSpeech subset) for the val split, e.g. NISQA_VAL_SIM.",
+)
 @click.option("--shard-seconds", type=float, help="Audio per shard in seconds (default 1800).")
 @click.option("--min-seconds", type=float, help="Skip (and report) files shorter than this.")
 @click.option("--sample-rate", type=int, help="Stored rate in Hz (default 16000).")
@@ -139,8 +130,8 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
 
     settings = load_yaml(config_path) if config_path else {}
     settings.update(corpus=corpus, source=os.path.abspath(source))
-    for name, value in options.items():
-        if name in _PREPARE_OPTIONS and value not in (None, ()):
+    for name, value in options.items():  # every option is a PrepareConfig field; unset ones are None
+        if value not in (None, ()):
             settings[name] = list(value) if isinstance(value, tuple) else value
     config = from_dict(PrepareConfig, settings, where=config_path or "prepare")
 
@@ -184,12 +175,11 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
             f"the shards are written and the files listed in {output_dir}/manifest.json"
         )
     if manifest["num_problems"]:
-        examples = "; ".join(f"{p['path']}: {p['reason']}" for p in manifest["problems"][:3])
-        logger.warning(
-            "%d file(s) skipped, all listed in %s/manifest.json, e.g. %s",
-            manifest["num_problems"],
-            output_dir,
-            examples,
+        examples = "".join(f"\n  {p['path']}: {p['reason']}" for p in manifest["problems"][:3])
+        click.echo(
+            f"warning: {manifest['num_problems']} file(s) skipped, all listed in "
+            f"{os.path.join(output_dir, 'manifest.json')}; e.g.:{examples}",
+            err=True,
         )
     summary = {key: manifest[key] for key in ("corpus", "num_records", "total_seconds", "num_problems")}
     summary["output_dir"] = os.path.abspath(output_dir)

@@ -31,6 +31,8 @@ class PrepareConfig:
         shard_seconds: audio per shard, in seconds (1800 s of 16 kHz int16 is ~58 MB).
         val_fraction: share of the audio held out for validation, by whole groups (speakers
             for LibriSpeech, recordings for CHiME-3, conditions for NISQA and CSV).
+        val_databases: instead of `val_fraction`, put these NISQA `db`s (or LibriSpeech
+            subsets) in the val split, e.g. NISQA_VAL_SIM; the rest is train.
         seed: fixes the split and the order of files in shards.
         min_seconds: files shorter than this are reported and skipped.
         channel: keep this channel (0-based); None averages all channels.
@@ -45,6 +47,7 @@ class PrepareConfig:
     sample_rate: int = 16_000
     shard_seconds: float = 1800.0
     val_fraction: float = 0.0
+    val_databases: tuple[str, ...] = ()
     seed: int = 0
     min_seconds: float = 0.0
     channel: int | None = None
@@ -58,6 +61,8 @@ class PrepareConfig:
             raise ConfigError(f"shard_seconds must be > 0, got {self.shard_seconds}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_fraction and self.val_databases:
+            raise ConfigError("give val_fraction or val_databases, not both")
         if self.sample_rate <= 0:
             raise ConfigError(f"sample_rate must be > 0, got {self.sample_rate}")
         if self.num_workers < 0:

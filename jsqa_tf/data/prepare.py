@@ -90,6 +90,23 @@ def split_records(records: list[AudioRecord], val_fraction: float, seed: int) ->
     }
 
 
+def split_by_database(
+    records: list[AudioRecord], val_databases: tuple[str, ...], root: str
+) -> dict[str, list[AudioRecord]]:
+    """Puts the records of the named databases (NISQA `db`, LibriSpeech subset) in val."""
+    found = {record.database for record in records}
+    missing = sorted(set(val_databases) - found)
+    if missing:
+        raise CorpusError(root, f"no files of val database(s) {', '.join(missing)}; found {sorted(found)}")
+    split = {
+        "train": [r for r in records if r.database not in val_databases],
+        "val": [r for r in records if r.database in val_databases],
+    }
+    if not split["train"]:
+        raise CorpusError(root, "every file is in a val database: nothing left to train on")
+    return split
+
+
 def plan_shards(records: list[AudioRecord], split: str, shard_seconds: float, seed: int) -> list[ShardPlan]:
     """Shuffles `records` with the seed and cuts them into shards of ~`shard_seconds`."""
     if not records:
@@ -159,6 +176,14 @@ def _shard_done(output_dir: str, shard: ShardPlan) -> dict | None:
         return None
     with open(stats_path, encoding="utf-8") as stream:
         return json.load(stream)
+
+
+def _remove_stale_temporaries(output_dir: str) -> None:
+    """Deletes half-written files that a killed run (SIGKILL, power loss) left behind."""
+    for name in os.listdir(output_dir):
+        if name.startswith(".") and ".tmp-" in name:
+            logger.info("removing %s, left by an interrupted run", name)
+            os.remove(os.path.join(output_dir, name))
 
 
 def _check_output_dir(output_dir: str, fingerprint: str) -> None:
@@ -239,7 +264,10 @@ def prepare(
     if not records:
         raise CorpusError(corpus.root, f"no usable audio files ({len(problems)} problem file(s))")
 
-    by_split = split_records(records, config.val_fraction, config.seed)
+    if config.val_databases:
+        by_split = split_by_database(records, config.val_databases, corpus.root)
+    else:
+        by_split = split_records(records, config.val_fraction, config.seed)
     shards = [
         shard
         for split, split_records_ in by_split.items()
@@ -258,6 +286,7 @@ def prepare(
         {"fingerprint": fingerprint, "shards": [[s.name, len(s.records)] for s in shards]},
     )
 
+    _remove_stale_temporaries(output_dir)
     stats = {shard.name: _shard_done(output_dir, shard) for shard in shards}
     todo = [shard for shard in shards if stats[shard.name] is None]
     if len(todo) < len(shards):

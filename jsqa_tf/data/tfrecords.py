@@ -72,7 +72,8 @@ def encode_example(pcm: np.ndarray, sample_rate: int, record: AudioRecord, *, is
         **{name: _bytes(value.encode("utf-8")) for name, value in strings.items()},
     }
     example = tf.train.Example(features=tf.train.Features(feature=features))
-    return example.SerializeToString()
+    # deterministic=True sorts the feature map: same bytes in every process (PYTHONHASHSEED)
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_example(serialized: tf.Tensor, keys: tuple[str, ...] | None = None) -> dict:

@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny sizes, synthetic audio made under tmp_path, fixed seeds."""
+
+from __future__ import annotations
+
+import os
+import random
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from jsqa_tf.data.demo import make_demo_corpus  # noqa: E402
+
+TINY_DEMO = dict(
+    num_speakers=3,
+    chapters_per_speaker=1,
+    utterances_per_chapter=2,
+    noise_seconds=3.0,
+    recordings_per_environment=1,
+    noise_channels=2,
+    num_mos_files=6,
+)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> dict[str, str]:
+    """A small demo corpus (LibriSpeech, CHiME-3, NISQA layouts), made once per session."""
+    root = tmp_path_factory.mktemp("demo") / "corpus"
+    return make_demo_corpus(root, seed=0, **TINY_DEMO)
+
+
+def sine(seconds: float = 1.0, sample_rate: int = 16000, hz: float = 440.0, amplitude=0.5):
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
