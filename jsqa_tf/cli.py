@@ -60,21 +60,9 @@ def demo_data(directory: str, seed: int, small: bool) -> None:
     LibriSpeech-, CHiME-3- and NISQA-shaped trees; the MOS labels are computed from known
     degradations, not rated by people. Prints the corpus paths as JSON.
     """
-    from jsqa_tf.data.demo import make_demo_corpus
+    from jsqa_tf.data.demo import SMALL_DEMO, make_demo_corpus
 
-    sizes = (
-        dict(
-            num_speakers=3,
-            chapters_per_speaker=1,
-            utterances_per_chapter=2,
-            noise_seconds=4.0,
-            recordings_per_environment=1,
-            noise_channels=2,
-            num_mos_files=6,
-        )
-        if small
-        else {}
-    )
+    sizes = SMALL_DEMO if small else {}
     logger.info("writing the demo corpus to %s", directory)
     _echo_json(make_demo_corpus(directory, seed, **sizes))
 
@@ -125,7 +113,7 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
     Prints a summary of the manifest as JSON.
     """
     from jsqa_tf.config import PrepareConfig, from_dict, load_yaml
-    from jsqa_tf.data.corpora import read_corpus
+    from jsqa_tf.data.prepare import list_corpus
     from jsqa_tf.data.prepare import prepare as run_prepare
 
     settings = load_yaml(config_path) if config_path else {}
@@ -135,13 +123,7 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
             settings[name] = list(value) if isinstance(value, tuple) else value
     config = from_dict(PrepareConfig, settings, where=config_path or "prepare")
 
-    listing = read_corpus(
-        config.corpus,
-        config.source,
-        subsets=config.subsets,
-        databases=config.databases,
-        chime3_channels=config.chime3_channels,
-    )
+    listing = list_corpus(config)
     if strict and listing.problems:
         raise JSQAError(f"--strict: {listing.summary()}")
 

@@ -10,17 +10,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from jsqa_tf.data.demo import make_demo_corpus  # noqa: E402
+from jsqa_tf.data.demo import SMALL_DEMO, make_demo_corpus  # noqa: E402
 
-TINY_DEMO = dict(
-    num_speakers=3,
-    chapters_per_speaker=1,
-    utterances_per_chapter=2,
-    noise_seconds=3.0,
-    recordings_per_environment=1,
-    noise_channels=2,
-    num_mos_files=6,
-)
+TINY_DEMO = SMALL_DEMO
 
 
 @pytest.fixture(autouse=True)

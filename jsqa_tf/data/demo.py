@@ -47,6 +47,17 @@ MARKER_NAME = "demo.json"
 CHIME3_DIR = os.path.join("CHiME3", "data", "audio", "16kHz", "backgrounds")
 LIBRISPEECH_SUBSET = "dev-clean"
 
+SMALL_DEMO = dict(
+    num_speakers=3,
+    chapters_per_speaker=1,
+    utterances_per_chapter=2,
+    noise_seconds=3.0,
+    recordings_per_environment=1,
+    noise_channels=2,
+    num_mos_files=6,
+)
+"""Sizes of `jsqa-tf demo-data --small` and of the tests' demo corpus (seconds to make)."""
+
 # NISQA's column set (NISQA_corpus_file.csv); the demo fills what its degradations define.
 NISQA_COLUMNS = (
     "db,con,file,con_description,filename_deg,filename_ref,source,lang,votes,mos,noi,col,dis,"

@@ -225,6 +225,17 @@ def _summarise_labels(records: list[AudioRecord]) -> dict:
 ProgressCallback = Callable[[dict], None]
 
 
+def list_corpus(config: PrepareConfig) -> Corpus:
+    """Reads the corpus that `config` names (its kind, source and filters)."""
+    return read_corpus(
+        config.corpus,
+        config.source,
+        subsets=config.subsets,
+        databases=config.databases,
+        chime3_channels=config.chime3_channels,
+    )
+
+
 def prepare(
     config: PrepareConfig,
     output_dir: str | os.PathLike,
@@ -245,13 +256,7 @@ def prepare(
     """
     output_dir = os.path.abspath(os.fspath(output_dir))
     if corpus is None:
-        corpus = read_corpus(
-            config.corpus,
-            config.source,
-            subsets=config.subsets,
-            databases=config.databases,
-            chime3_channels=config.chime3_channels,
-        )
+        corpus = list_corpus(config)
     logger.info(corpus.summary())
     problems = [dataclasses.asdict(p) for p in corpus.problems]
     records = []
