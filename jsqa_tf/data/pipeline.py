@@ -5,10 +5,10 @@
     num_valid_samples  int32   [batch] samples of `audio` that come from the file
     ...                any other shard feature named in `keys` (e.g. "mos", "speaker")
 
-Per element: interleave across shards (shuffled file order) -> shuffle buffer -> parse ->
-random crop taken on the PCM bytes before conversion (so a 15 s file costs a 4 s conversion)
--> batch -> prefetch. Crop offsets come from stateless RNG keyed on (seed, element index): the
-same seed gives the same batches.
+Per epoch: shuffled shard order -> interleave across shards -> shuffle buffer -> parse ->
+crop taken on the PCM bytes before conversion (so a 15 s file costs a 4 s conversion) ->
+batch; epochs follow each other, then prefetch. Crop offsets come from stateless RNG keyed on
+(seed, epoch, position): the same seed gives the same batches.
 """
 
 from __future__ import annotations
@@ -54,11 +54,43 @@ def random_crop_pcm(
     return tf.ensure_shape(waveform, [crop_samples]), valid
 
 
+def circular_crop_pcm(
+    audio_bytes: tf.Tensor, num_samples: tf.Tensor, crop_samples: int, seed: tf.Tensor
+) -> tf.Tensor:
+    """Takes `crop_samples` samples from a random offset, wrapping around the file's end.
+
+    The file is treated as a loop (tiled when shorter than the crop), so every offset is
+    equally likely and the crop never holds padding: the way to excerpt background noise.
+
+    Returns:
+        waveform float32 [crop_samples].
+    """
+    num_samples = tf.cast(num_samples, tf.int32)
+    offset = tf.random.stateless_uniform([], seed=seed, minval=0, maxval=num_samples, dtype=tf.int32)
+
+    def wrap_once():  # the file is at least as long as the crop: two slices of the bytes
+        first = tf.minimum(crop_samples, num_samples - offset)
+        head = tf.strings.substr(audio_bytes, 2 * offset, 2 * first)
+        tail = tf.strings.substr(audio_bytes, 0, 2 * (crop_samples - first))
+        return decode_pcm(tf.strings.join([head, tail]))
+
+    def tile():  # a short file: index it modulo its length
+        indices = tf.math.floormod(offset + tf.range(crop_samples), num_samples)
+        return tf.gather(decode_pcm(audio_bytes), indices)
+
+    waveform = tf.cond(num_samples >= crop_samples, wrap_once, tile)
+    return tf.ensure_shape(waveform, [crop_samples])
+
+
+CROP_MODES = ("random", "circular")
+
+
 def make_dataset(
     data_dir: str | os.PathLike,
     split: str = "train",
     *,
     crop_samples: int | None = 64_000,
+    crop_mode: str = "random",
     batch_size: int = 16,
     keys: tuple[str, ...] = (),
     shuffle: bool = True,
@@ -72,11 +104,17 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of random crops (or whole files) from a prepared folder.
 
+    Batches are formed within an epoch (each file once per epoch, in a new order each epoch),
+    so the examples of a batch come from different files whenever the split holds at least
+    `batch_size` of them; a smaller split is read several times per epoch to fill a batch.
+
     Args:
         data_dir: a folder written by `jsqa-tf prepare`.
         split: "train" or "val".
         crop_samples: crop length in samples (64,000 = 4 s at 16 kHz); None keeps whole files,
             zero-padded to the longest in each batch.
+        crop_mode: "random": an offset inside the file, short files zero-padded at the end;
+            "circular": any offset, wrapping around the end (for noise; never padded).
         batch_size: examples per batch.
         keys: extra features to return besides audio (see `jsqa_tf.data.tfrecords`).
         shuffle: shuffle shard order each epoch and examples through a buffer.
@@ -91,58 +129,72 @@ def make_dataset(
     unknown = sorted(set(keys) - set(FEATURE_SPEC))
     if unknown:
         raise ValueError(f"unknown feature(s) {unknown}; available: {sorted(FEATURE_SPEC)}")
+    if crop_mode not in CROP_MODES:
+        raise ValueError(f"crop_mode must be one of {CROP_MODES}, not {crop_mode!r}")
     paths = shard_paths(data_dir, split)
+    split_info = load_manifest(data_dir)["splits"][split]
+    usable = split_info["num_records"] - (split_info["num_silent"] if skip_silent else 0)
+    if usable <= 0:
+        raise CorpusError(data_dir, f"the {split!r} split has no usable (non-silent) files")
+    # A split smaller than a batch is read several times per epoch, so that a batch fills.
+    passes = -(-batch_size // usable) if repeat and drop_remainder else 1
     parse_keys = tuple(dict.fromkeys(("audio", "num_samples", "is_silent", *keys)))
     spec = {key: FEATURE_SPEC[key] for key in parse_keys}
 
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    if shuffle:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        files = files.repeat()
-    dataset = files.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(cycle_length, len(paths)),
-        block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
-    if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(
-        lambda serialized: tf.io.parse_single_example(serialized, spec),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
-    if skip_silent:
-        dataset = dataset.filter(lambda example: tf.equal(example["is_silent"], 0))
-
-    def to_element(index, example):
+    def to_element(example, crop_seed):
         element = {key: example[key] for key in keys if key not in ("audio", "num_samples")}
         if "num_samples" in keys:
             element["num_samples"] = example["num_samples"]
         if crop_samples is None:
             element["audio"] = decode_pcm(example["audio"])
             element["num_valid_samples"] = tf.cast(example["num_samples"], tf.int32)
+        elif crop_mode == "circular":
+            element["audio"] = circular_crop_pcm(
+                example["audio"], example["num_samples"], crop_samples, crop_seed
+            )
+            element["num_valid_samples"] = tf.constant(crop_samples, tf.int32)
         else:
             element["audio"], element["num_valid_samples"] = random_crop_pcm(
-                example["audio"],
-                example["num_samples"],
-                crop_samples,
-                seed=tf.stack([tf.constant(seed, tf.int64), index]),
+                example["audio"], example["num_samples"], crop_samples, crop_seed
             )
         return element
 
-    dataset = dataset.enumerate().map(
-        to_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
-    )
-    if crop_samples is None:
-        dataset = dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
-    else:
-        dataset = dataset.batch(
+    def one_epoch(epoch):
+        epoch_seed = tf.constant(seed, tf.int64) * 1_000_003 + epoch
+        files = tf.data.Dataset.from_tensor_slices(paths)
+        if shuffle:
+            files = files.shuffle(len(paths), seed=epoch_seed)
+        files = files.repeat(passes)
+        records = files.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(cycle_length, len(paths) * passes),
+            block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+        if shuffle:
+            records = records.shuffle(shuffle_buffer, seed=epoch_seed)
+        records = records.map(
+            lambda serialized: tf.io.parse_single_example(serialized, spec),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+        if skip_silent:
+            records = records.filter(lambda example: tf.equal(example["is_silent"], 0))
+        # Crop offsets: stateless RNG keyed on (seed, epoch, position in the epoch).
+        records = records.enumerate().map(
+            lambda index, example: to_element(example, tf.stack([epoch_seed, index])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+        if crop_samples is None:
+            return records.padded_batch(batch_size, drop_remainder=drop_remainder)
+        return records.batch(
             batch_size,
             drop_remainder=drop_remainder,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=deterministic,
         )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+
+    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
