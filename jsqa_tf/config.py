@@ -71,6 +71,60 @@ class PrepareConfig:
             raise ConfigError(f"chime3_channels must be 'first' or 'all', not {self.chime3_channels!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class PairConfig:
+    """How JND pairs are drawn: the same clean crop and noise excerpt at two SNRs.
+
+    Both SNRs of a pair are drawn independently from one uniform window `snr_window_db` wide,
+    placed uniformly at random inside `snr_range_db` for each pair (or fixed at
+    `snr_window_low_db`). |ΔSNR| is then triangular on [0, window], mean window / 3 (2 dB for
+    the paper's 6 dB window inside [-3, 9] dB).
+
+    Args:
+        clean_dir: prepared clean speech (`jsqa-tf prepare librispeech ...`).
+        noise_dir: prepared noise (`jsqa-tf prepare chime3 ...`).
+        split: "train" or "val" (read from both folders).
+        crop_seconds: length of each clean crop and noise excerpt.
+        pairs_per_batch: pairs per batch, each from a different utterance and noise excerpt.
+        snr_range_db: (low, high) that the window is placed in.
+        snr_window_db: width of the window both SNRs of a pair are drawn from.
+        snr_window_low_db: fix the window at [low, low + width]; None places it at random.
+        sample_rate: of the prepared data, in Hz.
+        seed: seeds crops, excerpts and SNRs.
+    """
+
+    clean_dir: str
+    noise_dir: str
+    split: str = "train"
+    crop_seconds: float = 4.0
+    pairs_per_batch: int = 8
+    snr_range_db: tuple[float, ...] = (-3.0, 9.0)
+    snr_window_db: float = 6.0
+    snr_window_low_db: float | None = None
+    sample_rate: int = 16_000
+    seed: int = 0
+
+    def __post_init__(self):
+        if len(self.snr_range_db) != 2 or self.snr_range_db[0] >= self.snr_range_db[1]:
+            raise ConfigError(f"snr_range_db must be [low, high] with low < high, got {self.snr_range_db}")
+        low, high = self.snr_range_db
+        if not 0 < self.snr_window_db <= high - low:
+            raise ConfigError(
+                f"snr_window_db must be in (0, {high - low:g}] (the range's width), got {self.snr_window_db}"
+            )
+        window_low = self.snr_window_low_db
+        if window_low is not None and not low <= window_low <= high - self.snr_window_db:
+            raise ConfigError(
+                f"snr_window_low_db={window_low} puts the window outside snr_range_db {self.snr_range_db}"
+            )
+        if self.crop_seconds <= 0 or self.pairs_per_batch < 2:
+            raise ConfigError("crop_seconds must be > 0 and pairs_per_batch >= 2")
+
+    @property
+    def crop_samples(self) -> int:
+        return int(round(self.crop_seconds * self.sample_rate))
+
+
 def _convert(value: Any, annotation: Any, where: str) -> Any:
     """Checks and converts one YAML value to the field's annotated type."""
     origin = typing.get_origin(annotation)

@@ -1,0 +1,84 @@
+"""Mixing speech and noise at a given SNR, with keras.ops only (TensorFlow, JAX, PyTorch).
+
+It runs inside the model's step on the accelerator: the input pipeline ships clean speech,
+noise and SNRs, and the mixtures are made where they are consumed.
+
+SNR is defined over the whole crop: SNR_dB = 10 log10(mean(clean²) / mean(scaled_noise²)).
+The noise is scaled; the clean signal is kept as it is. All arithmetic is float32, whatever
+the inputs' dtype (mixed precision included), so the requested SNR is met to ~1e-4 dB.
+
+Silent inputs: with silent (all-zero) clean speech the noise gain is 0 and the mixture is the
+silent clean signal; with silent noise the mixture is the clean signal. Both stay finite.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+POWER_FLOOR = 1e-12
+"""Added to the noise power so that a silent noise never divides by zero."""
+
+CLIP_LEVEL = 0.999
+"""Peak that `prevent_clipping` scales mixtures down to (never up)."""
+
+
+def _power(signal):
+    return ops.mean(ops.square(signal), axis=-1)
+
+
+def noise_gain(clean, noise, snr_db):
+    """Gain that brings `noise` to `snr_db` below `clean` (shape of `snr_db`)."""
+    clean = ops.cast(clean, "float32")
+    noise = ops.cast(noise, "float32")
+    snr_db = ops.cast(snr_db, "float32")
+    target_noise_power = _power(clean) * ops.power(10.0, -snr_db / 10.0)
+    return ops.sqrt(target_noise_power / (_power(noise) + POWER_FLOOR))
+
+
+def _peak_scale(*mixtures):
+    peak = ops.max(ops.stack([ops.max(ops.abs(m), axis=-1) for m in mixtures]), axis=0)
+    return ops.minimum(1.0, CLIP_LEVEL / ops.maximum(peak, POWER_FLOOR))
+
+
+def mix_at_snr(clean, noise, snr_db, *, prevent_clipping: bool = False):
+    """Adds `noise` to `clean` at `snr_db`.
+
+    Args:
+        clean: [..., num_samples] speech.
+        noise: [..., num_samples] noise, same shape as `clean`.
+        snr_db: [...] the SNR of each mixture, in dB.
+        prevent_clipping: scale a mixture whose peak exceeds 0.999 down to 0.999; speech and
+            noise are scaled together, so the SNR is kept.
+
+    Returns:
+        float32 [..., num_samples] mixtures.
+    """
+    clean = ops.cast(clean, "float32")
+    noise = ops.cast(noise, "float32")
+    gain = noise_gain(clean, noise, snr_db)
+    mixture = clean + ops.expand_dims(gain, -1) * noise
+    if prevent_clipping:
+        mixture = mixture * ops.expand_dims(_peak_scale(mixture), -1)
+    return mixture
+
+
+def mix_pair(clean, noise, snr_db, *, prevent_clipping: bool = False):
+    """Both views of JND pairs: the same speech and noise at two SNRs.
+
+    Args:
+        clean: [batch, num_samples] speech.
+        noise: [batch, num_samples] noise excerpts.
+        snr_db: [batch, 2] the two SNRs of each pair, in dB.
+        prevent_clipping: as in `mix_at_snr`, with one factor for both views of a pair, so
+            the speech keeps the same level in both and only the noise differs.
+
+    Returns:
+        (view_a, view_b), each float32 [batch, num_samples].
+    """
+    snr_db = ops.cast(snr_db, "float32")
+    view_a = mix_at_snr(clean, noise, snr_db[:, 0])
+    view_b = mix_at_snr(clean, noise, snr_db[:, 1])
+    if prevent_clipping:
+        scale = ops.expand_dims(_peak_scale(view_a, view_b), -1)
+        view_a, view_b = view_a * scale, view_b * scale
+    return view_a, view_b
