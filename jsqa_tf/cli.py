@@ -171,3 +171,264 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
         for name, split in manifest["splits"].items()
     }
     _echo_json(summary)
+
+
+def _progress(length: int, label: str):
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
+
+
+def _pair_settings(settings: dict, snr_range, snr_window, snr_window_low) -> dict:
+    if snr_range:
+        settings["snr_range_db"] = list(snr_range)
+    if snr_window is not None:
+        settings["snr_window_db"] = snr_window
+    if snr_window_low is not None:
+        settings["snr_window_low_db"] = snr_window_low
+    return settings
+
+
+_SNR_OPTIONS = [
+    click.option("--snr-range", nargs=2, type=float, help="Range the SNR window lies in, dB (default -3 9)."),
+    click.option("--snr-window", type=float, help="Width of the window both SNRs come from, dB (default 6)."),
+    click.option("--snr-window-low", type=float, help="Fix the window's low end (default: random per pair)."),
+]
+
+
+def _snr_options(command):
+    for option in reversed(_SNR_OPTIONS):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("clean_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("noise_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("-n", "--num-pairs", default=64, show_default=True, help="Pairs to draw.")
+@click.option("--split", default="train", show_default=True, help="Split of both prepared folders.")
+@click.option("--crop-seconds", type=float, help="Length of each pair (default 4 s).")
+@_snr_options
+@click.option("--seed", type=int, help="Seed of crops, excerpts and SNRs (default 0).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML with PairConfig fields.")
+@click.option("--audio/--no-audio", default=True, show_default=True, help="Write each pair's two WAV files.")
+@click.option(
+    "--tensorboard",
+    "tensorboard_dir",
+    type=click.Path(file_okay=False),
+    help="Also log example pairs (audio) and the |ΔSNR| histogram here.",
+)
+def pairs(
+    clean_dir,
+    noise_dir,
+    output_dir,
+    num_pairs,
+    split,
+    crop_seconds,
+    snr_range,
+    snr_window,
+    snr_window_low,
+    seed,
+    config_path,
+    audio,
+    tensorboard_dir,
+) -> None:
+    """Draws JND pairs from prepared CLEAN_DIR speech and NOISE_DIR noise into OUTPUT_DIR.
+
+    Each pair: one clean crop and one noise excerpt mixed at two SNRs drawn from one 6 dB
+    window inside [-3, 9] dB (paper defaults). Writes pairs.csv, audio/*.wav, summary.json and
+    the |ΔSNR| histogram (abs_delta_snr_histogram.png); prints the summary as JSON.
+    """
+    from jsqa_tf.config import PairConfig, from_dict, load_yaml
+    from jsqa_tf.data.pairs import write_pairs
+
+    settings = load_yaml(config_path) if config_path else {}
+    settings.update(clean_dir=os.path.abspath(clean_dir), noise_dir=os.path.abspath(noise_dir), split=split)
+    if crop_seconds is not None:
+        settings["crop_seconds"] = crop_seconds
+    if seed is not None:
+        settings["seed"] = seed
+    config = from_dict(
+        PairConfig,
+        _pair_settings(settings, snr_range, snr_window, snr_window_low),
+        where=config_path or "pairs",
+    )
+    with _progress(num_pairs, "drawing pairs") as bar:
+        summary = write_pairs(
+            config,
+            output_dir,
+            num_pairs,
+            write_audio=audio,
+            tensorboard_dir=tensorboard_dir,
+            on_progress=bar.update,
+        )
+    click.echo(
+        f"mean |ΔSNR| {summary['mean_abs_delta_db']:.3f} dB over {summary['num_pairs']} pairs "
+        f"(expected {summary['expected_mean_abs_delta_db']:.3f})",
+        err=True,
+    )
+    _echo_json(
+        {k: v for k, v in summary.items() if k != "config"} | {"output_dir": os.path.abspath(output_dir)}
+    )
+
+
+@main.group()
+def jnd() -> None:
+    """The JND classifier (PESQ + SI-SDR SVM) and the label-only JND curve."""
+
+
+def _report_skipped(reasons: list[str], what: str) -> int:
+    failed = [r for r in reasons if r]
+    if failed:
+        examples = "".join(f"\n  {r}" for r in failed[:3])
+        click.echo(f"warning: {len(failed)} {what} skipped; e.g.:{examples}", err=True)
+    return len(failed)
+
+
+@jnd.command("fit")
+@click.argument("pair_list", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--audio-root",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder the list's paths are relative to (default: the list's folder).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the classifier (JSON).",
+)
+@click.option("--c", "c_value", default=1.0, show_default=True, help="SVM regularisation C.")
+@click.option("--folds", default=5, show_default=True, help="Cross-validation folds.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("-j", "--num-workers", default=2, show_default=True, help="Feature processes (0: none).")
+def jnd_fit(pair_list, audio_root, out_path, c_value, folds, seed, num_workers) -> None:
+    """Trains the JND classifier on human-labelled pairs and prints its CV accuracy.
+
+    PAIR_LIST: CDPAM's `ref<TAB>per<TAB>label[<TAB>type]` list (0 = same, 1 = different) or a
+    CSV with columns ref, deg, label.
+    """
+    import numpy as np
+
+    from jsqa_tf.jnd import JNDClassifier, extract_features, less_noisy_first, read_labelled_pairs
+
+    if os.path.exists(out_path):
+        raise JSQAError(f"{out_path}: exists already; choose another name (nothing was overwritten)")
+    labelled = read_labelled_pairs(pair_list, audio_root)
+    with _progress(len(labelled), "PESQ + SI-SDR") as bar:
+        features, ok, reasons = extract_features(
+            [less_noisy_first(p) for p in labelled], num_workers=num_workers, on_progress=bar.update
+        )
+    skipped = _report_skipped(reasons, "pair(s) could not be scored and were")
+    labels = np.array([p.label for p in labelled])
+    classifier = JNDClassifier.fit(features[ok], labels[ok], C=c_value, seed=seed, folds=folds)
+    classifier.info["num_skipped"] = skipped
+    classifier.info["trained_on"] = os.path.abspath(pair_list)
+    classifier.save(out_path)
+    _echo_json(classifier.info | {"classifier": os.path.abspath(out_path)})
+
+
+@jnd.command("validate")
+@click.argument("classifier_path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("pairs_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-j", "--num-workers", default=2, show_default=True, help="Feature processes (0: none).")
+def jnd_validate(classifier_path, pairs_dir, num_workers) -> None:
+    """Scores pairs written by `jsqa-tf pairs` and reports the share within JND (95% CI)."""
+    import csv
+
+    import numpy as np
+
+    from jsqa_tf.data.pairs import PAIRS_CSV
+    from jsqa_tf.jnd import SAME, JNDClassifier, extract_features, wilson_interval
+
+    classifier = JNDClassifier.load(classifier_path)
+    csv_path = os.path.join(pairs_dir, PAIRS_CSV)
+    if not os.path.exists(csv_path):
+        raise JSQAError(f"{pairs_dir}: no {PAIRS_CSV}; write pairs with `jsqa-tf pairs` first")
+    with open(csv_path, newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows or not rows[0].get("file_a"):
+        raise JSQAError(f"{csv_path}: the pairs were written without audio (--no-audio)")
+    files = []
+    for row in rows:
+        a, b = (os.path.join(pairs_dir, row[key]) for key in ("file_a", "file_b"))
+        files.append((a, b) if float(row["snr_a_db"]) >= float(row["snr_b_db"]) else (b, a))
+    with _progress(len(files), "PESQ + SI-SDR") as bar:
+        features, ok, reasons = extract_features(files, num_workers=num_workers, on_progress=bar.update)
+    skipped = _report_skipped(reasons, "pair(s) could not be scored and were")
+    same = int(np.sum(classifier.predict(features[ok]) == SAME))
+    scored = int(ok.sum())
+    if scored == 0:
+        raise JSQAError(f"{pairs_dir}: no pair could be scored")
+    low, high = wilson_interval(same, scored)
+    _echo_json(
+        {
+            "num_pairs": len(rows),
+            "num_scored": scored,
+            "num_skipped": skipped,
+            "num_within_jnd": same,
+            "share_within_jnd": same / scored,
+            "share_within_jnd_ci95": [low, high],
+            "mean_pesq_wb": float(np.mean(features[ok, 0])),
+            "mean_si_sdr_db": float(np.mean(features[ok, 1])),
+        }
+    )
+
+
+@jnd.command("curve")
+@click.argument("pair_list", type=click.Path(exists=True, dir_okay=False))
+@_snr_options
+@click.option("--bootstrap", default=500, show_default=True, help="Bootstrap resamples for intervals.")
+@click.option("--seed", default=0, show_default=True)
+def jnd_curve(pair_list, snr_range, snr_window, snr_window_low, bootstrap, seed) -> None:
+    """Fits P(same | |ΔSNR|) to a CDPAM linear-noise list from its labels alone (no audio).
+
+    Prints, pooled and per noise type, the |ΔSNR| at P(same) = 0.5 and 0.75 with bootstrap 95%
+    intervals, and what the pooled curve says of the configured pair distribution.
+    """
+    import numpy as np
+
+    from jsqa_tf.config import PairConfig, from_dict
+    from jsqa_tf.data.pairs import sample_snr_pairs_numpy
+    from jsqa_tf.jnd import curve_points, fit_psychometric, read_cdpam_list, share_within_jnd
+
+    pair_config = from_dict(
+        PairConfig, _pair_settings({"clean_dir": "", "noise_dir": ""}, snr_range, snr_window, snr_window_low)
+    )
+    points = curve_points(read_cdpam_list(pair_list))
+    pooled = fit_psychometric(points.abs_delta_db, points.same, num_bootstrap=bootstrap, seed=seed)
+    snrs = sample_snr_pairs_numpy(
+        np.random.default_rng(seed),
+        100_000,
+        tuple(pair_config.snr_range_db),
+        pair_config.snr_window_db,
+        pair_config.snr_window_low_db,
+    )
+    per_type = {}
+    for noise_type in sorted({t for t in points.noise_type if t}):
+        chosen = points.noise_type == noise_type
+        try:
+            per_type[noise_type] = fit_psychometric(
+                points.abs_delta_db[chosen], points.same[chosen], num_bootstrap=bootstrap, seed=seed
+            )
+        except JSQAError as error:
+            per_type[noise_type] = {"error": str(error), "num_pairs": int(chosen.sum())}
+    click.echo(
+        f"pooled: P(same) = 0.5 at |ΔSNR| {pooled['delta_db_at_p50']:.2f} dB, "
+        f"0.75 at {pooled['delta_db_at_p75']:.2f} dB ({pooled['num_pairs']} pairs)",
+        err=True,
+    )
+    _echo_json(
+        {
+            "pooled": pooled,
+            "pair_distribution": {
+                "snr_range_db": list(pair_config.snr_range_db),
+                "snr_window_db": pair_config.snr_window_db,
+                "mean_abs_delta_db": float(np.mean(np.abs(snrs[:, 0] - snrs[:, 1]))),
+                **share_within_jnd(pooled, np.abs(snrs[:, 0] - snrs[:, 1])),
+            },
+            "per_noise_type": per_type,
+            "skipped": points.num_skipped,
+        }
+    )

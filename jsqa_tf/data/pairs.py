@@ -10,11 +10,21 @@ The mixing itself (`jsqa_tf.mixing.mix_pair`) runs in the model's step on the ac
 
 from __future__ import annotations
 
+import csv
+import io
+import os
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
-from jsqa_tf.config import PairConfig
+from jsqa_tf import atomic
+from jsqa_tf.audio import write_wav
+from jsqa_tf.config import PairConfig, to_dict
 from jsqa_tf.data.pipeline import make_dataset
+from jsqa_tf.errors import ConfigError, CorpusError
+from jsqa_tf.mixing import mix_pair
+from jsqa_tf.plots import delta_snr_histogram_png
 
 
 def sample_snr_pairs(
@@ -88,3 +98,92 @@ def make_pair_dataset(config: PairConfig, *, with_ids: bool = False) -> tf.data.
 
     dataset = tf.data.Dataset.zip((clean, noise, counter))
     return dataset.map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+PAIRS_CSV = "pairs.csv"
+SUMMARY_JSON = "summary.json"
+HISTOGRAM_PNG = "abs_delta_snr_histogram.png"
+
+
+def write_pairs(
+    config: PairConfig,
+    output_dir: str | os.PathLike,
+    num_pairs: int,
+    *,
+    write_audio: bool = True,
+    tensorboard_dir: str | os.PathLike | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Draws `num_pairs` JND pairs and writes them; returns the summary.
+
+    Writes `audio/pair_<n>_{a,b}.wav` (16-bit; one peak scale per pair, so only the noise level
+    differs between a and b), `pairs.csv` (pair, clean_id, noise_id, snr_a_db, snr_b_db,
+    abs_delta_db, file_a, file_b), `summary.json` (mean |ΔSNR|, histogram) and the histogram PNG.
+    A folder that already holds `pairs.csv` is refused.
+    """
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    if os.path.exists(os.path.join(output_dir, PAIRS_CSV)):
+        raise CorpusError(output_dir, f"already holds {PAIRS_CSV}; choose another folder")
+    if num_pairs < 1:
+        raise ConfigError(f"num_pairs must be >= 1, got {num_pairs}")
+    rows, first_batch = [], None
+    dataset = make_pair_dataset(config, with_ids=True)
+    for clean, noise, snr_db, ids in dataset:
+        if write_audio:
+            view_a, view_b = (np.asarray(v) for v in mix_pair(clean, noise, snr_db, prevent_clipping=True))
+        taken = min(len(snr_db), num_pairs - len(rows))
+        for i in range(taken):
+            n = len(rows)
+            snr_a, snr_b = (float(v) for v in snr_db[i])
+            row = {
+                "pair": n,
+                "clean_id": ids["clean_id"][i].numpy().decode(),
+                "noise_id": ids["noise_id"][i].numpy().decode(),
+                "snr_a_db": round(snr_a, 4),
+                "snr_b_db": round(snr_b, 4),
+                "abs_delta_db": round(abs(snr_a - snr_b), 4),
+                "file_a": "",
+                "file_b": "",
+            }
+            if write_audio:
+                for view, samples in (("a", view_a[i]), ("b", view_b[i])):
+                    name = f"audio/pair_{n:05d}_{view}.wav"
+                    write_wav(os.path.join(output_dir, name), samples, config.sample_rate)
+                    row[f"file_{view}"] = name
+            rows.append(row)
+        first_batch = first_batch or (clean, noise, snr_db)
+        if on_progress:
+            on_progress(taken)
+        if len(rows) >= num_pairs:
+            break
+
+    deltas = np.array([row["abs_delta_db"] for row in rows])
+    counts, edges = np.histogram(deltas, bins=12, range=(0.0, config.snr_window_db))
+    summary = {
+        "num_pairs": len(rows),
+        "mean_abs_delta_db": float(np.mean(deltas)),
+        "expected_mean_abs_delta_db": config.snr_window_db / 3,
+        "max_abs_delta_db": float(np.max(deltas)),
+        "histogram": {"edges_db": edges.round(3).tolist(), "counts": counts.tolist()},
+        "audio": write_audio,
+        "config": to_dict(config),
+    }
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    png = delta_snr_histogram_png(deltas, config.snr_window_db)
+    with atomic.atomic_path(os.path.join(output_dir, HISTOGRAM_PNG)) as temp_path:
+        with open(temp_path, "wb") as stream:
+            stream.write(png)
+    atomic.write_json(os.path.join(output_dir, SUMMARY_JSON), summary)
+    atomic.write_text(os.path.join(output_dir, PAIRS_CSV), buffer.getvalue())  # last: complete
+    if tensorboard_dir is not None:
+        from jsqa_tf.tensorboard import log_pairs
+
+        writer = tf.summary.create_file_writer(os.fspath(tensorboard_dir))
+        clean, noise, snr_db = first_batch
+        log_pairs(
+            writer, clean, noise, snr_db, step=0, snr_window_db=config.snr_window_db, all_abs_delta_db=deltas
+        )
+    return summary
