@@ -401,13 +401,23 @@ def curve_points(pairs: Sequence[LabelledPair]) -> CurvePoints:
     return CurvePoints(np.array(deltas), np.array(same, dtype=bool), np.array(types, dtype=object), skipped)
 
 
-def _logistic_fit(delta: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """Maximum-likelihood (intercept, slope) of P(same) = 1 / (1 + exp(-(a + b·delta)))."""
-    from sklearn.linear_model import LogisticRegression
+def _logistic_fit(delta: np.ndarray, same: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """Maximum-likelihood (intercept, slope) of P(same) = 1 / (1 + exp(-(a + b·delta))).
 
-    model = LogisticRegression(penalty=None, max_iter=1000)
-    model.fit(delta[:, None], same.astype(int))
-    return float(model.intercept_[0]), float(model.coef_[0, 0])
+    Newton-Raphson (iteratively reweighted least squares) on two parameters.
+    """
+    design = np.stack([np.ones_like(delta), delta], axis=1)
+    target = same.astype(np.float64)
+    params = np.zeros(2)
+    for _ in range(iterations):
+        probability = 1 / (1 + np.exp(-np.clip(design @ params, -500, 500)))
+        weights = probability * (1 - probability) + 1e-12
+        hessian = design.T @ (design * weights[:, None])
+        step = np.linalg.solve(hessian + 1e-9 * np.eye(2), design.T @ (target - probability))
+        params += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(params[0]), float(params[1])
 
 
 def _threshold(intercept: float, slope: float, probability: float) -> float:

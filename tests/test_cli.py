@@ -97,3 +97,77 @@ def test_strict_fails_on_problem_files(run, tmp_path, tiny_demo):
     result = run("prepare", "librispeech", source, tmp_path / "out", "-j", "0")
     assert result.exit_code == 0 and json.loads(result.stdout)["num_problems"] == 1
     assert "warning: 1 file(s) skipped" in result.stderr and "Format not recognised" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_shards(tmp_path_factory, tiny_demo):
+    root = tmp_path_factory.mktemp("cli_pairs")
+    runner = CliRunner()
+    for corpus, options in [("librispeech", []), ("chime3", ["--chime3-channels", "all"])]:
+        out = root / corpus
+        result = runner.invoke(main, ["prepare", corpus, tiny_demo[corpus], str(out), "-j", "0", *options])
+        assert result.exit_code == 0, result.output
+    return root
+
+
+def test_pairs_then_jnd_fit_validate(run, tmp_path, demo_shards):
+    out = tmp_path / "pairs"
+    result = run(
+        "pairs", demo_shards / "librispeech", demo_shards / "chime3", out, "-n", "6", "--crop-seconds", "2"
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["num_pairs"] == 6 and "mean |ΔSNR|" in result.stderr
+    assert (out / "abs_delta_snr_histogram.png").exists()
+
+    # A small human-like labelled set: pairs of one source at a small or a large gain step.
+    import numpy as np
+
+    from jsqa_tf.audio import read_audio, write_wav
+
+    clean = read_audio(sorted((out / "audio").glob("*_a.wav"))[0])
+    noise = np.random.default_rng(0).standard_normal(len(clean)) * 0.05
+    lines = []
+    for source in range(6):
+        shifted = np.roll(clean, 1000 * source)
+        for gain in (0.1, 0.11, 0.12, 0.5, 1.0):
+            write_wav(tmp_path / "lab" / f"{gain}_s{source}.wav", shifted + gain * noise)
+        for ga, gb in [(0.1, 0.11), (0.11, 0.12), (0.1, 0.12), (0.1, 0.5), (0.11, 1.0), (0.12, 0.5)]:
+            lines.append(f"{ga}_s{source}.wav\t{gb}_s{source}.wav\t{int(gb / ga > 2)}")
+    (tmp_path / "lab" / "list.txt").write_text("\n".join(lines) + "\n")
+    result = run(
+        "jnd", "fit", tmp_path / "lab" / "list.txt", "-o", tmp_path / "jnd.json", "-j", "0", "--folds", "3"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["cv_accuracy"] > 0.8
+    result = run("jnd", "fit", tmp_path / "lab" / "list.txt", "-o", tmp_path / "jnd.json")
+    assert result.exit_code == 1 and "exists already" in result.output
+
+    result = run("jnd", "validate", tmp_path / "jnd.json", out, "-j", "0")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["num_scored"] + report["num_skipped"] == 6
+    low, high = report["share_within_jnd_ci95"]
+    assert 0 <= low <= report["share_within_jnd"] <= high <= 1
+
+
+def test_jnd_curve_from_labels_alone(run, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(400):
+        delta = rng.uniform(0, 8)
+        same = rng.random() < 1 / (1 + np.exp(-(4.0 - 1.6 * delta)))  # P(same) = 0.5 at 2.5 dB
+        lines.append(f"0.1_u{i}.wav\t{0.1 * 10 ** (delta / 20):.6f}_u{i}.wav\t{0 if same else 1}\tpink_noise")
+    (tmp_path / "linear.txt").write_text("\n".join(lines) + "\n")
+    result = run("jnd", "curve", tmp_path / "linear.txt", "--bootstrap", "50")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["pooled"]["delta_db_at_p50"] == pytest.approx(2.5, abs=0.4)
+    assert report["pair_distribution"]["mean_abs_delta_db"] == pytest.approx(2.0, abs=0.05)
+    assert 0.5 < report["pair_distribution"]["expected_share_judged_same"] < 1
+    assert set(report["per_noise_type"]) == {"pink_noise"}
+    (tmp_path / "broken.txt").write_text("\n".join(lines[:3]) + "\nonly-one-field\n")
+    result = run("jnd", "curve", tmp_path / "broken.txt")
+    assert result.exit_code == 1 and "broken.txt: line 4: expected" in result.output

@@ -1,0 +1,101 @@
+import csv
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from jsqa_tf.config import PairConfig, PrepareConfig
+from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, sample_snr_pairs_numpy, write_pairs
+from jsqa_tf.data.prepare import prepare
+from jsqa_tf.errors import ConfigError, CorpusError
+
+
+@pytest.fixture(scope="module")
+def prepared_pairs(tiny_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    prepare(
+        PrepareConfig(corpus="librispeech", source=tiny_demo["librispeech"], num_workers=0), root / "clean"
+    )
+    noise = PrepareConfig(corpus="chime3", source=tiny_demo["chime3"], chime3_channels="all", num_workers=0)
+    prepare(noise, root / "noise")
+    return PairConfig(str(root / "clean"), str(root / "noise"), pairs_per_batch=4, crop_seconds=1.0)
+
+
+def test_abs_delta_snr_distribution_matches_the_paper():
+    snr = sample_snr_pairs(20_000, tf.constant([0, 1], tf.int64)).numpy()
+    delta = np.abs(snr[:, 0] - snr[:, 1])
+    assert delta.mean() == pytest.approx(2.0, abs=0.1)  # triangular on [0, 6]: mean 6 / 3
+    assert snr.min() >= -3 and snr.max() <= 9 and delta.max() <= 6
+    assert np.mean(delta < 2.0) == pytest.approx(1 - (4 / 6) ** 2, abs=0.02)  # triangle's CDF
+    assert snr.min() < -2.5 and snr.max() > 8.5  # the window moves over the whole range
+
+
+def test_fixed_window_and_numpy_twin():
+    snr = sample_snr_pairs(5000, tf.constant([3, 4], tf.int64), snr_window_low_db=3.0).numpy()
+    assert snr.min() >= 3.0 and snr.max() <= 9.0
+    twin = sample_snr_pairs_numpy(np.random.default_rng(0), 20_000)
+    assert np.abs(twin[:, 0] - twin[:, 1]).mean() == pytest.approx(2.0, abs=0.1)
+    narrow = sample_snr_pairs(20_000, tf.constant([5, 6], tf.int64), (0.0, 20.0), 3.0).numpy()
+    assert np.abs(narrow[:, 0] - narrow[:, 1]).mean() == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (dict(snr_window_db=13.0), "snr_window_db must be in"),
+        (dict(snr_range_db=(9.0, -3.0)), "low < high"),
+        (dict(snr_window_low_db=5.0), "outside snr_range_db"),
+        (dict(pairs_per_batch=1), "pairs_per_batch"),
+    ],
+)
+def test_bad_pair_configs(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        PairConfig("c", "n", **settings)
+
+
+def test_batches_pair_different_utterances_with_different_noises(prepared_pairs):
+    dataset = make_pair_dataset(prepared_pairs, with_ids=True)
+    for clean, noise, snr_db, ids in dataset.take(6):
+        assert clean.shape == noise.shape == (4, 16000) and snr_db.shape == (4, 2)
+        assert len(set(ids["clean_id"].numpy())) == 4
+        assert len(set(ids["noise_id"].numpy())) == 4
+        assert float(tf.reduce_min(tf.math.reduce_std(noise, axis=1))) > 0.001  # excerpts, not padding
+    plain = next(iter(make_pair_dataset(prepared_pairs)))
+    assert len(plain) == 3
+
+
+def test_same_seed_same_pairs(prepared_pairs):
+    def first(config):
+        return [t.numpy() for t in next(iter(make_pair_dataset(config)))]
+
+    for x, y in zip(first(prepared_pairs), first(prepared_pairs), strict=True):
+        np.testing.assert_array_equal(x, y)
+    other = PairConfig(**{**prepared_pairs.__dict__, "seed": 1})
+    assert not np.array_equal(first(prepared_pairs)[2], first(other)[2])
+
+
+def test_write_pairs_files_summary_and_tensorboard(prepared_pairs, tmp_path):
+    summary = write_pairs(prepared_pairs, tmp_path / "out", 10, tensorboard_dir=tmp_path / "tb")
+    with open(tmp_path / "out" / "pairs.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == summary["num_pairs"] == 10
+    for row in rows:
+        assert float(row["abs_delta_db"]) == pytest.approx(
+            abs(float(row["snr_a_db"]) - float(row["snr_b_db"])), abs=2e-4
+        )
+        assert os.path.exists(tmp_path / "out" / row["file_a"]) and os.path.exists(
+            tmp_path / "out" / row["file_b"]
+        )
+    assert summary["mean_abs_delta_db"] == pytest.approx(
+        np.mean([float(r["abs_delta_db"]) for r in rows]), abs=1e-3
+    )
+    assert sum(summary["histogram"]["counts"]) == 10
+    assert (tmp_path / "out" / "abs_delta_snr_histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    tags = set()
+    for event_file in (tmp_path / "tb").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags |= {value.tag for value in event.summary.value}
+    assert {"jnd_pairs/a_then_b", "jnd_pairs/abs_delta_snr_histogram"} <= tags
+    with pytest.raises(CorpusError, match="already holds pairs.csv"):
+        write_pairs(prepared_pairs, tmp_path / "out", 10)

@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsqa_tf.mixing import CLIP_LEVEL, mix_at_snr, mix_pair
+
+
+def measured_snr_db(clean, mixture):
+    noise = mixture.astype(np.float64) - clean.astype(np.float64)
+    return 10 * np.log10(np.mean(clean.astype(np.float64) ** 2, -1) / np.mean(noise**2, -1))
+
+
+def signal(seed, shape, kind, level):
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        x = rng.standard_normal(shape)
+    elif kind == "uniform":
+        x = rng.uniform(-1, 1, shape)
+    else:  # bursty, speech-like: noise gated on and off
+        x = (
+            rng.standard_normal(shape)
+            * (rng.random(shape[:-1] + (shape[-1] // 400 + 1,)) > 0.5).repeat(400, -1)[..., : shape[-1]]
+        )
+        x[..., 0] += 1e-3  # never all-zero
+    return (level * x / (np.std(x, axis=-1, keepdims=True) + 1e-12)).astype(np.float32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    batch=st.integers(1, 4),
+    length=st.integers(256, 8000),
+    clean_kind=st.sampled_from(["gaussian", "uniform", "bursty"]),
+    noise_kind=st.sampled_from(["gaussian", "uniform", "bursty"]),
+    clean_level=st.floats(1e-4, 0.5),
+    noise_level=st.floats(1e-4, 2.0),
+    snr=st.lists(st.floats(-20, 40), min_size=4, max_size=4),
+)
+def test_snr_is_exact(seed, batch, length, clean_kind, noise_kind, clean_level, noise_level, snr):
+    clean = signal(seed, (batch, length), clean_kind, clean_level)
+    noise = signal(seed + 1, (batch, length), noise_kind, noise_level)
+    snr_db = np.array(snr[:batch], np.float32)
+    mixture = np.asarray(mix_at_snr(clean, noise, snr_db))
+    assert mixture.dtype == np.float32 and mixture.shape == clean.shape
+    np.testing.assert_allclose(measured_snr_db(clean, mixture), snr_db, atol=0.01)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31), snr=st.floats(-3, 9), loud=st.floats(0.5, 20))
+def test_clipping_prevention_keeps_snr(seed, snr, loud):
+    clean = signal(seed, (2, 4000), "gaussian", loud)
+    noise = signal(seed + 7, (2, 4000), "uniform", 1.0)
+    snr_db = np.full(2, snr, np.float32)
+    mixture = np.asarray(mix_at_snr(clean, noise, snr_db, prevent_clipping=True))
+    assert np.max(np.abs(mixture)) <= CLIP_LEVEL + 1e-6
+    unclipped = np.asarray(mix_at_snr(clean, noise, snr_db))
+    scale = mixture[:, :1] / unclipped[:, :1]
+    np.testing.assert_allclose(mixture, unclipped * scale, rtol=1e-5, atol=1e-7)  # one gain per signal
+    np.testing.assert_allclose(measured_snr_db(clean * scale, mixture), snr_db, atol=0.01)
+
+
+def test_quiet_mixtures_are_not_scaled_up():
+    clean = signal(0, (1, 1000), "gaussian", 0.01)
+    noise = signal(1, (1, 1000), "gaussian", 0.01)
+    np.testing.assert_array_equal(
+        np.asarray(mix_at_snr(clean, noise, np.zeros(1), prevent_clipping=True)),
+        np.asarray(mix_at_snr(clean, noise, np.zeros(1))),
+    )
+
+
+def test_silent_inputs_give_finite_documented_output():
+    noise = signal(0, (2, 1000), "gaussian", 0.1)
+    clean = signal(1, (2, 1000), "gaussian", 0.1)
+    silent = np.zeros((2, 1000), np.float32)
+    snr_db = np.array([0.0, 5.0], np.float32)
+    out = np.asarray(mix_at_snr(silent, noise, snr_db, prevent_clipping=True))
+    assert np.all(np.isfinite(out)) and not out.any()  # silent speech: noise gain 0
+    out = np.asarray(mix_at_snr(clean, silent, snr_db, prevent_clipping=True))
+    np.testing.assert_array_equal(out, clean)  # silent noise: the clean signal
+    out = np.asarray(mix_at_snr(silent, silent, snr_db))
+    assert np.all(np.isfinite(out)) and not out.any()
+
+
+def test_half_precision_inputs_are_mixed_in_float32():
+    clean = signal(0, (3, 2000), "gaussian", 0.1).astype(np.float16)
+    noise = signal(1, (3, 2000), "gaussian", 0.3).astype(np.float16)
+    snr_db = np.array([-3.0, 2.5, 9.0], np.float16)
+    mixture = np.asarray(mix_at_snr(clean, noise, snr_db))
+    assert mixture.dtype == np.float32
+    np.testing.assert_allclose(measured_snr_db(clean.astype(np.float32), mixture), snr_db, atol=0.01)
+
+
+def test_pair_views_share_speech_and_noise_and_one_peak_scale():
+    clean = signal(0, (4, 3000), "gaussian", 3.0)  # loud: forces clipping prevention
+    noise = signal(1, (4, 3000), "uniform", 1.0)
+    snr_db = np.array([[3, 5], [9, 8], [-3, 0], [4, 4]], np.float32)
+    a, b = (np.asarray(v) for v in mix_pair(clean, noise, snr_db, prevent_clipping=True))
+    assert max(np.abs(a).max(), np.abs(b).max()) <= CLIP_LEVEL + 1e-6
+    for i in range(4):
+        # Both views are s·(clean + g·noise) with one s: least squares recovers s, g_a, g_b.
+        basis = np.stack([clean[i], noise[i]], axis=1)
+        (sa, ga), *_ = np.linalg.lstsq(basis, a[i], rcond=None)
+        (sb, gb), *_ = np.linalg.lstsq(basis, b[i], rcond=None)
+        assert sa == pytest.approx(sb, rel=1e-5)
+        snr_from_gains = 10 * np.log10(
+            np.mean(clean[i] ** 2) / (np.array([ga, gb]) / sa) ** 2 / np.mean(noise[i] ** 2)
+        )
+        np.testing.assert_allclose(snr_from_gains, snr_db[i], atol=0.01)
