@@ -107,3 +107,31 @@ def test_pair_views_share_speech_and_noise_and_one_peak_scale():
             np.mean(clean[i] ** 2) / (np.array([ga, gb]) / sa) ** 2 / np.mean(noise[i] ** 2)
         )
         np.testing.assert_allclose(snr_from_gains, snr_db[i], atol=0.01)
+
+
+def test_mixing_runs_under_the_jax_backend(tmp_path):
+    """The same keras.ops code, jit-compiled by JAX, gives the same mixtures (subprocess:
+    the backend is chosen once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    clean = signal(0, (3, 4000), "gaussian", 0.2)
+    noise = signal(1, (3, 4000), "bursty", 0.5)
+    snr_db = np.array([[-3, 0], [5.5, 9], [2, 2]], np.float32)
+    np.savez(tmp_path / "inputs.npz", clean=clean, noise=noise, snr_db=snr_db)
+    script = (
+        "import numpy as np, jax, keras\n"
+        "from jsqa_tf.mixing import mix_pair\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        f"x = np.load({str(tmp_path / 'inputs.npz')!r})\n"
+        "mix = jax.jit(lambda c, n, s: mix_pair(c, n, s, prevent_clipping=True))\n"
+        "a, b = mix(x['clean'], x['noise'], x['snr_db'])\n"
+        f"np.savez({str(tmp_path / 'out.npz')!r}, a=np.asarray(a), b=np.asarray(b))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    out = np.load(tmp_path / "out.npz")
+    a, b = (np.asarray(v) for v in mix_pair(clean, noise, snr_db, prevent_clipping=True))
+    np.testing.assert_allclose(out["a"], a, atol=1e-6)
+    np.testing.assert_allclose(out["b"], b, atol=1e-6)
