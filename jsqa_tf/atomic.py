@@ -19,12 +19,16 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yields a temporary path beside `path`; renames it onto `path` if the block succeeds."""
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[str]:
+    """Yields a temporary path beside `path`; renames it onto `path` if the block succeeds.
+
+    The temporary name ends with `suffix` (default: `path`'s extension), for writers that
+    insist on one (Keras wants ".weights.h5").
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
+    suffix = os.path.splitext(path)[1] if suffix is None else suffix
     handle, temp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-", suffix=suffix)
     os.close(handle)
     os.chmod(temp_path, 0o666 & ~_umask())

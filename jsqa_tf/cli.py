@@ -432,3 +432,79 @@ def jnd_curve(pair_list, snr_range, snr_window, snr_window_low, bootstrap, seed)
             "skipped": points.num_skipped,
         }
     )
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Pipeline YAML, e.g. pipelines/pretrain_demo.yaml.",
+)
+@click.option("--run-dir", help="Run folder (default: the config's run_dir).")
+@click.option("--clean-dir", type=click.Path(file_okay=False), help="Prepared clean speech (train + val).")
+@click.option("--noise-dir", type=click.Path(file_okay=False), help="Prepared noise (train + val).")
+@click.option("--epochs", type=int, help="Training epochs.")
+@click.option("--steps-per-epoch", type=int, help="Batches per epoch.")
+@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]))
+@click.option("--jit-compile/--no-jit-compile", default=None, help="Compile the step with XLA.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["default", "mirrored", "multi-worker"]),
+    help="default: one device; mirrored: all local GPUs; multi-worker: TF_CONFIG cluster.",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any config value, e.g. --set training.learning_rate=3e-4 (repeatable).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in the run folder from its last checkpoint.")
+def pretrain(
+    config_path,
+    run_dir,
+    clean_dir,
+    noise_dir,
+    epochs,
+    steps_per_epoch,
+    precision,
+    jit_compile,
+    strategy,
+    assignments,
+    resume,
+) -> None:
+    """Contrastive pretraining of the encoder on JND pairs (NT-Xent).
+
+    Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
+    encoder.keras, summary.json); prints the summary as JSON. Ctrl-C, then the same command
+    with --resume, continues from the last finished epoch.
+    """
+    import yaml
+
+    from jsqa_tf.config import PretrainConfig, apply_overrides, from_dict, load_yaml
+    from jsqa_tf.training import pretrain as run_pretrain
+
+    overrides = {
+        "run_dir": run_dir,
+        "data.clean_dir": clean_dir,
+        "data.noise_dir": noise_dir,
+        "training.epochs": epochs,
+        "training.steps_per_epoch": steps_per_epoch,
+        "training.precision": precision,
+        "training.jit_compile": jit_compile,
+        "training.strategy": strategy,
+    }
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if clean_dir or noise_dir:
+        overrides["data.demo_dir"] = None
+    for assignment in assignments:
+        key, separator, value = assignment.partition("=")
+        if not separator:
+            raise JSQAError(f"--set {assignment!r}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    settings = apply_overrides(load_yaml(config_path), overrides)
+    config = from_dict(PretrainConfig, settings, where=config_path)
+    summary = run_pretrain(config, resume=resume)
+    _echo_json({k: v for k, v in summary.items() if k != "history"})

@@ -6,6 +6,7 @@ with the offending key named, so a typo in a YAML file never passes silently.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -125,6 +126,152 @@ class PairConfig:
         return int(round(self.crop_seconds * self.sample_rate))
 
 
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainDataConfig:
+    """Where pretraining reads its pairs, and how they are drawn (see `PairConfig`).
+
+    Args:
+        clean_dir: prepared clean speech, with "train" and "val" splits.
+        noise_dir: prepared noise, with "train" and "val" splits.
+        demo_dir: when set, the demo corpus is written and prepared here (once) and used
+            instead of clean_dir / noise_dir.
+        crop_seconds, pairs_per_batch, snr_range_db, snr_window_db, snr_window_low_db: as in
+            `PairConfig`; pairs_per_batch is per replica (each device sees that many).
+        val_batches: validation batches per epoch (the same pairs every epoch).
+    """
+
+    clean_dir: str = ""
+    noise_dir: str = ""
+    demo_dir: str | None = None
+    crop_seconds: float = 4.0
+    pairs_per_batch: int = 8
+    snr_range_db: tuple[float, ...] = (-3.0, 9.0)
+    snr_window_db: float = 6.0
+    snr_window_low_db: float | None = None
+    val_batches: int = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """The encoder (a `WaveformEncoder` preset, any field overridden) and projection head.
+
+    Args:
+        preset: jsqa (the paper's, 512-d), cdpam (1024-d), small or tiny.
+        first_filters ... decimation: `WaveformEncoder` arguments; None keeps the preset's.
+        projection: add the 2-layer projection head.
+        projection_dropout: its dropout rate.
+    """
+
+    preset: str = "jsqa"
+    first_filters: int | None = None
+    num_blocks: int | None = None
+    layers_per_block: int | None = None
+    growth: int | None = None
+    kernel_size: int | None = None
+    embedding_dim: int | None = None
+    contrastive_dim: int | None = None
+    decimation: str | None = None
+    projection: bool = True
+    projection_dropout: float = 0.1
+
+    def overrides(self) -> dict:
+        """The `WaveformEncoder` arguments that differ from the preset."""
+        names = (
+            "first_filters",
+            "num_blocks",
+            "layers_per_block",
+            "growth",
+            "kernel_size",
+            "embedding_dim",
+            "contrastive_dim",
+            "decimation",
+        )
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainTrainingConfig:
+    """Optimisation and run settings of contrastive pretraining.
+
+    Args:
+        epochs: training epochs.
+        steps_per_epoch: batches per epoch.
+        learning_rate: Adam's.
+        temperature: τ of NT-Xent.
+        precision: float32, mixed_float16 or mixed_bfloat16.
+        jit_compile: compile the train step with XLA.
+        strategy: default (one device), mirrored (all local GPUs) or multi-worker (TF_CONFIG).
+        prevent_clipping: peak-limit the mixtures.
+        seed: seeds weights, dropout and the pairs of every epoch.
+        deterministic: make TensorFlow ops deterministic (slower; for exact reruns).
+        keep_checkpoints: epoch checkpoints kept (the best one is kept besides).
+        audio_examples: example pairs written to TensorBoard each epoch.
+    """
+
+    epochs: int = 45
+    steps_per_epoch: int = 1000
+    learning_rate: float = 1e-3
+    temperature: float = 1.0
+    precision: str = "float32"
+    jit_compile: bool = False
+    strategy: str = "default"
+    prevent_clipping: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    keep_checkpoints: int = 3
+    audio_examples: int = 3
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {STRATEGIES}, not {self.strategy!r}")
+        if self.epochs < 1 or self.steps_per_epoch < 1:
+            raise ConfigError("epochs and steps_per_epoch must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Everything `jsqa-tf pretrain` needs; written into the run folder as config.yaml."""
+
+    run_dir: str
+    data: PretrainDataConfig = PretrainDataConfig()
+    model: EncoderConfig = EncoderConfig()
+    training: PretrainTrainingConfig = PretrainTrainingConfig()
+
+    def pair_config(self, split: str, clean_dir: str, noise_dir: str, pairs_per_batch: int) -> PairConfig:
+        data = self.data
+        return PairConfig(
+            clean_dir=clean_dir,
+            noise_dir=noise_dir,
+            split=split,
+            crop_seconds=data.crop_seconds,
+            pairs_per_batch=pairs_per_batch,
+            snr_range_db=data.snr_range_db,
+            snr_window_db=data.snr_window_db,
+            snr_window_low_db=data.snr_window_low_db,
+            seed=self.training.seed,
+        )
+
+
+def apply_overrides(data: dict, overrides: dict) -> dict:
+    """Sets dotted keys ("training.epochs") in a nested mapping; returns a new mapping."""
+    result = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = result
+        *parents, leaf = dotted.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {parent} is not a section")
+        node[leaf] = value
+    return result
+
+
 def _convert(value: Any, annotation: Any, where: str) -> Any:
     """Checks and converts one YAML value to the field's annotated type."""
     origin = typing.get_origin(annotation)
@@ -148,6 +295,11 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         (item_type, *_) = typing.get_args(annotation)
         return tuple(_convert(item, item_type, f"{where}[{i}]") for i, item in enumerate(value))
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -65,9 +65,15 @@ def sample_snr_pairs_numpy(
     return window_low + rng.uniform(0.0, snr_window_db, size=(num_pairs, 2))
 
 
-def make_pair_dataset(config: PairConfig, *, with_ids: bool = False) -> tf.data.Dataset:
+def make_pair_dataset(
+    config: PairConfig, *, with_ids: bool = False, seed: int | tf.Tensor | None = None
+) -> tf.data.Dataset:
     """Endless batches of `(clean, noise, snr_db)`; with `with_ids`, a 4th element
-    `{"clean_id": [pairs], "noise_id": [pairs]}` naming the source files."""
+    `{"clean_id": [pairs], "noise_id": [pairs]}` naming the source files.
+
+    `seed` (default `config.seed`) may be an int64 scalar tensor: pretraining derives one per
+    epoch, so that a resumed run reads the same pairs as an uninterrupted one."""
+    seed = config.seed if seed is None else seed
     keys = ("source_path",) if with_ids else ()
     common = dict(
         split=config.split,
@@ -76,16 +82,14 @@ def make_pair_dataset(config: PairConfig, *, with_ids: bool = False) -> tf.data.
         keys=keys,
         repeat=True,
     )
-    clean = make_dataset(config.clean_dir, crop_mode="random", seed=config.seed, **common)
-    noise = make_dataset(
-        config.noise_dir, crop_mode="circular", skip_silent=True, seed=config.seed + 1, **common
-    )
+    clean = make_dataset(config.clean_dir, crop_mode="random", seed=seed, **common)
+    noise = make_dataset(config.noise_dir, crop_mode="circular", skip_silent=True, seed=seed + 1, **common)
     counter = tf.data.Dataset.counter()
 
     def to_pairs(clean_batch, noise_batch, index):
         snr_db = sample_snr_pairs(
             config.pairs_per_batch,
-            tf.stack([tf.constant(config.seed + 2, tf.int64), index]),
+            tf.stack([tf.cast(seed, tf.int64) + 2, index]),
             tuple(config.snr_range_db),
             config.snr_window_db,
             config.snr_window_low_db,

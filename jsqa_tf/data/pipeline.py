@@ -95,7 +95,7 @@ def make_dataset(
     keys: tuple[str, ...] = (),
     shuffle: bool = True,
     repeat: bool = True,
-    seed: int = 0,
+    seed: int | tf.Tensor = 0,
     shuffle_buffer: int = 1024,
     cycle_length: int = 16,
     skip_silent: bool = False,
@@ -119,7 +119,8 @@ def make_dataset(
         keys: extra features to return besides audio (see `jsqa_tf.data.tfrecords`).
         shuffle: shuffle shard order each epoch and examples through a buffer.
         repeat: loop forever (training); False reads each file once.
-        seed: seeds shuffling and crop offsets.
+        seed: seeds shuffling and crop offsets (an int, or an int64 scalar tensor, e.g. one
+            derived from the training epoch inside `Dataset.flat_map`).
         shuffle_buffer: examples in the shuffle buffer.
         cycle_length: shards read at once.
         skip_silent: drop files that `prepare` flagged as silent (useful for noise).
@@ -160,11 +161,11 @@ def make_dataset(
         return element
 
     def one_epoch(epoch):
-        epoch_seed = tf.constant(seed, tf.int64) * 1_000_003 + epoch
-        files = tf.data.Dataset.from_tensor_slices(paths)
-        if shuffle:
-            files = files.shuffle(len(paths), seed=epoch_seed)
-        files = files.repeat(passes)
+        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
+        shard_order = tf.constant(paths)
+        if shuffle:  # stateless: keyed on (seed, epoch), which may be tensors
+            shard_order = tf.random.experimental.stateless_shuffle(shard_order, tf.stack([epoch_seed, 0]))
+        files = tf.data.Dataset.from_tensor_slices(shard_order).repeat(passes)
         records = files.interleave(
             tf.data.TFRecordDataset,
             cycle_length=min(cycle_length, len(paths) * passes),
@@ -173,7 +174,9 @@ def make_dataset(
             deterministic=deterministic,
         )
         if shuffle:
-            records = records.shuffle(shuffle_buffer, seed=epoch_seed)
+            # tf.data's shuffle takes a Python seed only; with a tensor seed the buffer's
+            # permutation is fixed, and the epoch's randomness comes from the shard order.
+            records = records.shuffle(shuffle_buffer, seed=seed if isinstance(seed, int) else 0)
         records = records.map(
             lambda serialized: tf.io.parse_single_example(serialized, spec),
             num_parallel_calls=tf.data.AUTOTUNE,

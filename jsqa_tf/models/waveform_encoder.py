@@ -55,6 +55,8 @@ class WaveformEncoder(keras.Model):
         contrastive_dim: leading embedding dimensions the contrastive loss sees (default half).
         decimation: "stride" or "subsample".
         leaky_relu_slope: negative slope of LeakyReLU.
+        batch_norm_momentum: of the moving statistics; 0.9 is PyTorch's default (momentum
+            0.1 there), which CDPAM trained with.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class WaveformEncoder(keras.Model):
         contrastive_dim: int | None = None,
         decimation: str = "stride",
         leaky_relu_slope: float = 0.1,
+        batch_norm_momentum: float = 0.9,
         **kwargs,
     ):
         if kernel_size % 2 != 1:
@@ -99,7 +102,7 @@ class WaveformEncoder(keras.Model):
                     padding="valid" if strided else "same",
                     name=name,
                 ),
-                keras.layers.BatchNormalization(name=f"{name}_bn"),
+                keras.layers.BatchNormalization(momentum=batch_norm_momentum, name=f"{name}_bn"),
                 keras.layers.LeakyReLU(negative_slope=leaky_relu_slope, name=f"{name}_act"),
             ]
             if decimate_here and decimation == "subsample":
@@ -128,6 +131,7 @@ class WaveformEncoder(keras.Model):
         self.contrastive_dim = contrastive_dim
         self.decimation = decimation
         self.leaky_relu_slope = leaky_relu_slope
+        self.batch_norm_momentum = batch_norm_momentum
 
     @property
     def total_decimation(self) -> int:
@@ -158,6 +162,7 @@ class WaveformEncoder(keras.Model):
             "contrastive_dim": self.contrastive_dim,
             "decimation": self.decimation,
             "leaky_relu_slope": self.leaky_relu_slope,
+            "batch_norm_momentum": self.batch_norm_momentum,
             "name": self.name,
             "trainable": self.trainable,
         }

@@ -1,0 +1,394 @@
+"""`pretrain(config)`: contrastive pretraining of the encoder on JND pairs, in a run folder.
+
+Run folder:
+    config.yaml                     the resolved configuration
+    checkpoints/epoch-NNNN.weights.h5   model + optimizer state after each epoch (last few kept)
+    checkpoints/best.weights.h5     the epoch with the lowest validation loss
+    checkpoints/state.json          last completed epoch, best epoch and losses
+    logs/                           TensorBoard: loss, pair accuracy, learning rate, clips/s,
+                                    example pairs as audio, the |ΔSNR| histogram
+    history.csv                     one row per epoch
+    encoder.keras                   the trained encoder (load with safe_mode on)
+    summary.json                    final figures
+
+Resuming (`resume=True`) loads the last checkpoint (weights and optimizer state) and starts at
+the next epoch; the pairs of epoch e come from a seed derived from (seed, e), so a resumed run
+reads exactly what an uninterrupted run reads from that epoch on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+
+import keras
+
+from jsqa_tf import atomic
+from jsqa_tf.config import PretrainConfig, dump_yaml, from_dict, load_yaml, to_dict
+from jsqa_tf.errors import JSQAError
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(JSQAError):
+    """Training cannot go on (a NaN loss, an unusable run folder)."""
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def demo_shards(demo_dir: str) -> tuple[str, str]:
+    """Writes the demo corpus and prepares clean and noise shards under `demo_dir` (once)."""
+    from jsqa_tf.config import PrepareConfig
+    from jsqa_tf.data.demo import make_demo_corpus
+    from jsqa_tf.data.prepare import prepare
+
+    paths = make_demo_corpus(os.path.join(demo_dir, "corpus"))
+    clean, noise = os.path.join(demo_dir, "shards", "clean"), os.path.join(demo_dir, "shards", "noise")
+    prepare(PrepareConfig(corpus="librispeech", source=paths["librispeech"], val_fraction=0.2), clean)
+    noise_config = PrepareConfig(
+        corpus="chime3", source=paths["chime3"], chime3_channels="all", val_fraction=0.25
+    )
+    prepare(noise_config, noise)
+    return clean, noise
+
+
+def _as_inputs(clean, noise, snr_db):
+    return {"clean": clean, "noise": noise, "snr_db": snr_db}
+
+
+def train_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs, initial_epoch=0):
+    """Exactly `steps_per_epoch` batches per epoch from `initial_epoch` on, seeded per epoch."""
+    import tensorflow as tf
+
+    from jsqa_tf.data.pairs import make_pair_dataset
+
+    pairs = config.pair_config("train", clean_dir, noise_dir, global_pairs)
+    steps = config.training.steps_per_epoch
+
+    @tf.autograph.experimental.do_not_convert  # plain Python that builds a pipeline
+    def epoch_pairs(epoch):
+        seed = tf.constant(config.training.seed, tf.int64) * 7919 + epoch
+        return make_pair_dataset(pairs, seed=seed).take(steps)
+
+    epochs = config.training.epochs - initial_epoch
+    dataset = tf.data.Dataset.range(initial_epoch, config.training.epochs).flat_map(epoch_pairs)
+    return _distributable(dataset.map(_as_inputs), epochs * steps)
+
+
+def val_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
+    """The same `val_batches` batches of held-out speakers and noises every epoch."""
+
+    from jsqa_tf.data.pairs import make_pair_dataset
+
+    pairs = config.pair_config("val", clean_dir, noise_dir, global_pairs)
+    dataset = make_pair_dataset(pairs, seed=config.training.seed + 10_007).take(config.data.val_batches)
+    return _distributable(dataset.map(_as_inputs).cache(), config.data.val_batches)
+
+
+def _distributable(dataset, num_batches: int):
+    """States the number of batches and shards by element under a multi-worker strategy."""
+    import tensorflow as tf
+
+    # A known length matters: with an unknown one (flat_map, zip), Keras 3.15 runs one more,
+    # empty, evaluation step whose zeros dilute the validation loss and accuracy.
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    options = tf.data.Options()
+    # Our sources are zipped and flat-mapped streams, not plain file lists: shard by element.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+# --- model -------------------------------------------------------------------------------------
+
+
+def build_pretrainer(config: PretrainConfig):
+    """The `ContrastivePretrainer` of a config, compiled with Adam."""
+    from jsqa_tf.models import ContrastivePretrainer, ProjectionHead, WaveformEncoder
+
+    encoder = WaveformEncoder.from_preset(config.model.preset, **config.model.overrides(), name="encoder")
+    head = (
+        ProjectionHead(encoder.contrastive_dim, dropout=config.model.projection_dropout, name="projection")
+        if config.model.projection
+        else None
+    )
+    model = ContrastivePretrainer(
+        encoder,
+        head,
+        temperature=config.training.temperature,
+        prevent_clipping=config.training.prevent_clipping,
+        name="pretrainer",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.training.learning_rate),
+        jit_compile=config.training.jit_compile,
+    )
+    return model
+
+
+def _build_state(model, config: PretrainConfig) -> None:
+    """Creates every variable (model and optimizer) so that a checkpoint can be loaded."""
+    import numpy as np
+
+    samples = int(config.data.crop_seconds * 16_000)
+    model(
+        {
+            "clean": np.zeros((2, samples), "float32"),
+            "noise": np.zeros((2, samples), "float32"),
+            "snr_db": np.zeros((2, 2), "float32"),
+        }
+    )
+    model.optimizer.build(model.trainable_variables)
+
+
+def _strategy(name: str):
+    if name == "default":
+        if keras.backend.backend() != "tensorflow":
+            return contextlib.nullcontext(), 1, True
+        import tensorflow as tf
+
+        strategy = tf.distribute.get_strategy()
+    else:
+        if keras.backend.backend() != "tensorflow":
+            raise TrainingError(f"strategy {name!r} needs KERAS_BACKEND=tensorflow")
+        import tensorflow as tf
+
+        if name == "mirrored":
+            strategy = tf.distribute.MirroredStrategy()
+        else:
+            if "TF_CONFIG" not in os.environ:
+                raise TrainingError("strategy 'multi-worker' needs TF_CONFIG (cluster and task)")
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    is_chief = (
+        resolver is None
+        or resolver.task_type in (None, "chief")
+        or (resolver.task_type == "worker" and resolver.task_id == 0)
+    )
+    return strategy.scope(), strategy.num_replicas_in_sync, is_chief
+
+
+# --- callbacks ----------------------------------------------------------------------------------
+
+
+class _Checkpoints(keras.callbacks.Callback):
+    """Saves model + optimizer after every epoch with a finite loss; tracks the best."""
+
+    def __init__(self, folder: str, keep: int, state: dict, enabled: bool):
+        super().__init__()
+        self.folder, self.keep, self.state, self.enabled = folder, keep, state, enabled
+        self.bad_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.bad_step = (self.state.get("epoch", -1) + 1, batch)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.bad_step is not None or not math.isfinite(float(logs.get("loss", math.nan))):
+            return  # never save a diverged model
+        path = os.path.join(self.folder, f"epoch-{epoch + 1:04d}.weights.h5")
+        if self.enabled:
+            with atomic.atomic_path(path, suffix=".weights.h5") as temp_path:
+                self.model.save_weights(temp_path)
+        val_loss = logs.get("val_loss")
+        improved = val_loss is not None and val_loss < self.state.get("best_val_loss", math.inf)
+        if improved and self.enabled:
+            best = os.path.join(self.folder, "best.weights.h5")
+            with atomic.atomic_path(best, suffix=".weights.h5") as temp_path:
+                shutil.copyfile(path, temp_path)
+        if improved:
+            self.state.update(best_val_loss=float(val_loss), best_epoch=epoch + 1)
+        self.state.update(epoch=epoch, last_checkpoint=path, loss=float(logs["loss"]))
+        if self.enabled:
+            atomic.write_json(os.path.join(self.folder, "state.json"), self.state)
+            for old in sorted(glob.glob(os.path.join(self.folder, "epoch-*.weights.h5")))[: -self.keep]:
+                os.remove(old)
+
+
+class _Summaries(keras.callbacks.Callback):
+    """Clips per second into the epoch logs (Keras's TensorBoard callback writes them, with
+    the loss, accuracy and learning rate), and example pairs as audio in TensorBoard."""
+
+    def __init__(self, log_dir, example_batch, config: PretrainConfig, clips_per_step: int):
+        super().__init__()
+        self.log_dir = log_dir
+        self.example_batch = example_batch
+        self.config = config
+        self.clips_per_step = clips_per_step
+        self.writer = None
+        self.started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        if logs is not None:
+            logs["clips_per_second"] = self.clips_per_step * self.config.training.steps_per_epoch / seconds
+        if self.config.training.audio_examples and self.example_batch is not None:
+            import tensorflow as tf
+
+            from jsqa_tf.tensorboard import log_pairs
+
+            if self.writer is None:
+                self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "examples"))
+            clean, noise, snr_db = self.example_batch
+            log_pairs(
+                self.writer,
+                clean,
+                noise,
+                snr_db,
+                step=epoch + 1,
+                snr_window_db=self.config.data.snr_window_db,
+                max_outputs=self.config.training.audio_examples,
+            )
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _prepare_run_dir(config: PretrainConfig, resume: bool) -> dict:
+    """Creates the run folder, or checks it for a resume; returns the saved training state."""
+    run_dir = config.run_dir
+    config_path = os.path.join(run_dir, "config.yaml")
+    state_path = os.path.join(run_dir, "checkpoints", "state.json")
+    if not resume:
+        if os.path.exists(config_path):
+            raise TrainingError(
+                f"{run_dir}: holds a run already; pass --resume to continue it, or another --run-dir"
+            )
+        os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+        dump_yaml(config, config_path)
+        return {}
+    if not os.path.exists(config_path):
+        raise TrainingError(f"{run_dir}: no run to resume (no config.yaml)")
+    saved = to_dict(from_dict(PretrainConfig, load_yaml(config_path), where=config_path))
+    wanted = to_dict(config)
+    for section in ("training",):
+        saved[section].pop("epochs")
+        wanted[section] = {k: v for k, v in wanted[section].items() if k != "epochs"}
+    if saved != wanted:
+        differences = [
+            f"{section}.{key}"
+            for section in wanted
+            if isinstance(wanted[section], dict)
+            for key in wanted[section]
+            if saved.get(section, {}).get(key) != wanted[section][key]
+        ] or [key for key in wanted if saved.get(key) != wanted[key]]
+        raise TrainingError(
+            f"{config_path}: the run was made with other settings ({', '.join(differences)}); "
+            "only training.epochs may change on --resume"
+        )
+    dump_yaml(config, config_path)  # epochs may have grown
+    if not os.path.exists(state_path):
+        return {}
+    with open(state_path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def pretrain(
+    config: PretrainConfig,
+    *,
+    resume: bool = False,
+    verbose: int = 1,
+    callbacks: list | None = None,
+) -> dict:
+    """Runs (or resumes) contrastive pretraining; returns the summary written to summary.json.
+
+    Raises:
+        TrainingError: the loss became NaN/Inf (the last good checkpoint is kept and named),
+            or the run folder does not fit the request.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    config = dataclasses.replace(config, run_dir=os.path.abspath(config.run_dir))
+    training = config.training
+    state = _prepare_run_dir(config, resume)
+    initial_epoch = state.get("epoch", -1) + 1
+    if initial_epoch >= training.epochs:
+        raise TrainingError(f"{config.run_dir}: all {training.epochs} epochs are done; raise training.epochs")
+
+    keras.utils.set_random_seed(training.seed)
+    if training.deterministic and keras.backend.backend() == "tensorflow":
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(training.precision)
+    try:
+        clean_dir, noise_dir = config.data.clean_dir, config.data.noise_dir
+        if config.data.demo_dir:
+            clean_dir, noise_dir = demo_shards(config.data.demo_dir)
+        scope, replicas, is_chief = _strategy(training.strategy)
+        global_pairs = config.data.pairs_per_batch * replicas
+        with scope:
+            model = build_pretrainer(config)
+            if initial_epoch > 0:
+                _build_state(model, config)
+                model.load_weights(state["last_checkpoint"])
+                logger.info("resumed from %s (epoch %d)", state["last_checkpoint"], initial_epoch)
+        train = train_dataset(config, clean_dir, noise_dir, global_pairs, initial_epoch)
+        val = val_dataset(config, clean_dir, noise_dir, global_pairs)
+        example = next(iter(val))
+        example_batch = (example["clean"], example["noise"], example["snr_db"])
+
+        checkpoints = _Checkpoints(
+            os.path.join(config.run_dir, "checkpoints"), training.keep_checkpoints, state, is_chief
+        )
+        log_dir = os.path.join(config.run_dir, "logs")
+        all_callbacks = [
+            _Summaries(log_dir, example_batch if is_chief else None, config, 2 * global_pairs),
+            checkpoints,
+            keras.callbacks.TensorBoard(log_dir, update_freq="epoch", write_graph=False),
+            keras.callbacks.CSVLogger(os.path.join(config.run_dir, "history.csv"), append=initial_epoch > 0),
+            *(callbacks or []),
+        ]
+        # Keras draws its progress bar on stdout; stdout is for results: send it to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            history = model.fit(
+                train,
+                validation_data=val,
+                epochs=training.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=training.steps_per_epoch,
+                callbacks=all_callbacks,
+                shuffle=False,  # the pipeline shuffles
+                verbose=verbose,
+            )
+        if checkpoints.bad_step is not None:
+            epoch, step = checkpoints.bad_step
+            last = state.get("last_checkpoint")
+            kept = (
+                f"the last good checkpoint is {last} (epoch {state['epoch'] + 1})"
+                if last
+                else "no epoch had finished, so there is no checkpoint"
+            )
+            raise TrainingError(
+                f"the training loss became NaN/Inf at epoch {epoch}, step {step + 1}; training stopped; "
+                f"{kept}. Lower training.learning_rate, or check the data."
+            )
+        summary = {
+            "epochs_done": state["epoch"] + 1,
+            "loss": state["loss"],
+            "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+            "best_epoch": state.get("best_epoch"),
+            "best_val_loss": state.get("best_val_loss"),
+            "encoder_parameters": int(sum(int(np.prod(v.shape)) for v in model.encoder.trainable_weights)),
+            "run_dir": config.run_dir,
+        }
+        if is_chief:
+            with atomic.atomic_path(os.path.join(config.run_dir, "encoder.keras"), suffix=".keras") as temp:
+                model.encoder.save(temp)
+            atomic.write_json(os.path.join(config.run_dir, "summary.json"), summary)
+        return summary
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
