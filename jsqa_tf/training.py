@@ -150,30 +150,61 @@ def _build_state(model, config: PretrainConfig) -> None:
 
 
 def _strategy(name: str):
+    """(scope, replicas, is_chief, task id) of a distribution strategy name.
+
+    mirrored: every local GPU, or every logical CPU device where there is no GPU (tests);
+    multi-worker: tf.distribute.MultiWorkerMirroredStrategy over the TF_CONFIG cluster.
+    """
     if name == "default":
         if keras.backend.backend() != "tensorflow":
-            return contextlib.nullcontext(), 1, True
+            return contextlib.nullcontext(), 1, True, 0
         import tensorflow as tf
 
         strategy = tf.distribute.get_strategy()
-    else:
-        if keras.backend.backend() != "tensorflow":
-            raise TrainingError(f"strategy {name!r} needs KERAS_BACKEND=tensorflow")
+    elif keras.backend.backend() != "tensorflow":
+        raise TrainingError(f"strategy {name!r} needs KERAS_BACKEND=tensorflow")
+    elif name == "mirrored":
         import tensorflow as tf
 
-        if name == "mirrored":
-            strategy = tf.distribute.MirroredStrategy()
-        else:
-            if "TF_CONFIG" not in os.environ:
-                raise TrainingError("strategy 'multi-worker' needs TF_CONFIG (cluster and task)")
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
+    else:
+        import tensorflow as tf
+
+        if "TF_CONFIG" not in os.environ:
+            raise TrainingError("strategy 'multi-worker' needs TF_CONFIG (cluster and task)")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     resolver = getattr(strategy, "cluster_resolver", None)
-    is_chief = (
-        resolver is None
-        or resolver.task_type in (None, "chief")
-        or (resolver.task_type == "worker" and resolver.task_id == 0)
-    )
-    return strategy.scope(), strategy.num_replicas_in_sync, is_chief
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", None) or 0
+    is_chief = task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
+    return strategy.scope(), strategy.num_replicas_in_sync, is_chief, task_id
+
+
+def _seed_generators(model, prefix=""):
+    """Every layer's random-number generator (dropout), by layer path."""
+    found = {}
+    for layer in getattr(model, "layers", []):
+        path = f"{prefix}{layer.name}"
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            found[path] = generator
+        found.update(_seed_generators(layer, prefix=f"{path}/"))
+    return found
+
+
+def rng_states(model) -> dict:
+    """The dropout RNG states: `save_weights` leaves them out, and an exact resume needs them."""
+    return {
+        path: keras.ops.convert_to_numpy(g.state.value).tolist()
+        for path, g in _seed_generators(model).items()
+    }
+
+
+def restore_rng_states(model, states: dict) -> None:
+    for path, generator in _seed_generators(model).items():
+        if path in states:
+            generator.state.assign(keras.ops.convert_to_tensor(states[path], dtype="int64"))
 
 
 # --- callbacks ----------------------------------------------------------------------------------
@@ -186,11 +217,15 @@ class _Checkpoints(keras.callbacks.Callback):
         super().__init__()
         self.folder, self.keep, self.state, self.enabled = folder, keep, state, enabled
         self.bad_step = None
+        self.current_epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current_epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.bad_step = (self.state.get("epoch", -1) + 1, batch)
+            self.bad_step = (self.current_epoch + 1, batch + 1)  # both 1-based, for people
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -209,7 +244,9 @@ class _Checkpoints(keras.callbacks.Callback):
                 shutil.copyfile(path, temp_path)
         if improved:
             self.state.update(best_val_loss=float(val_loss), best_epoch=epoch + 1)
-        self.state.update(epoch=epoch, last_checkpoint=path, loss=float(logs["loss"]))
+        self.state.update(
+            epoch=epoch, last_checkpoint=path, loss=float(logs["loss"]), rng_states=rng_states(self.model)
+        )
         if self.enabled:
             atomic.write_json(os.path.join(self.folder, "state.json"), self.state)
             for old in sorted(glob.glob(os.path.join(self.folder, "epoch-*.weights.h5")))[: -self.keep]:
@@ -313,8 +350,13 @@ def pretrain(
     import numpy as np
     import tensorflow as tf
 
-    config = dataclasses.replace(config, run_dir=os.path.abspath(config.run_dir))
     training = config.training
+    # The strategy first: a multi-worker one must exist before TensorFlow runs any op.
+    scope, replicas, is_chief, task_id = _strategy(training.strategy)
+    run_dir = os.path.abspath(config.run_dir)
+    if not is_chief:  # other workers keep their own (identical) files apart from the chief's
+        run_dir = os.path.join(run_dir, f"worker-{task_id}")
+    config = dataclasses.replace(config, run_dir=run_dir)
     state = _prepare_run_dir(config, resume)
     initial_epoch = state.get("epoch", -1) + 1
     if initial_epoch >= training.epochs:
@@ -328,13 +370,14 @@ def pretrain(
         clean_dir, noise_dir = config.data.clean_dir, config.data.noise_dir
         if config.data.demo_dir:
             clean_dir, noise_dir = demo_shards(config.data.demo_dir)
-        scope, replicas, is_chief = _strategy(training.strategy)
         global_pairs = config.data.pairs_per_batch * replicas
         with scope:
             model = build_pretrainer(config)
+            _build_state(model, config)  # before fit: building from a distributed batch fails
+            model.rank_one_logs = training.strategy == "multi-worker"  # see compute_metrics
             if initial_epoch > 0:
-                _build_state(model, config)
                 model.load_weights(state["last_checkpoint"])
+                restore_rng_states(model, state.get("rng_states", {}))
                 logger.info("resumed from %s (epoch %d)", state["last_checkpoint"], initial_epoch)
         train = train_dataset(config, clean_dir, noise_dir, global_pairs, initial_epoch)
         val = val_dataset(config, clean_dir, noise_dir, global_pairs)
@@ -342,11 +385,11 @@ def pretrain(
         example_batch = (example["clean"], example["noise"], example["snr_db"])
 
         checkpoints = _Checkpoints(
-            os.path.join(config.run_dir, "checkpoints"), training.keep_checkpoints, state, is_chief
+            os.path.join(config.run_dir, "checkpoints"), training.keep_checkpoints, state, enabled=True
         )
         log_dir = os.path.join(config.run_dir, "logs")
         all_callbacks = [
-            _Summaries(log_dir, example_batch if is_chief else None, config, 2 * global_pairs),
+            _Summaries(log_dir, example_batch, config, 2 * global_pairs),
             checkpoints,
             keras.callbacks.TensorBoard(log_dir, update_freq="epoch", write_graph=False),
             keras.callbacks.CSVLogger(os.path.join(config.run_dir, "history.csv"), append=initial_epoch > 0),
@@ -373,7 +416,7 @@ def pretrain(
                 else "no epoch had finished, so there is no checkpoint"
             )
             raise TrainingError(
-                f"the training loss became NaN/Inf at epoch {epoch}, step {step + 1}; training stopped; "
+                f"the training loss became NaN/Inf at epoch {epoch}, step {step}; training stopped; "
                 f"{kept}. Lower training.learning_rate, or check the data."
             )
         summary = {
@@ -383,12 +426,13 @@ def pretrain(
             "best_epoch": state.get("best_epoch"),
             "best_val_loss": state.get("best_val_loss"),
             "encoder_parameters": int(sum(int(np.prod(v.shape)) for v in model.encoder.trainable_weights)),
+            "replicas": replicas,
+            "backend": keras.backend.backend(),
             "run_dir": config.run_dir,
         }
-        if is_chief:
-            with atomic.atomic_path(os.path.join(config.run_dir, "encoder.keras"), suffix=".keras") as temp:
-                model.encoder.save(temp)
-            atomic.write_json(os.path.join(config.run_dir, "summary.json"), summary)
+        with atomic.atomic_path(os.path.join(config.run_dir, "encoder.keras"), suffix=".keras") as temp:
+            model.encoder.save(temp)
+        atomic.write_json(os.path.join(config.run_dir, "summary.json"), summary)
         return summary
     finally:
         keras.mixed_precision.set_global_policy("float32")

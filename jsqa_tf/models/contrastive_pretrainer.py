@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 from keras import ops
+from keras.src.losses.loss import scale_loss_for_distribution  # not exported; stable in 3.x
 
 from jsqa_tf.losses import nt_xent_loss, pair_retrieval_accuracy
 from jsqa_tf.mixing import mix_pair
@@ -43,6 +44,7 @@ class ContrastivePretrainer(keras.Model):
         self.temperature = temperature
         self.prevent_clipping = prevent_clipping
         self.accuracy_tracker = keras.metrics.Mean(name="pair_accuracy")
+        self.rank_one_logs = False  # set by `pretrain` under a multi-worker strategy
 
     def call(self, inputs, training=False):
         view_a, view_b = mix_pair(
@@ -64,11 +66,28 @@ class ContrastivePretrainer(keras.Model):
         loss = nt_xent_loss(z_a, z_b, self.temperature)
         if self.losses:  # weight regularisers, if a user adds any
             loss = loss + ops.sum(ops.stack([ops.cast(extra, "float32") for extra in self.losses]))
-        return loss
+        # As Keras's own losses do: divide by the replicas in sync under a tf.distribute
+        # strategy (their gradients are summed); Keras unscales the logged value. No-op on JAX.
+        return scale_loss_for_distribution(loss)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.accuracy_tracker.update_state(pair_retrieval_accuracy(*self._views(y_pred)))
-        return self.get_metrics_result()
+        results = self.get_metrics_result()
+        if self.rank_one_logs:
+            # Keras 3.15 averages a step's logs across workers with reduce(..., axis=0), which
+            # fails on scalars under MultiWorkerMirroredStrategy (tensorflow#72388): give it
+            # shape [1], which it averages down to a scalar.
+            results = {name: ops.reshape(value, [1]) for name, value in results.items()}
+        return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15's TensorFlow trainer builds a model inside a strategy from a first batch,
+        # averaging a distributed batch with strategy.reduce; MultiWorkerMirroredStrategy
+        # cannot reduce a dict. `pretrain` builds the model (and optimizer) before `fit`, so
+        # there is nothing to build then: skip it.
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     @property
     def metrics(self):

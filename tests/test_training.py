@@ -1,0 +1,271 @@
+"""Pretraining end to end on the tiny demo corpus (tiny encoder, 0.5 s pairs)."""
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from jsqa_tf.config import (
+    EncoderConfig,
+    PrepareConfig,
+    PretrainConfig,
+    PretrainDataConfig,
+    PretrainTrainingConfig,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
+from jsqa_tf.data.prepare import prepare
+from jsqa_tf.models import WaveformEncoder
+from jsqa_tf.training import TrainingError, pretrain
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def shards(tiny_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain_shards")
+    clean = PrepareConfig(
+        corpus="librispeech", source=tiny_demo["librispeech"], val_fraction=0.3, num_workers=0
+    )
+    noise = PrepareConfig(
+        corpus="chime3", source=tiny_demo["chime3"], chime3_channels="all", val_fraction=0.25, num_workers=0
+    )
+    prepare(clean, root / "clean")
+    prepare(noise, root / "noise")
+    return str(root / "clean"), str(root / "noise")
+
+
+def tiny_config(run_dir, shards, **training):
+    settings = dict(epochs=3, steps_per_epoch=8, learning_rate=3e-3, audio_examples=1, deterministic=True)
+    return PretrainConfig(
+        run_dir=str(run_dir),
+        data=PretrainDataConfig(
+            clean_dir=shards[0], noise_dir=shards[1], crop_seconds=0.5, pairs_per_batch=4, val_batches=2
+        ),
+        model=EncoderConfig(preset="tiny"),
+        training=PretrainTrainingConfig(**{**settings, **training}),
+    )
+
+
+def encoder_weights(run_dir):
+    return keras.saving.load_model(os.path.join(run_dir, "encoder.keras")).get_weights()
+
+
+def test_pipelines_are_valid_configs():
+    for name in ("pretrain_proj", "pretrain_noproj", "pretrain_demo"):
+        config = from_dict(PretrainConfig, load_yaml(os.path.join(REPO, "pipelines", f"{name}.yaml")))
+        assert config.model.projection == (name != "pretrain_noproj")
+    paper = from_dict(PretrainConfig, load_yaml(os.path.join(REPO, "pipelines", "pretrain_proj.yaml")))
+    assert (paper.model.preset, paper.training.learning_rate, paper.training.temperature) == (
+        "jsqa",
+        1e-3,
+        1.0,
+    )
+    assert (paper.data.pairs_per_batch, paper.training.epochs) == (8, 45)
+
+
+def test_loss_falls_and_the_run_folder_is_complete(shards, tmp_path):
+    run = tmp_path / "run"
+    summary = pretrain(tiny_config(run, shards, epochs=4, steps_per_epoch=12), verbose=0)
+    losses = summary["history"]["loss"]
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert summary["epochs_done"] == 4 and summary["backend"] == "tensorflow"
+    for name in (
+        "config.yaml",
+        "history.csv",
+        "summary.json",
+        "encoder.keras",
+        "checkpoints/state.json",
+        "checkpoints/best.weights.h5",
+        "checkpoints/epoch-0004.weights.h5",
+    ):
+        assert (run / name).exists(), name
+    assert len(glob.glob(str(run / "checkpoints" / "epoch-*.weights.h5"))) == 3  # keep_checkpoints
+    encoder = keras.saving.load_model(run / "encoder.keras", safe_mode=True)
+    assert isinstance(encoder, WaveformEncoder) and encoder.output_shape == (None, 32)
+    saved = from_dict(PretrainConfig, load_yaml(run / "config.yaml"))
+    assert to_dict(saved) == to_dict(tiny_config(run, shards, epochs=4, steps_per_epoch=12))
+
+    import tensorflow as tf
+
+    tags = set()
+    for event_file in glob.glob(str(run / "logs" / "**" / "events*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            tags |= {value.tag for value in event.summary.value}
+    assert {
+        "epoch_loss",
+        "epoch_pair_accuracy",
+        "epoch_learning_rate",
+        "epoch_clips_per_second",
+        "jnd_pairs/a_then_b",
+    } <= tags
+
+    with pytest.raises(TrainingError, match="holds a run already"):
+        pretrain(tiny_config(run, shards, epochs=4, steps_per_epoch=12), verbose=0)
+    with pytest.raises(TrainingError, match="all 4 epochs are done"):
+        pretrain(tiny_config(run, shards, epochs=4, steps_per_epoch=12), resume=True, verbose=0)
+    with pytest.raises(TrainingError, match="other settings.*training.learning_rate"):
+        pretrain(tiny_config(run, shards, epochs=5, steps_per_epoch=12, learning_rate=1e-2), resume=True)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at a given epoch and batch, as a user's Ctrl-C would."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.current, batch) == (self.epoch, self.batch):
+            raise KeyboardInterrupt
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(shards, tmp_path):
+    """Bit-exact: same seeds, op determinism, the epoch's pairs re-derived from (seed, epoch),
+    model and optimizer state (including the dropout RNG state) restored from the checkpoint."""
+    pretrain(tiny_config(tmp_path / "straight", shards), verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny_config(tmp_path / "broken", shards), callbacks=[Interrupt(1, 3)], verbose=0)
+    state = json.loads((tmp_path / "broken" / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 0  # one finished epoch before Ctrl-C
+    summary = pretrain(tiny_config(tmp_path / "broken", shards), resume=True, verbose=0)
+    assert summary["epochs_done"] == 3
+    for straight, resumed in zip(
+        encoder_weights(tmp_path / "straight"), encoder_weights(tmp_path / "broken"), strict=True
+    ):
+        np.testing.assert_array_equal(straight, resumed)
+    history = (tmp_path / "broken" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history] == ["epoch", "0", "1", "2"]
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Sets the first conv kernel to NaN at a given epoch and batch."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.current, batch) == (self.epoch, self.batch):
+            kernel = self.model.encoder.get_layer("block1_conv1").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(shards, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"NaN/Inf at epoch 2, step 3.*epoch-0001.weights.h5 \(epoch 1\)"):
+        pretrain(tiny_config(run, shards), callbacks=[PoisonWeights(1, 2)], verbose=0)
+    checkpoints = sorted(os.listdir(run / "checkpoints"))
+    assert "epoch-0001.weights.h5" in checkpoints and "epoch-0002.weights.h5" not in checkpoints
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 0
+    assert not (run / "encoder.keras").exists()
+
+
+def run_script(script, env=None, timeout=240):
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_mirrored_strategy_over_two_logical_cpus(shards, tmp_path):
+    config = tiny_config(tmp_path / "run", shards, epochs=1, steps_per_epoch=3, strategy="mirrored")
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(config)))
+    script = f"""
+import json, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from jsqa_tf.config import PretrainConfig, from_dict
+from jsqa_tf.training import pretrain
+config = from_dict(PretrainConfig, json.load(open({str(tmp_path / "config.json")!r})))
+print(json.dumps(pretrain(config, verbose=0)))
+"""
+    summary = json.loads(run_script(script).strip().splitlines()[-1])
+    assert summary["replicas"] == 2 and summary["epochs_done"] == 1
+    assert np.isfinite(summary["loss"])
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow  # ~10 s: two worker processes, each importing TensorFlow, over gRPC
+def test_two_worker_multi_worker_mirrored_strategy_on_localhost(shards, tmp_path):
+    config = tiny_config(tmp_path / "run", shards, epochs=1, steps_per_epoch=3, deterministic=False)
+    config_path = tmp_path / "pretrain.yaml"
+    from jsqa_tf.config import dump_yaml
+
+    dump_yaml(config, config_path)
+    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        command = [
+            sys.executable,
+            "-m",
+            "jsqa_tf",
+            "pretrain",
+            "--config",
+            str(config_path),
+            "--strategy",
+            "multi-worker",
+        ]
+        processes.append(
+            subprocess.Popen(
+                command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=240))
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    chief = json.loads(outputs[0][0])
+    assert chief["replicas"] == 2 and chief["epochs_done"] == 1
+    assert (tmp_path / "run" / "encoder.keras").exists()
+    assert (tmp_path / "run" / "worker-1" / "encoder.keras").exists()  # the other worker's files
+
+
+@pytest.mark.slow  # ~19 s: a fresh process that imports JAX and XLA-compiles the train step
+def test_pretraining_runs_under_the_jax_backend(shards, tmp_path):
+    config = tiny_config(tmp_path / "run", shards, epochs=2, steps_per_epoch=4, deterministic=False)
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(config)))
+    script = f"""
+import json
+from jsqa_tf.config import PretrainConfig, from_dict
+from jsqa_tf.training import pretrain
+config = from_dict(PretrainConfig, json.load(open({str(tmp_path / "config.json")!r})))
+print(json.dumps(pretrain(config, verbose=0)))
+"""
+    summary = json.loads(
+        run_script(script, env={"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}).splitlines()[-1]
+    )
+    assert summary["backend"] == "jax" and summary["epochs_done"] == 2
+    assert all(np.isfinite(summary["history"]["loss"]))
+    assert (tmp_path / "run" / "encoder.keras").exists()
