@@ -203,7 +203,8 @@ class PretrainTrainingConfig:
         learning_rate: Adam's.
         temperature: τ of NT-Xent.
         precision: float32, mixed_float16 or mixed_bfloat16.
-        jit_compile: compile the train step with XLA.
+        jit_compile: compile the train step with XLA; None is Keras's "auto" (always under
+            JAX, on a GPU under TensorFlow without a distribution strategy, never on a CPU).
         strategy: default (one device), mirrored (all local GPUs) or multi-worker (TF_CONFIG).
         prevent_clipping: peak-limit the mixtures.
         seed: seeds weights, dropout and the pairs of every epoch.
@@ -217,7 +218,7 @@ class PretrainTrainingConfig:
     learning_rate: float = 1e-3
     temperature: float = 1.0
     precision: str = "float32"
-    jit_compile: bool = False
+    jit_compile: bool | None = None
     strategy: str = "default"
     prevent_clipping: bool = False
     seed: int = 0

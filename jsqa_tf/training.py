@@ -129,7 +129,7 @@ def build_pretrainer(config: PretrainConfig):
     )
     model.compile(
         optimizer=keras.optimizers.Adam(config.training.learning_rate),
-        jit_compile=config.training.jit_compile,
+        jit_compile="auto" if config.training.jit_compile is None else config.training.jit_compile,
     )
     return model
 

@@ -269,3 +269,49 @@ print(json.dumps(pretrain(config, verbose=0)))
     assert summary["backend"] == "jax" and summary["epochs_done"] == 2
     assert all(np.isfinite(summary["history"]["loss"]))
     assert (tmp_path / "run" / "encoder.keras").exists()
+
+
+def test_pretrain_command_runs_resumes_and_reports_errors(shards, tmp_path):
+    from click.testing import CliRunner
+
+    from jsqa_tf.cli import main
+
+    def run(*args):
+        command = [
+            "pretrain",
+            "--config",
+            os.path.join(REPO, "pipelines", "pretrain_demo.yaml"),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--clean-dir",
+            shards[0],
+            "--noise-dir",
+            shards[1],
+            "--steps-per-epoch",
+            "3",
+            "--set",
+            "data.crop_seconds=0.5",
+            "--set",
+            "data.pairs_per_batch=4",
+            "--set",
+            "data.val_batches=1",
+            "--set",
+            "training.audio_examples=0",
+            *args,
+        ]
+        return CliRunner().invoke(main, command, catch_exceptions=False)
+
+    result = run("--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["epochs_done"] == 1  # stdout: the JSON summary only
+    assert "val_pair_accuracy" in result.stderr  # Keras's progress bar goes to stderr
+    saved = load_yaml(tmp_path / "run" / "config.yaml")
+    assert saved["data"]["demo_dir"] is None and saved["data"]["crop_seconds"] == 0.5
+
+    result = run("--epochs", "2")
+    assert result.exit_code == 1 and "holds a run already; pass --resume" in result.output
+    result = run("--epochs", "2", "--resume")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["epochs_done"] == 2
+    result = run("--set", "training.learning_rat=0.1")
+    assert result.exit_code == 1 and "unknown key(s) learning_rat" in result.output
