@@ -213,9 +213,9 @@ def restore_rng_states(model, states: dict) -> None:
 class _Checkpoints(keras.callbacks.Callback):
     """Saves model + optimizer after every epoch with a finite loss; tracks the best."""
 
-    def __init__(self, folder: str, keep: int, state: dict, enabled: bool):
+    def __init__(self, folder: str, keep: int, state: dict):
         super().__init__()
-        self.folder, self.keep, self.state, self.enabled = folder, keep, state, enabled
+        self.folder, self.keep, self.state = folder, keep, state
         self.bad_step = None
         self.current_epoch = 0
 
@@ -233,24 +233,25 @@ class _Checkpoints(keras.callbacks.Callback):
         if self.bad_step is not None or not math.isfinite(float(logs.get("loss", math.nan))):
             return  # never save a diverged model
         path = os.path.join(self.folder, f"epoch-{epoch + 1:04d}.weights.h5")
-        if self.enabled:
-            with atomic.atomic_path(path, suffix=".weights.h5") as temp_path:
-                self.model.save_weights(temp_path)
+        with atomic.atomic_path(path, suffix=".weights.h5") as temp_path:
+            self.model.save_weights(temp_path)
         val_loss = logs.get("val_loss")
         improved = val_loss is not None and val_loss < self.state.get("best_val_loss", math.inf)
-        if improved and self.enabled:
+        if improved:
             best = os.path.join(self.folder, "best.weights.h5")
             with atomic.atomic_path(best, suffix=".weights.h5") as temp_path:
                 shutil.copyfile(path, temp_path)
-        if improved:
             self.state.update(best_val_loss=float(val_loss), best_epoch=epoch + 1)
         self.state.update(
-            epoch=epoch, last_checkpoint=path, loss=float(logs["loss"]), rng_states=rng_states(self.model)
+            # the file name only: a run folder can be moved and still resumed
+            epoch=epoch,
+            last_checkpoint=os.path.basename(path),
+            loss=float(logs["loss"]),
+            rng_states=rng_states(self.model),
         )
-        if self.enabled:
-            atomic.write_json(os.path.join(self.folder, "state.json"), self.state)
-            for old in sorted(glob.glob(os.path.join(self.folder, "epoch-*.weights.h5")))[: -self.keep]:
-                os.remove(old)
+        atomic.write_json(os.path.join(self.folder, "state.json"), self.state)
+        for old in sorted(glob.glob(os.path.join(self.folder, "epoch-*.weights.h5")))[: -self.keep]:
+            os.remove(old)
 
 
 class _Summaries(keras.callbacks.Callback):
@@ -376,16 +377,17 @@ def pretrain(
             _build_state(model, config)  # before fit: building from a distributed batch fails
             model.rank_one_logs = training.strategy == "multi-worker"  # see compute_metrics
             if initial_epoch > 0:
-                model.load_weights(state["last_checkpoint"])
+                checkpoint = os.path.join(config.run_dir, "checkpoints", state["last_checkpoint"])
+                model.load_weights(checkpoint)
                 restore_rng_states(model, state.get("rng_states", {}))
-                logger.info("resumed from %s (epoch %d)", state["last_checkpoint"], initial_epoch)
+                logger.info("resumed from %s (epoch %d)", checkpoint, initial_epoch)
         train = train_dataset(config, clean_dir, noise_dir, global_pairs, initial_epoch)
         val = val_dataset(config, clean_dir, noise_dir, global_pairs)
         example = next(iter(val))
         example_batch = (example["clean"], example["noise"], example["snr_db"])
 
         checkpoints = _Checkpoints(
-            os.path.join(config.run_dir, "checkpoints"), training.keep_checkpoints, state, enabled=True
+            os.path.join(config.run_dir, "checkpoints"), training.keep_checkpoints, state
         )
         log_dir = os.path.join(config.run_dir, "logs")
         all_callbacks = [
@@ -410,6 +412,7 @@ def pretrain(
         if checkpoints.bad_step is not None:
             epoch, step = checkpoints.bad_step
             last = state.get("last_checkpoint")
+            last = last and os.path.join(config.run_dir, "checkpoints", last)
             kept = (
                 f"the last good checkpoint is {last} (epoch {state['epoch'] + 1})"
                 if last

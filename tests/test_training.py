@@ -1,5 +1,6 @@
 """Pretraining end to end on the tiny demo corpus (tiny encoder, 0.5 s pairs)."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -113,6 +114,33 @@ def test_loss_falls_and_the_run_folder_is_complete(shards, tmp_path):
         pretrain(tiny_config(run, shards, epochs=4, steps_per_epoch=12), resume=True, verbose=0)
     with pytest.raises(TrainingError, match="other settings.*training.learning_rate"):
         pretrain(tiny_config(run, shards, epochs=5, steps_per_epoch=12, learning_rate=1e-2), resume=True)
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_and_the_pretrainer_round_trips(shards, tmp_path, precision):
+    config = tiny_config(tmp_path / "run", shards, epochs=1, steps_per_epoch=4, precision=precision)
+    summary = pretrain(config, verbose=0)
+    assert np.isfinite(summary["loss"])
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored after the run
+    encoder = keras.saving.load_model(tmp_path / "run" / "encoder.keras")
+    # Variables are float32 under mixed precision; the saved encoder takes the global policy
+    # of whoever loads it (float32 here), ready for fine-tuning or export.
+    assert encoder.dtype_policy.name == "float32" and encoder.weights[0].dtype == "float32"
+
+    from jsqa_tf.training import build_pretrainer
+
+    model = build_pretrainer(
+        dataclasses.replace(config, training=dataclasses.replace(config.training, precision="float32"))
+    )
+    x = {
+        "clean": np.ones((2, 800), "float32") * 0.1,
+        "noise": np.ones((2, 800), "float32"),
+        "snr_db": np.zeros((2, 2), "float32"),
+    }
+    model.save(tmp_path / "pretrainer.keras")
+    loaded = keras.saving.load_model(tmp_path / "pretrainer.keras", safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    assert loaded.encoder.get_config() == model.encoder.get_config()
 
 
 class Interrupt(keras.callbacks.Callback):
