@@ -143,19 +143,28 @@ def test_mixed_precision_trains_and_the_pretrainer_round_trips(shards, tmp_path,
     assert loaded.encoder.get_config() == model.encoder.get_config()
 
 
-class Interrupt(keras.callbacks.Callback):
-    """Raises KeyboardInterrupt at a given epoch and batch, as a user's Ctrl-C would."""
+class AtStep(keras.callbacks.Callback):
+    """Runs `act` before a given batch of a given epoch (both 0-based)."""
 
-    def __init__(self, epoch, batch):
+    def __init__(self, epoch, batch, act):
         super().__init__()
-        self.epoch, self.batch, self.current = epoch, batch, None
+        self.epoch, self.batch, self.act, self.current = epoch, batch, act, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.current = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
         if (self.current, batch) == (self.epoch, self.batch):
-            raise KeyboardInterrupt
+            self.act(self.model)
+
+
+def press_ctrl_c(model):
+    raise KeyboardInterrupt
+
+
+def poison_first_conv(model):
+    kernel = model.encoder.get_layer("block1_conv1").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(shards, tmp_path):
@@ -163,7 +172,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(shards, tmp_path
     model and optimizer state (including the dropout RNG state) restored from the checkpoint."""
     pretrain(tiny_config(tmp_path / "straight", shards), verbose=0)
     with pytest.raises(KeyboardInterrupt):
-        pretrain(tiny_config(tmp_path / "broken", shards), callbacks=[Interrupt(1, 3)], verbose=0)
+        pretrain(tiny_config(tmp_path / "broken", shards), callbacks=[AtStep(1, 3, press_ctrl_c)], verbose=0)
     state = json.loads((tmp_path / "broken" / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 0  # one finished epoch before Ctrl-C
     summary = pretrain(tiny_config(tmp_path / "broken", shards), resume=True, verbose=0)
@@ -176,26 +185,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(shards, tmp_path
     assert [line.split(",")[0] for line in history] == ["epoch", "0", "1", "2"]
 
 
-class PoisonWeights(keras.callbacks.Callback):
-    """Sets the first conv kernel to NaN at a given epoch and batch."""
-
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.epoch, self.batch, self.current = epoch, batch, None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if (self.current, batch) == (self.epoch, self.batch):
-            kernel = self.model.encoder.get_layer("block1_conv1").kernel
-            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
-
-
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(shards, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"NaN/Inf at epoch 2, step 3.*epoch-0001.weights.h5 \(epoch 1\)"):
-        pretrain(tiny_config(run, shards), callbacks=[PoisonWeights(1, 2)], verbose=0)
+        pretrain(tiny_config(run, shards), callbacks=[AtStep(1, 2, poison_first_conv)], verbose=0)
     checkpoints = sorted(os.listdir(run / "checkpoints"))
     assert "epoch-0001.weights.h5" in checkpoints and "epoch-0002.weights.h5" not in checkpoints
     assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 0

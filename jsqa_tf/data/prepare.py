@@ -189,8 +189,11 @@ def _remove_stale_temporaries(output_dir: str) -> None:
 def _check_output_dir(output_dir: str, fingerprint: str) -> None:
     plan_path = os.path.join(output_dir, PLAN_NAME)
     if os.path.exists(plan_path):
-        with open(plan_path, encoding="utf-8") as stream:
-            previous = json.load(stream).get("fingerprint")
+        try:
+            with open(plan_path, encoding="utf-8") as stream:
+                previous = json.load(stream).get("fingerprint")
+        except (json.JSONDecodeError, AttributeError) as error:
+            raise CorpusError(plan_path, f"corrupt plan ({error}); delete the folder to start over")
         if previous != fingerprint:
             raise CorpusError(
                 output_dir,
