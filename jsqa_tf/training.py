@@ -302,10 +302,11 @@ def _prepare_run_dir(config: PretrainConfig, resume: bool) -> dict:
     config_path = os.path.join(run_dir, "config.yaml")
     state_path = os.path.join(run_dir, "checkpoints", "state.json")
     if not resume:
-        if os.path.exists(config_path):
+        if os.path.exists(state_path):
             raise TrainingError(
                 f"{run_dir}: holds a run already; pass --resume to continue it, or another --run-dir"
             )
+        # A folder with a config but no finished epoch (a start that failed) is started over.
         os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
         dump_yaml(config, config_path)
         return {}
@@ -369,6 +370,8 @@ def pretrain(
     keras.mixed_precision.set_global_policy(training.precision)
     try:
         clean_dir, noise_dir = config.data.clean_dir, config.data.noise_dir
+        if not config.data.demo_dir and not (clean_dir and noise_dir):
+            raise TrainingError("data.clean_dir and data.noise_dir must be set (--clean-dir, --noise-dir)")
         if config.data.demo_dir:
             clean_dir, noise_dir = demo_shards(config.data.demo_dir)
         global_pairs = config.data.pairs_per_batch * replicas

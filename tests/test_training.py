@@ -23,6 +23,7 @@ from jsqa_tf.config import (
     to_dict,
 )
 from jsqa_tf.data.prepare import prepare
+from jsqa_tf.errors import CorpusError
 from jsqa_tf.models import WaveformEncoder
 from jsqa_tf.training import TrainingError, pretrain
 
@@ -336,3 +337,19 @@ def test_pretrain_command_runs_resumes_and_reports_errors(shards, tmp_path):
     assert json.loads(result.stdout)["epochs_done"] == 2
     result = run("--set", "training.learning_rat=0.1")
     assert result.exit_code == 1 and "unknown key(s) learning_rat" in result.output
+
+
+def test_a_failed_start_can_be_started_over_and_data_errors_are_clear(shards, tiny_demo, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(CorpusError, match="missing: no manifest.json"):
+        pretrain(tiny_config(run, (str(tmp_path / "missing"), shards[1])), verbose=0)
+    # No epoch finished there: the same folder takes a corrected run without --resume.
+    assert pretrain(tiny_config(run, shards, epochs=1, steps_per_epoch=2), verbose=0)["epochs_done"] == 1
+
+    train_only = tmp_path / "train_only"
+    prepare(PrepareConfig(corpus="librispeech", source=tiny_demo["librispeech"], num_workers=0), train_only)
+    with pytest.raises(CorpusError, match="has no 'val' split; it has train; prepare it with --val-fraction"):
+        pretrain(tiny_config(tmp_path / "r1", (str(train_only), shards[1])), verbose=0)
+    empty = dataclasses.replace(tiny_config(tmp_path / "r2", shards), data=PretrainDataConfig())
+    with pytest.raises(TrainingError, match="clean_dir and data.noise_dir must be set"):
+        pretrain(empty, verbose=0)

@@ -27,7 +27,8 @@ def shard_paths(data_dir: str | os.PathLike, split: str = "train") -> list[str]:
     data_dir = os.path.abspath(os.fspath(data_dir))
     manifest = load_manifest(data_dir)
     if split not in manifest["splits"]:
-        raise CorpusError(data_dir, f"has no {split!r} split; it has {', '.join(manifest['splits'])}")
+        hint = "; prepare it with --val-fraction or --val-db" if split == "val" else ""
+        raise CorpusError(data_dir, f"has no {split!r} split; it has {', '.join(manifest['splits'])}{hint}")
     paths = [os.path.join(data_dir, shard["file"]) for shard in manifest["splits"][split]["shards"]]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
