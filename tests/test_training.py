@@ -139,6 +139,7 @@ def test_mixed_precision_trains_and_the_pretrainer_round_trips(shards, tmp_path,
         "snr_db": np.zeros((2, 2), "float32"),
     }
     expected = np.asarray(model(x))
+    model.optimizer.build(model.trainable_variables)  # saved with its (Adam) state
     model.save(tmp_path / "pretrainer.keras")
     loaded = keras.saving.load_model(tmp_path / "pretrainer.keras", safe_mode=True)
     np.testing.assert_array_equal(np.asarray(loaded(x)), expected)
