@@ -4,8 +4,9 @@
 
     LibriSpeech/dev-clean/<speaker>/<chapter>/<speaker>-<chapter>-<nnnn>.flac (+ .trans.txt)
         speech-like utterances: voiced syllables made of harmonics of a gliding F0 shaped by
-        vowel formants, fricative and plosive noise bursts, word pauses; each speaker has its
-        own pitch, formant scale and rate. It sounds like babbling, not words.
+        formants that glide from vowel to vowel, with breath noise; fricative and plosive
+        noise bursts; word pauses; each speaker has its own pitch, formant scale and rate. It
+        sounds like babbling, not words.
     CHiME3/data/audio/16kHz/backgrounds/BGD_<date>_<nnn>_<ENV>.CH<k>.wav
         noise of four kinds named like CHiME-3's environments: BUS (engine harmonics, rumble,
         rattles), CAF (babble of several synthetic talkers, dish clinks), PED (distant babble,
@@ -123,21 +124,35 @@ def _set_rms_db(signal, level_db):
 # --- speech ----------------------------------------------------------------------------------
 
 
-def _vowel(rng, num_samples, f0_hz, formant_scale, start_phase):
-    """A voiced segment: harmonics of a gliding F0 weighted by a vowel's formant envelope."""
+_HIGH_FORMANTS = np.array([[3300.0, 250.0, 0.12], [4500.0, 350.0, 0.06]])  # F4, F5: Hz, bandwidth, gain
+
+
+def _formant_weights(harmonic_hz, formants):
+    """Amplitude of each harmonic under a vowel's formants (resonance peaks) and F4/F5."""
+    weights = np.zeros_like(harmonic_hz)
+    for formant, bandwidth, gain in zip(formants, _FORMANT_BANDWIDTHS, (1.0, 0.6, 0.3), strict=True):
+        weights += gain / (1.0 + ((harmonic_hz - formant) / (bandwidth / 2.0)) ** 2)
+    for formant, bandwidth, gain in _HIGH_FORMANTS:
+        weights += gain / (1.0 + ((harmonic_hz - formant) / (bandwidth / 2.0)) ** 2)
+    return weights / np.arange(1, len(harmonic_hz) + 1) ** 0.5  # glottal roll-off
+
+
+def _vowel(rng, num_samples, f0_hz, formant_scale, start_phase, previous_vowel):
+    """A voiced segment: harmonics of a gliding F0 whose formants glide from the previous
+    vowel to this one, plus a little breath noise."""
     f0 = f0_hz * (1.0 + rng.uniform(-0.08, 0.08) * np.linspace(-1, 1, num_samples))
     f0 *= 1.0 + 0.01 * rng.standard_normal(num_samples).cumsum() / np.sqrt(num_samples)
     phase = start_phase + 2.0 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    formants = _VOWELS[rng.integers(len(_VOWELS))] * formant_scale
+    vowel = rng.integers(len(_VOWELS))
     num_harmonics = int(7600 // (f0_hz * 1.1))
     harmonic_hz = np.arange(1, num_harmonics + 1) * f0_hz
-    weights = np.zeros(num_harmonics)
-    for formant, bandwidth, gain in zip(formants, _FORMANT_BANDWIDTHS, (1.0, 0.6, 0.3), strict=True):
-        weights += gain / (1.0 + ((harmonic_hz - formant) / (bandwidth / 2.0)) ** 2)
-    weights /= np.arange(1, num_harmonics + 1) ** 0.7  # glottal roll-off
-    orders = np.arange(1, num_harmonics + 1)[:, None]
-    segment = weights @ np.sin(orders * phase[None, :])
-    return segment * _fade(num_samples, int(0.02 * SAMPLE_RATE)), phase[-1]
+    start = _formant_weights(harmonic_hz, _VOWELS[previous_vowel] * formant_scale)
+    end = _formant_weights(harmonic_hz, _VOWELS[vowel] * formant_scale)
+    waves = np.sin(np.arange(1, num_harmonics + 1)[:, None] * phase[None, :])
+    glide = np.clip(np.linspace(0.0, 3.0, num_samples), 0.0, 1.0)  # transition over the first third
+    segment = (1 - glide) * (start @ waves) + glide * (end @ waves)
+    segment += 0.03 * np.std(segment) * _band_noise(rng, num_samples, 1000, 7500)
+    return segment * _fade(num_samples, int(0.02 * SAMPLE_RATE)), phase[-1], vowel
 
 
 def synth_speech(
@@ -153,7 +168,7 @@ def synth_speech(
     out = np.zeros(total)
     position = int(rng.uniform(0.1, 0.3) * SAMPLE_RATE)  # leading silence, as in LibriSpeech
     end = total - int(rng.uniform(0.1, 0.3) * SAMPLE_RATE)
-    phase = 0.0
+    phase, vowel = 0.0, rng.integers(len(_VOWELS))
     syllable_in_word, word_length = 0, rng.integers(1, 4)
     while position < end:
         if rng.random() < 0.6:  # a consonant first: fricative or plosive
@@ -173,7 +188,7 @@ def synth_speech(
             position = stop
         length = int(rng.uniform(0.6, 1.4) / syllables_per_second * 0.7 * SAMPLE_RATE)
         declination = 1.0 - 0.15 * position / total
-        segment, phase = _vowel(rng, length, f0_hz * declination, formant_scale, phase)
+        segment, phase, vowel = _vowel(rng, length, f0_hz * declination, formant_scale, phase, vowel)
         stop = min(position + length, end)
         out[position:stop] += segment[: stop - position]
         position = stop
