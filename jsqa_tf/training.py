@@ -79,9 +79,8 @@ def train_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs, in
         seed = tf.constant(config.training.seed, tf.int64) * 7919 + epoch
         return make_pair_dataset(pairs, seed=seed).take(steps)
 
-    epochs = config.training.epochs - initial_epoch
     dataset = tf.data.Dataset.range(initial_epoch, config.training.epochs).flat_map(epoch_pairs)
-    return _distributable(dataset.map(_as_inputs), epochs * steps)
+    return _distributable(dataset.map(_as_inputs))
 
 
 def val_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
@@ -91,16 +90,13 @@ def val_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
 
     pairs = config.pair_config("val", clean_dir, noise_dir, global_pairs)
     dataset = make_pair_dataset(pairs, seed=config.training.seed + 10_007).take(config.data.val_batches)
-    return _distributable(dataset.map(_as_inputs).cache(), config.data.val_batches)
+    return _distributable(dataset.map(_as_inputs).cache())
 
 
-def _distributable(dataset, num_batches: int):
-    """States the number of batches and shards by element under a multi-worker strategy."""
+def _distributable(dataset):
+    """Shards by element (not by file) under a multi-worker strategy."""
     import tensorflow as tf
 
-    # A known length matters: with an unknown one (flat_map, zip), Keras 3.15 runs one more,
-    # empty, evaluation step whose zeros dilute the validation loss and accuracy.
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
     options = tf.data.Options()
     # Our sources are zipped and flat-mapped streams, not plain file lists: shard by element.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -408,6 +404,9 @@ def pretrain(
                 epochs=training.epochs,
                 initial_epoch=initial_epoch,
                 steps_per_epoch=training.steps_per_epoch,
+                # Stated, not discovered: with a dataset of unknown length, Keras 3.15 runs one
+                # more, empty, validation step whose zeros dilute the validation figures.
+                validation_steps=config.data.val_batches,
                 callbacks=all_callbacks,
                 shuffle=False,  # the pipeline shuffles
                 verbose=verbose,
