@@ -39,6 +39,9 @@ from jsqa_tf.errors import AudioError, CorpusError
 
 logger = logging.getLogger(__name__)
 
+FORMAT_VERSION = 1
+"""Version of the shard format (`jsqa_tf.data.tfrecords`) and manifest layout."""
+
 MANIFEST_NAME = "manifest.json"
 PLAN_NAME = "plan.json"
 SPLITS = ("train", "val")
@@ -129,7 +132,7 @@ def _fingerprint(config: PrepareConfig, shards: list[ShardPlan]) -> str:
     settings.pop("num_workers")  # how many processes decode does not change the output
     settings.pop("source")  # the same corpus named by another path is the same corpus
     content = {
-        "format": 1,
+        "format": FORMAT_VERSION,
         "config": settings,
         "shards": [[s.name, [r.relative_path for r in s.records]] for s in shards],
     }
@@ -354,7 +357,7 @@ def _manifest(config, corpus, output_dir, shards, stats, problems, by_split) -> 
     return {
         "tool": "jsqa-tf",
         "version": jsqa_tf.__version__,
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "corpus": corpus.kind,
         "root": corpus.root,
@@ -378,6 +381,13 @@ def load_manifest(data_dir: str | os.PathLike) -> dict:
         raise CorpusError(data_dir, "no manifest.json: not a folder written by `jsqa-tf prepare`")
     try:
         with open(path, encoding="utf-8") as stream:
-            return json.load(stream)
+            manifest = json.load(stream)
     except json.JSONDecodeError as error:
         raise CorpusError(path, f"corrupt manifest ({error})")
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise CorpusError(
+            path,
+            f"shard format {found}, this jsqa-tf reads format {FORMAT_VERSION}: prepare the corpus again",
+        )
+    return manifest

@@ -13,7 +13,7 @@ Features of each example:
     mos            float   mean opinion score, NaN when the corpus has none
     is_silent      int64   1 when the file's RMS level is below -60 dBFS
 
-Bumping `FORMAT_VERSION` is needed whenever this list changes.
+Bump `jsqa_tf.data.prepare.FORMAT_VERSION` whenever this list changes.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import numpy as np
 import tensorflow as tf
 
 from jsqa_tf.data.corpora import AudioRecord
-
-FORMAT_VERSION = 1
 
 STRING_FEATURES = ("source_path", "speaker", "chapter", "environment", "condition", "database")
 

@@ -174,6 +174,9 @@ def test_load_manifest_errors(tmp_path):
     (tmp_path / "manifest.json").write_text("{broken")
     with pytest.raises(CorpusError, match="corrupt manifest"):
         load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format_version": 0}')
+    with pytest.raises(CorpusError, match="shard format 0, this jsqa-tf reads format 1"):
+        load_manifest(tmp_path)
 
 
 def test_named_databases_form_the_val_split(tiny_demo, tmp_path):
