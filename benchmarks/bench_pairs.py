@@ -20,19 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from jsqa_tf.config import PairConfig, PrepareConfig  # noqa: E402
-from jsqa_tf.data.demo import make_demo_corpus  # noqa: E402
+from jsqa_tf.config import PairConfig  # noqa: E402
 from jsqa_tf.data.pairs import make_pair_dataset  # noqa: E402
-from jsqa_tf.data.prepare import prepare  # noqa: E402
 from jsqa_tf.mixing import mix_pair  # noqa: E402
-
-
-def demo_shards(folder: str) -> tuple[str, str]:
-    paths = make_demo_corpus(os.path.join(folder, "demo"))
-    clean, noise = os.path.join(folder, "clean"), os.path.join(folder, "noise")
-    prepare(PrepareConfig(corpus="librispeech", source=paths["librispeech"]), clean)
-    prepare(PrepareConfig(corpus="chime3", source=paths["chime3"], chime3_channels="all"), noise)
-    return clean, noise
+from jsqa_tf.training import demo_shards  # noqa: E402
 
 
 def time_sampler(config: PairConfig, batches: int, warmup: int) -> float:

@@ -134,7 +134,7 @@ def read_audio(
 
     mono = data[:, channel] if channel is not None else data.mean(axis=1)
     if sample_rate is not None and file_rate != sample_rate:
-        mono = soxr.resample(mono, file_rate, sample_rate, quality="HQ")
+        mono = resample(mono, file_rate, sample_rate)
     mono = np.ascontiguousarray(mono, dtype=np.float32)
 
     peak = float(np.max(np.abs(mono)))
@@ -148,6 +148,13 @@ def read_audio(
     if mono.shape[0] < min_seconds * rate:
         raise AudioError(path, f"too short: {mono.shape[0] / rate:.3f} s, at least {min_seconds:g} s needed")
     return mono
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Converts the sample rate with soxr (high quality); a no-op at the same rate."""
+    if from_rate == to_rate:
+        return samples
+    return soxr.resample(samples, from_rate, to_rate, quality="HQ")
 
 
 def rms_dbfs(samples: np.ndarray) -> float:

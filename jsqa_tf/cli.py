@@ -390,21 +390,20 @@ def jnd_curve(pair_list, snr_range, snr_window, snr_window_low, bootstrap, seed)
     import numpy as np
 
     from jsqa_tf.config import PairConfig, from_dict
-    from jsqa_tf.data.pairs import sample_snr_pairs_numpy
-    from jsqa_tf.jnd import curve_points, fit_psychometric, read_cdpam_list, share_within_jnd
+    from jsqa_tf.jnd import (
+        curve_points,
+        fit_psychometric,
+        pair_abs_delta_db,
+        read_cdpam_list,
+        share_within_jnd,
+    )
 
     pair_config = from_dict(
         PairConfig, _pair_settings({"clean_dir": "", "noise_dir": ""}, snr_range, snr_window, snr_window_low)
     )
     points = curve_points(read_cdpam_list(pair_list))
     pooled = fit_psychometric(points.abs_delta_db, points.same, num_bootstrap=bootstrap, seed=seed)
-    snrs = sample_snr_pairs_numpy(
-        np.random.default_rng(seed),
-        100_000,
-        tuple(pair_config.snr_range_db),
-        pair_config.snr_window_db,
-        pair_config.snr_window_low_db,
-    )
+    deltas = pair_abs_delta_db(pair_config.snr_window_db, 100_000, seed)
     per_type = {}
     for noise_type in sorted({t for t in points.noise_type if t}):
         chosen = points.noise_type == noise_type
@@ -425,8 +424,8 @@ def jnd_curve(pair_list, snr_range, snr_window, snr_window_low, bootstrap, seed)
             "pair_distribution": {
                 "snr_range_db": list(pair_config.snr_range_db),
                 "snr_window_db": pair_config.snr_window_db,
-                "mean_abs_delta_db": float(np.mean(np.abs(snrs[:, 0] - snrs[:, 1]))),
-                **share_within_jnd(pooled, np.abs(snrs[:, 0] - snrs[:, 1])),
+                "mean_abs_delta_db": float(np.mean(deltas)),
+                **share_within_jnd(pooled, deltas),
             },
             "per_noise_type": per_type,
             "skipped": points.num_skipped,

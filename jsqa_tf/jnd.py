@@ -461,6 +461,16 @@ def fit_psychometric(delta: np.ndarray, same: np.ndarray, *, num_bootstrap: int 
     }
 
 
+def pair_abs_delta_db(snr_window_db: float, num_pairs: int, seed: int = 0) -> np.ndarray:
+    """|ΔSNR| of `num_pairs` pairs drawn as `jsqa_tf.data.pairs` draws them.
+
+    Both SNRs of a pair are uniform in one window `snr_window_db` wide; where the window lies
+    inside the SNR range does not change their difference, so only the width matters.
+    """
+    draws = np.random.default_rng(seed).uniform(0.0, snr_window_db, size=(num_pairs, 2))
+    return np.abs(draws[:, 0] - draws[:, 1])
+
+
 def share_within_jnd(fit: dict, abs_delta_db: np.ndarray) -> dict:
     """What a fitted curve says of a pair distribution (samples of |ΔSNR|)."""
     probability = 1 / (1 + np.exp(-(fit["intercept"] + fit["slope_per_db"] * abs_delta_db)))

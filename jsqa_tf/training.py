@@ -134,7 +134,7 @@ def _build_state(model, config: PretrainConfig) -> None:
     """Creates every variable (model and optimizer) so that a checkpoint can be loaded."""
     import numpy as np
 
-    samples = int(config.data.crop_seconds * 16_000)
+    samples = config.pair_config("train", "", "", 2).crop_samples
     model(
         {
             "clean": np.zeros((2, samples), "float32"),
@@ -292,6 +292,17 @@ class _Summaries(keras.callbacks.Callback):
 # --- the run -------------------------------------------------------------------------------------
 
 
+def _flatten(data: dict, prefix: str = "") -> dict:
+    """{"training": {"epochs": 3}} -> {"training.epochs": 3}."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _prepare_run_dir(config: PretrainConfig, resume: bool) -> dict:
     """Creates the run folder, or checks it for a resume; returns the saved training state."""
     run_dir = config.run_dir
@@ -308,19 +319,10 @@ def _prepare_run_dir(config: PretrainConfig, resume: bool) -> dict:
         return {}
     if not os.path.exists(config_path):
         raise TrainingError(f"{run_dir}: no run to resume (no config.yaml)")
-    saved = to_dict(from_dict(PretrainConfig, load_yaml(config_path), where=config_path))
-    wanted = to_dict(config)
-    for section in ("training",):
-        saved[section].pop("epochs")
-        wanted[section] = {k: v for k, v in wanted[section].items() if k != "epochs"}
-    if saved != wanted:
-        differences = [
-            f"{section}.{key}"
-            for section in wanted
-            if isinstance(wanted[section], dict)
-            for key in wanted[section]
-            if saved.get(section, {}).get(key) != wanted[section][key]
-        ] or [key for key in wanted if saved.get(key) != wanted[key]]
+    saved = _flatten(to_dict(from_dict(PretrainConfig, load_yaml(config_path), where=config_path)))
+    wanted = _flatten(to_dict(config))
+    differences = sorted(key for key in wanted if key != "training.epochs" and saved.get(key) != wanted[key])
+    if differences:
         raise TrainingError(
             f"{config_path}: the run was made with other settings ({', '.join(differences)}); "
             "only training.epochs may change on --resume"

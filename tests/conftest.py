@@ -12,8 +12,6 @@ import pytest  # noqa: E402
 
 from jsqa_tf.data.demo import SMALL_DEMO, make_demo_corpus  # noqa: E402
 
-TINY_DEMO = SMALL_DEMO
-
 
 @pytest.fixture(autouse=True)
 def _seed():
@@ -25,7 +23,7 @@ def _seed():
 def tiny_demo(tmp_path_factory) -> dict[str, str]:
     """A small demo corpus (LibriSpeech, CHiME-3, NISQA layouts), made once per session."""
     root = tmp_path_factory.mktemp("demo") / "corpus"
-    return make_demo_corpus(root, seed=0, **TINY_DEMO)
+    return make_demo_corpus(root, seed=0, **SMALL_DEMO)
 
 
 def sine(seconds: float = 1.0, sample_rate: int = 16000, hz: float = 440.0, amplitude=0.5):

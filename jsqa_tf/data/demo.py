@@ -39,7 +39,7 @@ import tempfile
 import numpy as np
 
 from jsqa_tf import atomic
-from jsqa_tf.audio import write_audio
+from jsqa_tf.audio import resample, write_audio
 from jsqa_tf.errors import CorpusError
 
 SAMPLE_RATE = 16_000
@@ -316,12 +316,6 @@ def _degrade(rng, clean):
     return signal, rate, params, scores
 
 
-def _resample_for_storage(signal, rate):
-    import soxr
-
-    return signal if rate == SAMPLE_RATE else soxr.resample(signal, SAMPLE_RATE, rate, quality="HQ")
-
-
 # --- the corpus ------------------------------------------------------------------------------------
 
 
@@ -379,10 +373,10 @@ def _write_nisqa(rng, root, utterances, num_mos_files, val_speakers):
         degraded, rate, params, scores = _degrade(rng, clean)
         file_deg, file_ref = f"{con}_{utt_id}.wav", f"{utt_id}.wav"
         deg_path = os.path.join(corpus_root, db, "deg", file_deg)
-        write_audio(deg_path, _resample_for_storage(degraded, rate), rate)
+        write_audio(deg_path, resample(degraded, SAMPLE_RATE, rate), rate)
         ref_path = os.path.join(corpus_root, db, "ref", file_ref)
         if not os.path.exists(ref_path):
-            write_audio(ref_path, _resample_for_storage(clean, 48000), 48000)
+            write_audio(ref_path, resample(clean, SAMPLE_RATE, 48000), 48000)
         description = ", ".join(f"{k}={v}" for k, v in params.items() if v not in (None, 0.0))
         row = dict.fromkeys(NISQA_COLUMNS, "")
         row.update(

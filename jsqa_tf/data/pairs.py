@@ -49,22 +49,6 @@ def sample_snr_pairs(
     return window_low + offsets
 
 
-def sample_snr_pairs_numpy(
-    rng: np.random.Generator,
-    num_pairs: int,
-    snr_range_db: tuple[float, float] = (-3.0, 9.0),
-    snr_window_db: float = 6.0,
-    snr_window_low_db: float | None = None,
-) -> np.ndarray:
-    """The same distribution as `sample_snr_pairs`, in NumPy (for analysis and plots)."""
-    low, high = snr_range_db
-    if snr_window_low_db is None:
-        window_low = rng.uniform(low, high - snr_window_db, size=(num_pairs, 1))
-    else:
-        window_low = np.full((num_pairs, 1), snr_window_low_db)
-    return window_low + rng.uniform(0.0, snr_window_db, size=(num_pairs, 2))
-
-
 def make_pair_dataset(
     config: PairConfig, *, with_ids: bool = False, seed: int | tf.Tensor | None = None
 ) -> tf.data.Dataset:

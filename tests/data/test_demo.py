@@ -6,9 +6,8 @@ import pytest
 import soundfile as sf
 
 from jsqa_tf.audio import is_silent, read_audio
-from jsqa_tf.data.demo import make_demo_corpus, synth_noise, synth_speech
+from jsqa_tf.data.demo import SMALL_DEMO, make_demo_corpus, synth_noise, synth_speech
 from jsqa_tf.errors import CorpusError
-from tests.conftest import TINY_DEMO
 
 
 def tree_digest(root):
@@ -23,10 +22,10 @@ def tree_digest(root):
 
 
 def test_same_seed_same_bytes_other_seed_other_audio(tiny_demo, tmp_path):
-    again = make_demo_corpus(tmp_path / "again", seed=0, **TINY_DEMO)
+    again = make_demo_corpus(tmp_path / "again", seed=0, **SMALL_DEMO)
     root = os.path.dirname(tiny_demo["librispeech"])
     assert tree_digest(root) == tree_digest(os.path.dirname(again["librispeech"]))
-    other = make_demo_corpus(tmp_path / "other", seed=1, **TINY_DEMO)
+    other = make_demo_corpus(tmp_path / "other", seed=1, **SMALL_DEMO)
     assert tree_digest(root) != tree_digest(os.path.dirname(other["librispeech"]))
 
 
@@ -68,7 +67,7 @@ def test_files_read_back_and_labels_are_mos_like(tiny_demo):
 
     with open(tiny_demo["nisqa"]) as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == TINY_DEMO["num_mos_files"]
+    assert len(rows) == SMALL_DEMO["num_mos_files"]
     assert all(1.0 <= float(row["mos"]) <= 5.0 for row in rows)
     assert all(row["source"] == "jsqa-tf demo (synthetic)" for row in rows)
     nisqa_root = os.path.dirname(tiny_demo["nisqa"])
@@ -78,12 +77,12 @@ def test_files_read_back_and_labels_are_mos_like(tiny_demo):
 
 def test_existing_demo_is_kept_other_folders_refused(tiny_demo, tmp_path):
     root = os.path.dirname(tiny_demo["librispeech"])
-    assert make_demo_corpus(root, seed=0, **TINY_DEMO) == tiny_demo  # idempotent, no rewrite
+    assert make_demo_corpus(root, seed=0, **SMALL_DEMO) == tiny_demo  # idempotent, no rewrite
     with pytest.raises(CorpusError, match="other settings"):
-        make_demo_corpus(root, seed=5, **TINY_DEMO)
+        make_demo_corpus(root, seed=5, **SMALL_DEMO)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "mine.txt").write_text("keep me")
     with pytest.raises(CorpusError, match="not an empty folder"):
-        make_demo_corpus(tmp_path / "busy", **TINY_DEMO)
+        make_demo_corpus(tmp_path / "busy", **SMALL_DEMO)
     assert (tmp_path / "busy" / "mine.txt").read_text() == "keep me"
     assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from jsqa_tf.config import PairConfig, PrepareConfig
-from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, sample_snr_pairs_numpy, write_pairs
+from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, write_pairs
 from jsqa_tf.data.prepare import prepare
 from jsqa_tf.errors import ConfigError, CorpusError
 
@@ -34,8 +34,10 @@ def test_abs_delta_snr_distribution_matches_the_paper():
 def test_fixed_window_and_numpy_twin():
     snr = sample_snr_pairs(5000, tf.constant([3, 4], tf.int64), snr_window_low_db=3.0).numpy()
     assert snr.min() >= 3.0 and snr.max() <= 9.0
-    twin = sample_snr_pairs_numpy(np.random.default_rng(0), 20_000)
-    assert np.abs(twin[:, 0] - twin[:, 1]).mean() == pytest.approx(2.0, abs=0.1)
+    from jsqa_tf.jnd import pair_abs_delta_db  # the NumPy twin `jsqa-tf jnd curve` uses
+
+    twin = pair_abs_delta_db(6.0, 20_000)
+    assert twin.mean() == pytest.approx(2.0, abs=0.1)
     narrow = sample_snr_pairs(20_000, tf.constant([5, 6], tf.int64), (0.0, 20.0), 3.0).numpy()
     assert np.abs(narrow[:, 0] - narrow[:, 1]).mean() == pytest.approx(1.0, abs=0.05)
 
