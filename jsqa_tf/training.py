@@ -261,13 +261,16 @@ class _Summaries(keras.callbacks.Callback):
         self.config = config
         self.clips_per_step = clips_per_step
         self.writer = None
-        self.started = None
+        self.started = self.last_batch_end = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
+        self.started = self.last_batch_end = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_batch_end = time.perf_counter()  # clips/s counts training, not validation
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.started
+        seconds = self.last_batch_end - self.started
         if logs is not None:
             logs["clips_per_second"] = self.clips_per_step * self.config.training.steps_per_epoch / seconds
         if self.config.training.audio_examples and self.example_batch is not None:
