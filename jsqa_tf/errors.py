@@ -39,3 +39,17 @@ class CorpusError(JSQAError):
 
 class ConfigError(JSQAError):
     """A configuration file or value that cannot be used."""
+
+
+class ModelError(JSQAError):
+    """A model file or run folder that cannot be loaded or used.
+
+    Args:
+        path: the file or folder at fault.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 PRESETS = {
     # The paper's encoder: CDPAM's layout ending at a 512-d embedding (22,132,224 trainable).
@@ -132,6 +133,52 @@ class WaveformEncoder(keras.Model):
         self.decimation = decimation
         self.leaky_relu_slope = leaky_relu_slope
         self.batch_norm_momentum = batch_norm_momentum
+
+    def encode(self, waveform, num_valid_samples=None, training=False):
+        """The embedding of each file of a zero-padded batch, exactly as if it were alone.
+
+        `encoder(waveform)` treats the whole row as audio: padding changes the activations
+        near a file's end (through the convolutions' receptive field, ~50 ms for `jsqa`)
+        and counts in the average pooling. Here every conv input is zeroed past the file's
+        valid length at that layer's rate (which is what "same" padding does at the end of
+        an unpadded file) and the pooling averages the valid frames only, so a file's
+        embedding does not depend on what it is batched with (in inference mode: BatchNorm
+        in training mode still takes its batch statistics over the padded frames too).
+
+        Args:
+            waveform: float [batch, samples], each row zero-padded past its valid length.
+            num_valid_samples: int [batch]; None means every row is valid (plain call).
+            training: BatchNorm mode.
+
+        Returns:
+            float [batch, embedding_dim].
+        """
+        if num_valid_samples is None:
+            return self(waveform, training=training)
+        lengths = ops.maximum(ops.cast(num_valid_samples, "int32"), 1)
+        x = waveform
+        for layer in self.layers[1:]:  # layers[0] is the InputLayer
+            if isinstance(layer, keras.layers.GlobalAveragePooling1D):
+                mask = self._time_mask(lengths, x)
+                total = ops.sum(ops.cast(x, "float32") * ops.cast(mask, "float32"), axis=1)
+                return ops.cast(total / ops.cast(lengths, "float32")[:, None], x.dtype)
+            if isinstance(layer, (keras.layers.Conv1D, keras.layers.ZeroPadding1D)) and not (
+                isinstance(layer, keras.layers.Conv1D) and layer.strides[0] == 2
+            ):  # a strided conv's input was masked before its explicit padding
+                x = x * self._time_mask(lengths, x)
+            x = layer(x, training=training)
+            decimates = isinstance(layer, keras.layers.MaxPooling1D) or (
+                isinstance(layer, keras.layers.Conv1D) and layer.strides[0] == 2
+            )
+            if decimates:  # output i is centred on input 2i: ceil(length / 2) valid outputs
+                lengths = (lengths + 1) // 2
+        raise AssertionError("the encoder has no pooling layer")
+
+    @staticmethod
+    def _time_mask(lengths, x):
+        """[batch, time, 1] mask of the valid frames, in x's dtype (x: [batch, time, ch])."""
+        frames = ops.arange(ops.shape(x)[1], dtype="int32")
+        return ops.cast(frames[None, :, None] < lengths[:, None, None], x.dtype)
 
     @property
     def total_decimation(self) -> int:

@@ -1,0 +1,59 @@
+"""Finding and loading a trained `MOSRegressor`: a `.keras` file or a run folder."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+from jsqa_tf.errors import ModelError
+
+MODEL_FILE = "model.keras"  # the best epoch (lowest validation RMSE) of a fine-tuning run
+LAST_MODEL_FILE = "model-last.keras"  # its last epoch
+# Where a model lies inside a run folder: fine-tuning's own, or a `jsqa-tf train` run's stage.
+_RUN_LAYOUTS = (MODEL_FILE, os.path.join("finetune", MODEL_FILE))
+
+
+def find_model_file(path: str | os.PathLike) -> str:
+    """The `.keras` file a user means: the file itself, or the model of a run folder.
+
+    Raises:
+        ModelError: nothing loadable there (the message says what was looked for).
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        for relative in _RUN_LAYOUTS:
+            candidate = os.path.join(path, relative)
+            if os.path.isfile(candidate):
+                return candidate
+        raise ModelError(
+            path,
+            f"no trained model here (looked for {' and '.join(_RUN_LAYOUTS)}); is the run finished?",
+        )
+    if not os.path.exists(path):
+        raise ModelError(path, "model not found")
+    if not path.endswith(".keras"):
+        raise ModelError(path, "not a .keras file or a run folder")
+    return path
+
+
+def load_mos_regressor(path: str | os.PathLike):
+    """Loads a `MOSRegressor` from a `.keras` file or a run folder (safe mode: no code runs).
+
+    Raises:
+        ModelError: missing, corrupt, or not a MOS model.
+    """
+    import keras
+
+    import jsqa_tf.models  # noqa: F401  (registers the classes the file names)
+    from jsqa_tf.models.mos_regressor import MOSRegressor
+
+    model_file = find_model_file(path)
+    if not zipfile.is_zipfile(model_file):
+        raise ModelError(model_file, "not a Keras model file (not a zip archive; truncated or corrupt?)")
+    try:
+        model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, OSError, KeyError... for bad files
+        raise ModelError(model_file, f"cannot be loaded ({type(error).__name__}: {error})")
+    if not isinstance(model, MOSRegressor):
+        raise ModelError(model_file, f"holds a {type(model).__name__}, not a MOSRegressor (a MOS model)")
+    return model
