@@ -1,0 +1,11 @@
+"""Training stages, each in its own module, all on one run-folder implementation (`run`).
+
+pretrain    contrastive pretraining of the encoder on JND pairs
+finetune    MOS fine-tuning of encoder + head on labelled speech
+pipeline    `jsqa-tf train`: pretraining -> fine-tuning -> evaluation, one or more runs
+"""
+
+from jsqa_tf.training.pretrain import build_pretrainer, pretrain
+from jsqa_tf.training.run import Run, TrainingError, demo_mos_shards, demo_shards
+
+__all__ = ["Run", "TrainingError", "build_pretrainer", "demo_mos_shards", "demo_shards", "pretrain"]

@@ -1,0 +1,203 @@
+"""`pretrain(config)`: contrastive pretraining of the encoder on JND pairs, in a run folder.
+
+Run folder (besides what every stage writes, see `jsqa_tf.training.run`):
+    logs/                    loss, pair accuracy, learning rate, clips/s, example pairs as
+                             audio, the |ΔSNR| histogram
+    encoder.keras            the encoder after the last epoch (load with safe_mode on)
+    encoder-best.keras       the encoder of the epoch with the lowest validation loss
+    summary.json             final figures
+
+The pairs of epoch e come from a seed derived from (seed, e), so a resumed run reads exactly
+what an uninterrupted run reads from that epoch on.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from jsqa_tf.config import PretrainConfig
+from jsqa_tf.training.run import Run, TrainingError, demo_shards, distributable
+
+ENCODER_FILE = "encoder.keras"
+BEST_ENCODER_FILE = "encoder-best.keras"
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def _as_inputs(clean, noise, snr_db):
+    return {"clean": clean, "noise": noise, "snr_db": snr_db}
+
+
+def train_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs, initial_epoch=0):
+    """Exactly `steps_per_epoch` batches per epoch from `initial_epoch` on, seeded per epoch."""
+    import tensorflow as tf
+
+    from jsqa_tf.data.pairs import make_pair_dataset
+
+    pairs = config.pair_config("train", clean_dir, noise_dir, global_pairs)
+    steps = config.training.steps_per_epoch
+
+    @tf.autograph.experimental.do_not_convert  # plain Python that builds a pipeline
+    def epoch_pairs(epoch):
+        seed = tf.constant(config.training.seed, tf.int64) * 7919 + epoch
+        return make_pair_dataset(pairs, seed=seed).take(steps)
+
+    dataset = tf.data.Dataset.range(initial_epoch, config.training.epochs).flat_map(epoch_pairs)
+    return distributable(dataset.map(_as_inputs))
+
+
+def val_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
+    """The same `val_batches` batches of held-out speakers and noises every epoch."""
+
+    from jsqa_tf.data.pairs import make_pair_dataset
+
+    pairs = config.pair_config("val", clean_dir, noise_dir, global_pairs)
+    dataset = make_pair_dataset(pairs, seed=config.training.seed + 10_007).take(config.data.val_batches)
+    return distributable(dataset.map(_as_inputs).cache())
+
+
+# --- model -------------------------------------------------------------------------------------
+
+
+def build_pretrainer(config: PretrainConfig):
+    """The `ContrastivePretrainer` of a config, compiled with Adam."""
+    from jsqa_tf.models import ContrastivePretrainer, ProjectionHead, WaveformEncoder
+
+    encoder = WaveformEncoder.from_preset(config.model.preset, **config.model.overrides(), name="encoder")
+    head = (
+        ProjectionHead(encoder.contrastive_dim, dropout=config.model.projection_dropout, name="projection")
+        if config.model.projection
+        else None
+    )
+    model = ContrastivePretrainer(
+        encoder,
+        head,
+        temperature=config.training.temperature,
+        prevent_clipping=config.training.prevent_clipping,
+        name="pretrainer",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.training.learning_rate),
+        jit_compile="auto" if config.training.jit_compile is None else config.training.jit_compile,
+    )
+    return model
+
+
+def _build_state(model, config: PretrainConfig) -> None:
+    """Creates every variable (model and optimizer) so that a checkpoint can be loaded."""
+    import numpy as np
+
+    samples = config.pair_config("train", "", "", 2).crop_samples
+    model(
+        {
+            "clean": np.zeros((2, samples), "float32"),
+            "noise": np.zeros((2, samples), "float32"),
+            "snr_db": np.zeros((2, 2), "float32"),
+        }
+    )
+    model.optimizer.build(model.trainable_variables)
+
+
+# --- callbacks ----------------------------------------------------------------------------------
+
+
+class _PairExamples(keras.callbacks.Callback):
+    """Example pairs as audio and the |ΔSNR| histogram in TensorBoard, each epoch."""
+
+    def __init__(self, log_dir, example_batch, config: PretrainConfig):
+        super().__init__()
+        self.log_dir = log_dir
+        self.example_batch = example_batch
+        self.config = config
+        self.writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        from jsqa_tf.tensorboard import log_pairs
+
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "examples"))
+        clean, noise, snr_db = self.example_batch
+        log_pairs(
+            self.writer,
+            clean,
+            noise,
+            snr_db,
+            step=epoch + 1,
+            snr_window_db=self.config.data.snr_window_db,
+            max_outputs=self.config.training.audio_examples,
+        )
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def pretrain(
+    config: PretrainConfig,
+    *,
+    resume: bool = False,
+    verbose: int = 1,
+    callbacks: list | None = None,
+) -> dict:
+    """Runs (or resumes) contrastive pretraining; returns the summary written to summary.json.
+
+    Raises:
+        TrainingError: the loss became NaN/Inf (the last good checkpoint is kept and named),
+            or the run folder does not fit the request.
+    """
+    import numpy as np
+
+    with Run(config, resume) as run:
+        config, training = run.config, run.config.training
+        clean_dir, noise_dir = config.data.clean_dir, config.data.noise_dir
+        if not config.data.demo_dir and not (clean_dir and noise_dir):
+            raise TrainingError("data.clean_dir and data.noise_dir must be set (--clean-dir, --noise-dir)")
+        if config.data.demo_dir:
+            clean_dir, noise_dir = demo_shards(config.data.demo_dir)
+        global_pairs = config.data.pairs_per_batch * run.strategy.num_replicas
+        with run.strategy.scope:
+            model = build_pretrainer(config)
+            _build_state(model, config)  # before fit: building from a distributed batch fails
+            model.rank_one_logs = training.strategy == "multi-worker"  # see compute_metrics
+            run.restore(model)
+        train = train_dataset(config, clean_dir, noise_dir, global_pairs, run.initial_epoch)
+        val = val_dataset(config, clean_dir, noise_dir, global_pairs)
+        stage_callbacks = list(callbacks or [])
+        if training.audio_examples:
+            example = next(iter(val))
+            example_batch = (example["clean"], example["noise"], example["snr_db"])
+            stage_callbacks.append(_PairExamples(run.log_dir, example_batch, config))
+        run.fit(
+            model,
+            train,
+            epochs=training.epochs,
+            initial_epoch=run.initial_epoch,
+            steps_per_epoch=training.steps_per_epoch,
+            clips_per_step=2 * global_pairs,
+            monitor="val_loss",
+            validation_data=val,
+            validation_steps=config.data.val_batches,
+            callbacks=stage_callbacks,
+            verbose=verbose,
+        )
+        state = run.state
+        summary = {
+            "epochs_done": state["epoch"] + 1,
+            "loss": state["loss"],
+            "history": run.history,
+            "best_epoch": state.get("best_epoch"),
+            "best_val_loss": state.get("best_value"),
+            "encoder_parameters": int(sum(int(np.prod(v.shape)) for v in model.encoder.trainable_weights)),
+            "replicas": run.strategy.num_replicas,
+            "backend": keras.backend.backend(),
+            "run_dir": run.run_dir,
+        }
+        run.save_model(model.encoder, ENCODER_FILE)
+        if run.load_best(model):  # the last epoch's encoder is saved: the best one beside it
+            run.save_model(model.encoder, BEST_ENCODER_FILE)
+        run.write_summary(summary)
+        return summary

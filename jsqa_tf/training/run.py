@@ -1,0 +1,446 @@
+"""The run folder every training stage plugs into: one implementation, used by each stage.
+
+A stage (pretraining, fine-tuning, distillation) builds its model and datasets; `Run` does
+the rest:
+    config.yaml                          the resolved configuration (checked on --resume)
+    checkpoints/epoch-NNNN.weights.h5    model + optimizer after each epoch (last few kept)
+    checkpoints/best.weights.h5          the epoch with the best monitored validation figure
+    checkpoints/state.json               last finished epoch, best epoch, RNG states
+    logs/                                TensorBoard (Keras's callback + the stage's own)
+    history.csv                          one row per epoch
+
+Resuming loads the last checkpoint (weights, optimizer state and dropout RNG state) and starts
+at the next epoch; stages seed their data per epoch, so a resumed run reads exactly what an
+uninterrupted one reads. A NaN/Inf loss stops training at once, names the last good
+checkpoint, and never saves the diverged model. Distribution strategies (mirrored,
+multi-worker) are chosen here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+
+import keras
+
+from jsqa_tf import atomic
+from jsqa_tf.config import dump_yaml, from_dict, load_yaml, to_dict
+from jsqa_tf.errors import JSQAError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "state.json"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+class TrainingError(JSQAError):
+    """Training cannot go on (a NaN loss, an unusable run folder)."""
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def demo_shards(demo_dir: str) -> tuple[str, str]:
+    """Writes the demo corpus and prepares clean and noise shards under `demo_dir` (once)."""
+    from jsqa_tf.config import PrepareConfig
+    from jsqa_tf.data.demo import make_demo_corpus
+    from jsqa_tf.data.prepare import prepare
+
+    paths = make_demo_corpus(os.path.join(demo_dir, "corpus"))
+    clean, noise = os.path.join(demo_dir, "shards", "clean"), os.path.join(demo_dir, "shards", "noise")
+    prepare(PrepareConfig(corpus="librispeech", source=paths["librispeech"], val_fraction=0.2), clean)
+    noise_config = PrepareConfig(
+        corpus="chime3", source=paths["chime3"], chime3_channels="all", val_fraction=0.25
+    )
+    prepare(noise_config, noise)
+    return clean, noise
+
+
+def demo_mos_shards(demo_dir: str) -> str:
+    """Writes the demo corpus and prepares its NISQA part under `demo_dir` (once): train is
+    NISQA_TRAIN_SIM, val is NISQA_VAL_SIM (other speakers)."""
+    from jsqa_tf.config import PrepareConfig
+    from jsqa_tf.data.demo import make_demo_corpus
+    from jsqa_tf.data.prepare import prepare
+
+    paths = make_demo_corpus(os.path.join(demo_dir, "corpus"))
+    mos = os.path.join(demo_dir, "shards", "mos")
+    prepare(PrepareConfig(corpus="nisqa", source=paths["nisqa"], val_databases=("NISQA_VAL_SIM",)), mos)
+    return mos
+
+
+def distributable(dataset):
+    """Shards by element (not by file) under a multi-worker strategy; prefetches."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    # Our sources are zipped and flat-mapped streams, not plain file lists: shard by element.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+# --- strategies and random state -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Strategy:
+    """A distribution strategy as a stage needs it."""
+
+    scope: contextlib.AbstractContextManager
+    num_replicas: int
+    is_chief: bool
+    task_id: int
+
+
+def make_strategy(name: str) -> Strategy:
+    """default: one device; mirrored: every local GPU, or every logical CPU device where there
+    is no GPU (tests); multi-worker: tf.distribute.MultiWorkerMirroredStrategy over TF_CONFIG."""
+    if name == "default":
+        if keras.backend.backend() != "tensorflow":
+            return Strategy(contextlib.nullcontext(), 1, True, 0)
+        import tensorflow as tf
+
+        strategy = tf.distribute.get_strategy()
+    elif keras.backend.backend() != "tensorflow":
+        raise TrainingError(f"strategy {name!r} needs KERAS_BACKEND=tensorflow")
+    elif name == "mirrored":
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
+    else:
+        import tensorflow as tf
+
+        if "TF_CONFIG" not in os.environ:
+            raise TrainingError("strategy 'multi-worker' needs TF_CONFIG (cluster and task)")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", None) or 0
+    is_chief = task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
+    return Strategy(strategy.scope(), strategy.num_replicas_in_sync, is_chief, task_id)
+
+
+def _seed_generators(model, prefix=""):
+    """Every layer's random-number generator (dropout), by layer path."""
+    found = {}
+    for layer in getattr(model, "layers", []):
+        path = f"{prefix}{layer.name}"
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            found[path] = generator
+        found.update(_seed_generators(layer, prefix=f"{path}/"))
+    return found
+
+
+def rng_states(model) -> dict:
+    """The dropout RNG states: `save_weights` leaves them out, and an exact resume needs them."""
+    return {
+        path: keras.ops.convert_to_numpy(g.state.value).tolist()
+        for path, g in _seed_generators(model).items()
+    }
+
+
+def restore_rng_states(model, states: dict) -> None:
+    for path, generator in _seed_generators(model).items():
+        if path in states:
+            generator.state.assign(keras.ops.convert_to_tensor(states[path], dtype="int64"))
+
+
+# --- callbacks ------------------------------------------------------------------------------------
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Saves model + optimizer after every epoch with a finite loss; tracks the best epoch by
+    `monitor` (lower is better) and stops after `patience` epochs without improvement."""
+
+    def __init__(self, folder: str, keep: int, state: dict, monitor: str, patience: int | None = None):
+        super().__init__()
+        self.folder, self.keep, self.state = folder, keep, state
+        self.monitor, self.patience = monitor, patience
+        self.bad_step = None
+        self.current_epoch = 0
+        self.stopped_early = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.bad_step = (self.current_epoch + 1, batch + 1)  # both 1-based, for people
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.bad_step is not None or not math.isfinite(float(logs.get("loss", math.nan))):
+            return  # never save a diverged model
+        path = os.path.join(self.folder, f"epoch-{epoch + 1:04d}.weights.h5")
+        with atomic.atomic_path(path, suffix=".weights.h5") as temp_path:
+            self.model.save_weights(temp_path)
+        value = logs.get(self.monitor)
+        improved = value is not None and value < self.state.get("best_value", math.inf)
+        if improved:
+            with atomic.atomic_path(os.path.join(self.folder, BEST_WEIGHTS), suffix=".weights.h5") as temp:
+                shutil.copyfile(path, temp)
+            self.state.update(best_value=float(value), best_epoch=epoch + 1, monitor=self.monitor)
+        self.state.update(
+            # the file name only: a run folder can be moved and still resumed
+            epoch=epoch,
+            last_checkpoint=os.path.basename(path),
+            loss=float(logs["loss"]),
+            rng_states=rng_states(self.model),
+        )
+        best_epoch = self.state.get("best_epoch")
+        if self.patience is not None and best_epoch is not None and epoch + 1 - best_epoch >= self.patience:
+            self.state["stopped_early_at_epoch"] = epoch + 1
+            self.stopped_early = True
+            self.model.stop_training = True
+        atomic.write_json(os.path.join(self.folder, STATE_FILE), self.state)
+        for old in sorted(glob.glob(os.path.join(self.folder, "epoch-*.weights.h5")))[: -self.keep]:
+            os.remove(old)
+
+
+class ClipRate(keras.callbacks.Callback):
+    """Clips per second of training (validation excluded) into the epoch logs, which Keras's
+    TensorBoard callback and the CSV logger then write."""
+
+    def __init__(self, clips_per_step: int):
+        super().__init__()
+        self.clips_per_step = clips_per_step
+        self.steps = 0
+        self.started = self.last_batch_end = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = self.last_batch_end = time.perf_counter()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_batch_end = time.perf_counter()
+        self.steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self.last_batch_end - self.started
+        if logs is not None and seconds > 0:
+            logs["clips_per_second"] = self.clips_per_step * self.steps / seconds
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    """{"training": {"epochs": 3}} -> {"training.epochs": 3}."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# Settings a resumed run may change: how long it runs, and where it lies (a folder can be moved).
+RESUMABLE_CHANGES = ("run_dir", "training.epochs")
+
+
+def _open_run_dir(config, resume: bool) -> dict:
+    """Creates the run folder, or checks it for a resume; returns the saved training state."""
+    run_dir = config.run_dir
+    config_path = os.path.join(run_dir, "config.yaml")
+    state_path = os.path.join(run_dir, CHECKPOINTS, STATE_FILE)
+    if not resume:
+        if os.path.exists(state_path):
+            raise TrainingError(
+                f"{run_dir}: holds a run already; pass --resume to continue it, or another --run-dir"
+            )
+        # A folder with a config but no finished epoch (a start that failed) is started over.
+        os.makedirs(os.path.join(run_dir, CHECKPOINTS), exist_ok=True)
+        dump_yaml(config, config_path)
+        return {}
+    if not os.path.exists(config_path):
+        raise TrainingError(f"{run_dir}: no run to resume (no config.yaml)")
+    saved = flatten(to_dict(from_dict(type(config), load_yaml(config_path), where=config_path)))
+    wanted = flatten(to_dict(config))
+    differences = sorted(
+        key for key in wanted if key not in RESUMABLE_CHANGES and saved.get(key) != wanted[key]
+    )
+    if differences:
+        raise TrainingError(
+            f"{config_path}: the run was made with other settings ({', '.join(differences)}); "
+            "only training.epochs may change on --resume"
+        )
+    dump_yaml(config, config_path)  # epochs may have grown
+    if not os.path.exists(state_path):
+        return {}
+    try:
+        with open(state_path, encoding="utf-8") as stream:
+            return json.load(stream)
+    except (OSError, json.JSONDecodeError) as error:
+        raise TrainingError(f"{state_path}: unreadable training state ({error}); cannot resume")
+
+
+class Run:
+    """One stage's run: folder, strategy, seeds and precision, and `fit` with checkpoints.
+
+    Use as a context manager (it resets the global precision policy on exit):
+
+        with Run(config, resume) as run:
+            with run.strategy.scope:
+                model = build(...)
+                run.restore(model)          # on --resume: weights, optimizer, RNG states
+            run.fit(model, train, ...)
+
+    Args:
+        config: a stage config with `run_dir` and a `training` section holding `epochs`,
+            `strategy`, `seed`, `deterministic`, `precision`, `keep_checkpoints`.
+        resume: continue the run in `config.run_dir`.
+    """
+
+    def __init__(self, config, resume: bool = False):
+        training = config.training
+        # The strategy first: a multi-worker one must exist before TensorFlow runs any op.
+        self.strategy = make_strategy(training.strategy)
+        run_dir = os.path.abspath(config.run_dir)
+        if not self.strategy.is_chief:  # other workers keep their own (identical) files apart
+            run_dir = os.path.join(run_dir, f"worker-{self.strategy.task_id}")
+        self.config = dataclasses.replace(config, run_dir=run_dir)
+        self.run_dir = run_dir
+        self.state = _open_run_dir(self.config, resume)
+        self.initial_epoch = self.state.get("epoch", -1) + 1
+        if self.initial_epoch >= training.epochs:
+            raise TrainingError(f"{run_dir}: all {training.epochs} epochs are done; raise training.epochs")
+        self.checkpoint_dir = os.path.join(run_dir, CHECKPOINTS)
+        self.log_dir = os.path.join(run_dir, "logs")
+        self.history: dict[str, list[float]] = {}
+        self._checkpoints = None
+
+    def __enter__(self):
+        import tensorflow as tf
+
+        training = self.config.training
+        keras.utils.set_random_seed(training.seed)
+        if training.deterministic and keras.backend.backend() == "tensorflow":
+            tf.config.experimental.enable_op_determinism()
+        keras.mixed_precision.set_global_policy(training.precision)
+        return self
+
+    def __exit__(self, *exc_info):
+        keras.mixed_precision.set_global_policy("float32")
+        return False
+
+    def checkpoint_path(self, name: str) -> str:
+        return os.path.join(self.checkpoint_dir, name)
+
+    def restore(self, model) -> None:
+        """On a resume: the last checkpoint's weights, optimizer state and RNG states."""
+        if self.initial_epoch == 0:
+            return
+        checkpoint = self.checkpoint_path(self.state["last_checkpoint"])
+        try:
+            model.load_weights(checkpoint)
+        except Exception as error:  # h5py raises OSError / KeyError / ValueError on bad files
+            raise TrainingError(f"{checkpoint}: cannot be loaded ({error}); cannot resume from it")
+        restore_rng_states(model, self.state.get("rng_states", {}))
+        logger.info("resumed from %s (epoch %d)", checkpoint, self.initial_epoch)
+
+    def fit(
+        self,
+        model,
+        train,
+        *,
+        epochs: int,
+        initial_epoch: int,
+        steps_per_epoch: int,
+        clips_per_step: int,
+        monitor: str,
+        validation_data=None,
+        validation_steps: int | None = None,
+        patience: int | None = None,
+        callbacks: list | None = None,
+        verbose: int = 1,
+    ) -> bool:
+        """Trains epochs [initial_epoch, epochs) with checkpoints, TensorBoard and the CSV
+        history; may be called again for later epochs (e.g. after unfreezing).
+
+        `callbacks` run first at each epoch's end, so that figures they add to the logs (a
+        validation pass of their own) reach the checkpoints, TensorBoard and the CSV.
+
+        Returns:
+            False when training stopped early (patience), True otherwise.
+
+        Raises:
+            TrainingError: the loss became NaN/Inf.
+        """
+        if self._checkpoints is None:
+            self._checkpoints = Checkpoints(
+                self.checkpoint_dir, self.config.training.keep_checkpoints, self.state, monitor, patience
+            )
+        all_callbacks = [
+            *(callbacks or []),
+            ClipRate(clips_per_step),
+            self._checkpoints,
+            keras.callbacks.TensorBoard(self.log_dir, update_freq="epoch", write_graph=False),
+            keras.callbacks.CSVLogger(os.path.join(self.run_dir, "history.csv"), append=initial_epoch > 0),
+        ]
+        # Keras draws its progress bar on stdout; stdout is for results: send it to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            history = model.fit(
+                train,
+                validation_data=validation_data,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                # Stated, not discovered: with a dataset of unknown length, Keras 3.15 runs one
+                # more, empty, validation step whose zeros dilute the validation figures.
+                validation_steps=validation_steps,
+                callbacks=all_callbacks,
+                shuffle=False,  # the pipelines shuffle
+                verbose=verbose,
+            )
+        for key, values in history.history.items():
+            self.history.setdefault(key, []).extend(float(v) for v in values)
+        self._raise_if_diverged()
+        return not self._checkpoints.stopped_early
+
+    def _raise_if_diverged(self) -> None:
+        if self._checkpoints.bad_step is None:
+            return
+        epoch, step = self._checkpoints.bad_step
+        last = self.state.get("last_checkpoint")
+        last = last and self.checkpoint_path(last)
+        kept = (
+            f"the last good checkpoint is {last} (epoch {self.state['epoch'] + 1})"
+            if last
+            else "no epoch had finished, so there is no checkpoint"
+        )
+        raise TrainingError(
+            f"the training loss became NaN/Inf at epoch {epoch}, step {step}; training stopped; "
+            f"{kept}. Lower training.learning_rate, or check the data."
+        )
+
+    def load_best(self, model) -> bool:
+        """Loads the best epoch's weights into `model`; False when no epoch was monitored."""
+        best = self.checkpoint_path(BEST_WEIGHTS)
+        if not os.path.exists(best):
+            return False
+        model.load_weights(best)
+        return True
+
+    def save_model(self, model, name: str) -> str:
+        """Saves a Keras model into the run folder atomically; returns its path."""
+        path = os.path.join(self.run_dir, name)
+        with atomic.atomic_path(path, suffix=".keras") as temp:
+            model.save(temp)
+        return path
+
+    def write_summary(self, summary: dict) -> None:
+        atomic.write_json(os.path.join(self.run_dir, "summary.json"), summary)
