@@ -433,6 +433,31 @@ def jnd_curve(pair_list, snr_range, snr_window, snr_window_low, bootstrap, seed)
     )
 
 
+def _assignments(assignments) -> dict:
+    """--set KEY=VALUE options as {dotted key: YAML value}."""
+    import yaml
+
+    overrides = {}
+    for assignment in assignments:
+        key, separator, value = assignment.partition("=")
+        if not separator or not key.strip():
+            raise JSQAError(f"--set {assignment!r}: expected KEY=VALUE")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise JSQAError(f"--set {assignment!r}: the value is not valid YAML ({error})")
+    return overrides
+
+
+_SET_OPTION = click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any config value, e.g. --set training.learning_rate=3e-4 (repeatable).",
+)
+
+
 @main.command()
 @click.option(
     "--config",
@@ -453,13 +478,7 @@ def jnd_curve(pair_list, snr_range, snr_window, snr_window_low, bootstrap, seed)
     type=click.Choice(["default", "mirrored", "multi-worker"]),
     help="default: one device; mirrored: all local GPUs; multi-worker: TF_CONFIG cluster.",
 )
-@click.option(
-    "--set",
-    "assignments",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Any config value, e.g. --set training.learning_rate=3e-4 (repeatable).",
-)
+@_SET_OPTION
 @click.option("--resume", is_flag=True, help="Continue the run in the run folder from its last checkpoint.")
 def pretrain(
     config_path,
@@ -480,8 +499,6 @@ def pretrain(
     encoder.keras, summary.json); prints the summary as JSON. Ctrl-C, then the same command
     with --resume, continues from the last finished epoch.
     """
-    import yaml
-
     from jsqa_tf.config import PretrainConfig, apply_overrides, from_dict, load_yaml
     from jsqa_tf.training import pretrain as run_pretrain
 
@@ -498,12 +515,221 @@ def pretrain(
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if clean_dir or noise_dir:
         overrides["data.demo_dir"] = None
-    for assignment in assignments:
-        key, separator, value = assignment.partition("=")
-        if not separator:
-            raise JSQAError(f"--set {assignment!r}: expected KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides.update(_assignments(assignments))
     settings = apply_overrides(load_yaml(config_path), overrides)
     config = from_dict(PretrainConfig, settings, where=config_path)
     summary = run_pretrain(config, resume=resume)
     _echo_json({k: v for k, v in summary.items() if k != "history"})
+
+
+_TRAINING_OPTIONS = [
+    click.option("--run-dir", help="Run folder (default: the config's run_dir)."),
+    click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"])),
+    click.option("--jit-compile/--no-jit-compile", default=None, help="Compile the step with XLA."),
+    click.option(
+        "--strategy",
+        type=click.Choice(["default", "mirrored", "multi-worker"]),
+        help="default: one device; mirrored: all local GPUs; multi-worker: TF_CONFIG cluster.",
+    ),
+    _SET_OPTION,
+    click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."),
+]
+
+
+def _training_options(command):
+    for option in reversed(_TRAINING_OPTIONS):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML with FinetuneConfig sections (run_dir, data, model, training).",
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Prepared MOS shards (train + val).")
+@click.option("--encoder", help="'scratch', a pretraining run folder, or an encoder .keras file.")
+@click.option("--epochs", type=int, help="Training epochs.")
+@_training_options
+def finetune(
+    config_path, data_dir, encoder, epochs, run_dir, precision, jit_compile, strategy, assignments, resume
+) -> None:
+    """MOS fine-tuning of a (pretrained) encoder with the 4-layer regression head.
+
+    Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
+    model.keras = the epoch with the lowest validation RMSE, model-last.keras,
+    summary.json); prints the summary as JSON. Ctrl-C, then the same command with --resume,
+    continues from the last finished epoch.
+    """
+    from jsqa_tf.config import FinetuneConfig, apply_overrides, from_dict, load_yaml
+    from jsqa_tf.training import finetune as run_finetune
+
+    overrides = {
+        "run_dir": run_dir,
+        "data.data_dir": data_dir,
+        "model.encoder": encoder,
+        "training.epochs": epochs,
+        "training.precision": precision,
+        "training.jit_compile": jit_compile,
+        "training.strategy": strategy,
+    }
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if data_dir:
+        overrides["data.demo_dir"] = None
+    overrides.update(_assignments(assignments))
+    config = from_dict(FinetuneConfig, apply_overrides(load_yaml(config_path), overrides), where=config_path)
+    if not config.run_dir:
+        raise JSQAError(f"{config_path}: run_dir is not set (--run-dir)")
+    summary = run_finetune(config, resume=resume)
+    _echo_json({k: v for k, v in summary.items() if k != "history"})
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.argument("data", type=click.Path())
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Output folder (default: evaluate-<data name> beside a run folder's model).",
+)
+@click.option("--split", default="val", show_default=True, help="Split of prepared shards to score.")
+@click.option("--db", "databases", multiple=True, help="Only these NISQA dbs of the shards (repeatable).")
+@click.option("--window-seconds", default=10.0, show_default=True, help="Longer files: windows, averaged.")
+@click.option("--batch-size", default=8, show_default=True, help="Windows per batch.")
+@click.option("--bootstrap", default=1000, show_default=True, help="Bootstrap resamples (95% intervals).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--strict", is_flag=True, help="Fail if any listed file is missing or unreadable.")
+def evaluate(
+    model_path, data, out_dir, split, databases, window_seconds, batch_size, bootstrap, seed, strict
+) -> None:
+    """Scores MODEL (a .keras file or a fine-tuning / train run folder) on labelled DATA.
+
+    DATA: prepared shards (`jsqa-tf prepare nisqa|csv`) or a CSV with columns path, mos[,
+    condition] (paths relative to the CSV). Writes metrics.json (PCC, SRCC, RMSE, MAE, RMSE
+    after P.1401's first- and third-order mappings, per file and per condition, bootstrap
+    95% intervals), predictions.csv and scatter.png; prints a summary, and the output
+    folder as JSON.
+    """
+    from jsqa_tf.evaluation import evaluate as run_evaluate
+    from jsqa_tf.evaluation import summary_text
+    from jsqa_tf.models import find_model_file
+
+    if window_seconds <= 0 or batch_size < 1 or bootstrap < 0:
+        raise click.UsageError("--window-seconds must be > 0, --batch-size >= 1, --bootstrap >= 0")
+    if not os.path.exists(data):
+        raise JSQAError(f"{data}: not found (prepared shards or a CSV)")
+    model_file = find_model_file(model_path)
+    if out_dir is None:
+        name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
+        out_dir = os.path.join(os.path.dirname(model_file), f"evaluate-{name}")
+    bar = None
+
+    def on_start(count):
+        nonlocal bar
+        bar = _progress(count, "scoring")
+        bar.__enter__()
+
+    try:
+        report = run_evaluate(
+            model_file,
+            data,
+            out_dir,
+            split=split,
+            databases=databases,
+            window_seconds=window_seconds,
+            batch_size=batch_size,
+            num_bootstrap=bootstrap,
+            seed=seed,
+            strict=strict,
+            on_start=on_start,
+            on_file=lambda: bar.update(1),
+        )
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(summary_text(report), err=True)
+    _echo_json({"output_dir": os.path.abspath(out_dir), "num_files": report["num_files"]})
+
+
+@main.command()
+@click.argument("sources", metavar="RUN_OR_METRICS...", nargs=-1, required=True, type=click.Path())
+@click.option("--baseline", help="Name (or position, from 0) of the result the others are compared with.")
+@click.option("--bootstrap", default=1000, show_default=True, help="Paired bootstrap resamples.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON instead of markdown.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Also write the markdown (and .json) here."
+)
+def compare(sources, baseline, bootstrap, seed, as_json, output) -> None:
+    """A table like the paper's Tables 1-2 of evaluations, with paired-bootstrap differences.
+
+    Each source: a run folder (its evaluate/), an evaluation folder, or a metrics.json; the
+    differences pair the files both results scored (their predictions.csv).
+    """
+    from jsqa_tf import atomic
+    from jsqa_tf.compare import compare as run_compare
+    from jsqa_tf.compare import load_result, to_markdown
+
+    if bootstrap < 0:
+        raise click.UsageError("--bootstrap must be >= 0")
+    results = [load_result(source) for source in sources]
+    names = [result.name for result in results]
+    index = 0
+    if baseline is not None:
+        if baseline in names:
+            index = names.index(baseline)
+        elif baseline.isdigit() and int(baseline) < len(results):
+            index = int(baseline)
+        else:
+            raise click.UsageError(f"--baseline {baseline!r} is none of {', '.join(names)}")
+    table = run_compare(results, baseline=index, num_bootstrap=bootstrap, seed=seed)
+    markdown = to_markdown(table)
+    if output:
+        atomic.write_text(output, markdown + "\n")
+        atomic.write_json(os.path.splitext(output)[0] + ".json", table)
+    if as_json:
+        _echo_json(table)
+    else:
+        click.echo(markdown)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Pipeline YAML: pipelines/demo.yaml, paper.yaml, label_efficiency.yaml.",
+)
+@_training_options
+def train(config_path, run_dir, precision, jit_compile, strategy, assignments, resume) -> None:
+    """The whole of JSQA: pretraining, fine-tuning and evaluation (and a comparison of runs).
+
+    Writes pretrain/, finetune/ and evaluate/ into the run folder (per run when the file
+    has several, with compare.md). --resume continues whichever stage was interrupted and
+    skips the finished ones. --precision, --jit-compile and --strategy apply to both training
+    stages; --set takes dotted keys of the file (e.g. finetune.training.epochs=5). Prints
+    each run's headline figures as JSON.
+    """
+    from jsqa_tf.config import apply_overrides, load_yaml
+    from jsqa_tf.training import train as run_train
+
+    raw = load_yaml(config_path)
+    overrides = {"run_dir": run_dir} if run_dir else {}
+    stages = ["finetune"]
+    pretrain_section = raw.get("pretrain") or {}
+    if isinstance(pretrain_section, dict) and pretrain_section:
+        if set(pretrain_section) <= {"data", "model", "training"}:
+            stages.append("pretrain")
+        else:
+            stages += [f"pretrain.{name}" for name in pretrain_section]
+    for key, value in (("precision", precision), ("jit_compile", jit_compile), ("strategy", strategy)):
+        if value is not None:
+            overrides.update({f"{stage}.training.{key}": value for stage in stages})
+    overrides.update(_assignments(assignments))
+    _echo_json(run_train(apply_overrides(raw, overrides), resume=resume, where=config_path))

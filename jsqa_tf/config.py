@@ -368,3 +368,187 @@ def load_yaml(path: str | os.PathLike) -> dict:
 def dump_yaml(config: Any, path: str | os.PathLike) -> None:
     """Writes a dataclass config as YAML, atomically."""
     write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class MOSDataConfig:
+    """Where fine-tuning reads MOS-labelled speech (shards of `jsqa-tf prepare nisqa|csv`).
+
+    Args:
+        data_dir: the prepared folder, with the train split and a validation split.
+        demo_dir: when set, the demo corpus's NISQA part is written and prepared here (once)
+            and used instead of data_dir (train: NISQA_TRAIN_SIM, val: NISQA_VAL_SIM).
+        train_split: the split trained on.
+        val_split: the split validated on (each epoch, whole files, in windows).
+        train_databases: keep only these `db`s of the train split (empty: all).
+        val_databases: keep only these `db`s of the val split (empty: all).
+        train_fraction: share of the train files used (label-efficiency runs): the files
+            whose hash of (subset_seed, path) falls below it, so 5% ⊂ 10% ⊂ ... ⊂ 100%.
+        subset_seed: seeds that choice.
+        crop_seconds: train on random crops of this length; None trains on whole files
+            (zero-padded per batch, masked out of every convolution and the pooling).
+        batch_size: files per batch (per replica).
+        window_seconds: validation scores files longer than this in windows, averaged.
+        length_bucket_seconds: whole-file batches are padded up to a multiple of this, so
+            that an XLA-compiled step sees a few shapes, not one per batch.
+    """
+
+    data_dir: str = ""
+    demo_dir: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    train_databases: tuple[str, ...] = ()
+    val_databases: tuple[str, ...] = ()
+    train_fraction: float = 1.0
+    subset_seed: int = 0
+    crop_seconds: float | None = None
+    batch_size: int = 8
+    window_seconds: float = 10.0
+    length_bucket_seconds: float = 1.0
+
+    def __post_init__(self):
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"data.train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.crop_seconds is not None and self.crop_seconds <= 0:
+            raise ConfigError(f"data.crop_seconds must be > 0 or null (whole files), got {self.crop_seconds}")
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.window_seconds <= 0 or self.length_bucket_seconds <= 0:
+            raise ConfigError("data.window_seconds and data.length_bucket_seconds must be > 0")
+
+
+ENCODER_SOURCES = ("best", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class MOSModelConfig:
+    """The `MOSRegressor`: which encoder, and the head.
+
+    Args:
+        encoder: "scratch" (a freshly initialised `preset` encoder), a pretraining run
+            folder, or an encoder `.keras` file.
+        encoder_checkpoint: of a pretraining run folder, the "best" encoder (lowest
+            validation NT-Xent loss; `encoder-best.keras`) or the "last" one (`encoder.keras`).
+        preset: the encoder preset of a "scratch" model.
+        hidden_dims: widths of the head's hidden layers (the paper's 256, 128, 64).
+        embedding: "full" (all embedding dimensions) or "contrastive" (the leading half that
+            NT-Xent saw).
+        dropout: dropout in the head.
+        mos_range: the scaled sigmoid's range.
+    """
+
+    encoder: str = "scratch"
+    encoder_checkpoint: str = "best"
+    preset: str = "jsqa"
+    hidden_dims: tuple[int, ...] = (256, 128, 64)
+    embedding: str = "full"
+    dropout: float = 0.0
+    mos_range: tuple[float, ...] = (1.0, 5.0)
+
+    def __post_init__(self):
+        if self.encoder_checkpoint not in ENCODER_SOURCES:
+            raise ConfigError(
+                f"model.encoder_checkpoint must be one of {ENCODER_SOURCES}, not {self.encoder_checkpoint!r}"
+            )
+        if self.embedding not in ("full", "contrastive"):
+            raise ConfigError(f"model.embedding must be 'full' or 'contrastive', not {self.embedding!r}")
+        if not self.hidden_dims or any(width < 1 for width in self.hidden_dims):
+            raise ConfigError(f"model.hidden_dims must be positive widths, got {list(self.hidden_dims)}")
+        if len(self.mos_range) != 2 or self.mos_range[0] >= self.mos_range[1]:
+            raise ConfigError(
+                f"model.mos_range must be [low, high] with low < high, got {list(self.mos_range)}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneTrainingConfig:
+    """Optimisation and run settings of MOS fine-tuning (paper: Adam 1e-3, batch 8, ~250 epochs).
+
+    Args:
+        epochs: training epochs.
+        steps_per_epoch: batches per epoch; None: one pass over the train files.
+        learning_rate: Adam's, for the head (and the encoder unless set below).
+        encoder_learning_rate: a separate (usually lower) rate for the encoder; None: the same.
+        weight_decay: decoupled (AdamW-style) decay of kernels, scaled by each group's rate.
+        freeze_encoder_epochs: keep the encoder frozen (weights and BatchNorm statistics) for
+            the first N epochs, training the head alone.
+        early_stopping_patience: stop after this many epochs without a lower validation RMSE.
+        precision, jit_compile, strategy, seed, deterministic, keep_checkpoints: as in
+            pretraining.
+    """
+
+    epochs: int = 250
+    steps_per_epoch: int | None = None
+    learning_rate: float = 1e-3
+    encoder_learning_rate: float | None = None
+    weight_decay: float = 0.0
+    freeze_encoder_epochs: int = 0
+    early_stopping_patience: int | None = None
+    precision: str = "float32"
+    jit_compile: bool | None = None
+    strategy: str = "default"
+    seed: int = 0
+    deterministic: bool = False
+    keep_checkpoints: int = 3
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"training.precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"training.strategy must be one of {STRATEGIES}, not {self.strategy!r}")
+        if self.epochs < 1 or (self.steps_per_epoch is not None and self.steps_per_epoch < 1):
+            raise ConfigError("training.epochs and training.steps_per_epoch must be >= 1")
+        if self.learning_rate <= 0 or (
+            self.encoder_learning_rate is not None and self.encoder_learning_rate < 0
+        ):
+            raise ConfigError(
+                f"training.learning_rate must be > 0 and encoder_learning_rate >= 0, got "
+                f"{self.learning_rate}, {self.encoder_learning_rate}"
+            )
+        if self.weight_decay < 0 or self.freeze_encoder_epochs < 0 or self.keep_checkpoints < 1:
+            raise ConfigError(
+                "training.weight_decay, freeze_encoder_epochs must be >= 0, keep_checkpoints >= 1"
+            )
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(
+                f"training.early_stopping_patience must be >= 1, got {self.early_stopping_patience}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything `jsqa-tf finetune` needs; written into the run folder as config.yaml."""
+
+    run_dir: str = ""
+    data: MOSDataConfig = MOSDataConfig()
+    model: MOSModelConfig = MOSModelConfig()
+    training: FinetuneTrainingConfig = FinetuneTrainingConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """How a model is scored on labelled files (`jsqa-tf evaluate`, the pipeline's last stage).
+
+    Args:
+        data_dir: prepared shards; empty: the fine-tuning data (demo included).
+        split: the split scored.
+        databases: keep only these `db`s (e.g. NISQA_TEST_FOR); empty: all.
+        window_seconds: files longer than this are scored in windows, averaged.
+        batch_size: windows per batch.
+        num_bootstrap: bootstrap resamples for the 95% intervals.
+        seed: seeds the bootstrap.
+    """
+
+    data_dir: str = ""
+    split: str = "val"
+    databases: tuple[str, ...] = ()
+    window_seconds: float = 10.0
+    batch_size: int = 8
+    num_bootstrap: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.window_seconds <= 0 or self.batch_size < 1 or self.num_bootstrap < 0:
+            raise ConfigError("evaluate: window_seconds must be > 0, batch_size >= 1, num_bootstrap >= 0")

@@ -40,3 +40,43 @@ def delta_snr_histogram_png(abs_delta_db: np.ndarray, snr_window_db: float, titl
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def mos_scatter_png(
+    panels: list[tuple[str, np.ndarray, np.ndarray]],
+    mos_range: tuple[float, float] = (1.0, 5.0),
+    title: str = "",
+) -> bytes:
+    """Predicted against subjective MOS, one panel per (name, mos, predicted), with the
+    identity line and each panel's PCC and RMSE.
+
+    Returns:
+        PNG bytes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.2 * len(panels), 4.2), dpi=100)
+    axes_list = np.atleast_1d(figure.subplots(1, len(panels)))
+    low, high = mos_range
+    for axes, (name, mos, predicted) in zip(axes_list, panels, strict=True):
+        mos, predicted = np.asarray(mos, float), np.asarray(predicted, float)
+        axes.plot([low, high], [low, high], "k--", linewidth=1, label="identity")
+        axes.scatter(mos, predicted, s=10 if len(mos) > 200 else 18, alpha=0.6, color="#4c72b0")
+        pcc = np.corrcoef(mos, predicted)[0, 1] if len(mos) > 1 and np.std(predicted) > 0 else float("nan")
+        rmse = float(np.sqrt(np.mean((mos - predicted) ** 2))) if len(mos) else float("nan")
+        axes.set_title(f"{name} (n={len(mos)}): PCC {pcc:.3f}, RMSE {rmse:.3f}", fontsize=9)
+        axes.set_xlim(low - 0.1, high + 0.1)
+        axes.set_ylim(low - 0.1, high + 0.1)
+        axes.set_aspect("equal")
+        axes.set_xlabel("subjective MOS")
+        axes.set_ylabel("predicted MOS")
+        axes.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -280,14 +280,27 @@ def _read_csv_rows(csv_path: str, required: Sequence[str]) -> list[dict]:
         raise CorpusError(csv_path, f"malformed CSV ({error})")
 
 
-def _parse_mos(text: str, csv_path: str, line_number: int) -> float:
+MOS_RANGE = (1.0, 5.0)  # the ACR scale of NISQA and P.800
+
+
+def _parse_mos(text: str, csv_path: str, line_number: int, mos_range=MOS_RANGE) -> float:
     try:
         value = float(text)
     except ValueError:
         raise CorpusError(csv_path, f"line {line_number}: MOS {text!r} is not a number")
     if not math.isfinite(value):
         raise CorpusError(csv_path, f"line {line_number}: MOS {text!r} is not finite")
+    low, high = mos_range
+    if not low <= value <= high:
+        raise CorpusError(
+            csv_path, f"line {line_number}: MOS {value:g} is outside the scale [{low:g}, {high:g}]"
+        )
     return value
+
+
+def _with_line_numbers(problems: list[Problem], lines: dict[str, int]) -> list[Problem]:
+    """Problems of a CSV-listed corpus, each reason prefixed with the CSV line naming it."""
+    return [Problem(p.path, f"line {lines[p.path]}: {p.reason}") if p.path in lines else p for p in problems]
 
 
 def read_nisqa(csv_path: str | os.PathLike, databases: Sequence[str] = ()) -> Corpus:
@@ -337,11 +350,16 @@ def read_mos_csv(csv_path: str | os.PathLike) -> Corpus:
     csv_path = os.path.abspath(os.fspath(csv_path))
     rows = _read_csv_rows(csv_path, ("path", "mos"))
     root = os.path.dirname(csv_path)
-    candidates = []
+    candidates, lines = [], {}
     for line_number, row in enumerate(rows, start=2):
         if not row["path"]:
             raise CorpusError(csv_path, f"line {line_number}: empty path")
         path = os.path.normpath(os.path.join(root, row["path"]))
+        if path in lines:
+            raise CorpusError(
+                csv_path, f"line {line_number}: {row['path']} is listed already, on line {lines[path]}"
+            )
+        lines[path] = line_number
         condition = row.get("condition", "")
         fields = dict(
             condition=condition,
@@ -350,7 +368,7 @@ def read_mos_csv(csv_path: str | os.PathLike) -> Corpus:
         )
         candidates.append((path, fields))
     records, problems = _probe(candidates, root)
-    return Corpus("csv", root, records, problems)
+    return Corpus("csv", root, records, _with_line_numbers(problems, lines))
 
 
 def read_audio_folder(root: str | os.PathLike) -> Corpus:

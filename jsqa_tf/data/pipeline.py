@@ -92,6 +92,23 @@ def circular_crop_pcm(
 CROP_MODES = ("random", "circular")
 
 
+def _block_shuffle(records: tf.data.Dataset, block: int, epoch_seed: tf.Tensor) -> tf.data.Dataset:
+    """Permutes each run of `block` records with stateless RNG keyed on (epoch seed, block).
+
+    `Dataset.shuffle` cannot take a seed that is a tensor once a global seed is set (as
+    training sets it), and a fixed Python seed repeats its permutation every epoch: on a
+    split of one shard, the batches would repeat. This varies with the epoch, reruns alike.
+    """
+
+    def permute(index, chunk):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(tf.shape(chunk)[0]), tf.stack([epoch_seed, index])
+        )
+        return tf.gather(chunk, order)
+
+    return records.batch(block).enumerate().map(permute).unbatch()
+
+
 def make_dataset(
     data_dir: str | os.PathLike,
     split: str = "train",
@@ -108,6 +125,9 @@ def make_dataset(
     skip_silent: bool = False,
     drop_remainder: bool = True,
     deterministic: bool = True,
+    select=None,
+    select_keys: tuple[str, ...] = (),
+    num_selected: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of random crops (or whole files) from a prepared folder.
 
@@ -133,6 +153,11 @@ def make_dataset(
         skip_silent: drop files that `prepare` flagged as silent (useful for noise).
         drop_remainder: drop a last, smaller batch.
         deterministic: keep element order fixed for a seed (False may be slightly faster).
+        select: keeps an example when `select(features)` is true (graph ops on the parsed
+            `select_keys` features, e.g. a database filter).
+        select_keys: the features `select` reads.
+        num_selected: how many files `select` keeps (so that a small selection still fills
+            its batches); required with `select`.
     """
     unknown = sorted(set(keys) - set(FEATURE_SPEC))
     if unknown:
@@ -140,12 +165,16 @@ def make_dataset(
     if crop_mode not in CROP_MODES:
         raise ValueError(f"crop_mode must be one of {CROP_MODES}, not {crop_mode!r}")
     paths, split_info = _split(data_dir, split)
+    if select is not None and num_selected is None:
+        raise ValueError("num_selected is required with select")
     usable = split_info["num_records"] - (split_info["num_silent"] if skip_silent else 0)
+    if select is not None:
+        usable = num_selected
     if usable <= 0:
         raise CorpusError(data_dir, f"the {split!r} split has no usable (non-silent) files")
     # A split smaller than a batch is read several times per epoch, so that a batch fills.
     passes = -(-batch_size // usable) if repeat and drop_remainder else 1
-    parse_keys = tuple(dict.fromkeys(("audio", "num_samples", "is_silent", *keys)))
+    parse_keys = tuple(dict.fromkeys(("audio", "num_samples", "is_silent", *keys, *select_keys)))
     spec = {key: FEATURE_SPEC[key] for key in parse_keys}
 
     def to_element(example, crop_seed):
@@ -180,9 +209,7 @@ def make_dataset(
             deterministic=deterministic,
         )
         if shuffle:
-            # tf.data's shuffle takes a Python seed only; with a tensor seed the buffer's
-            # permutation is fixed, and the epoch's randomness comes from the shard order.
-            records = records.shuffle(shuffle_buffer, seed=seed if isinstance(seed, int) else 0)
+            records = _block_shuffle(records, shuffle_buffer, epoch_seed)
         records = records.map(
             lambda serialized: tf.io.parse_single_example(serialized, spec),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -190,6 +217,8 @@ def make_dataset(
         )
         if skip_silent:
             records = records.filter(lambda example: tf.equal(example["is_silent"], 0))
+        if select is not None:
+            records = records.filter(select)
         # Crop offsets: stateless RNG keyed on (seed, epoch, position in the epoch).
         records = records.enumerate().map(
             lambda index, example: to_element(example, tf.stack([epoch_seed, index])),

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import keras
 from keras import ops
-from keras.src.losses.loss import scale_loss_for_distribution  # not exported; stable in 3.x
 
 from jsqa_tf.losses import nt_xent_loss, pair_retrieval_accuracy
 from jsqa_tf.mixing import mix_pair
+from jsqa_tf.models.distributed_step import DistributedStepMixin
 from jsqa_tf.models.projection_head import ProjectionHead
 from jsqa_tf.models.waveform_encoder import WaveformEncoder
 
 
 @keras.saving.register_keras_serializable(package="jsqa_tf")
-class ContrastivePretrainer(keras.Model):
+class ContrastivePretrainer(DistributedStepMixin, keras.Model):
     """(clean, noise, snr_db) -> both views mixed with `mix_pair` -> encoder -> the first
     `encoder.contrastive_dim` embedding dimensions -> optional projection -> NT-Xent.
 
@@ -44,7 +44,6 @@ class ContrastivePretrainer(keras.Model):
         self.temperature = temperature
         self.prevent_clipping = prevent_clipping
         self.accuracy_tracker = keras.metrics.Mean(name="pair_accuracy")
-        self.rank_one_logs = False  # set by `pretrain` under a multi-worker strategy
 
     def call(self, inputs, training=False):
         view_a, view_b = mix_pair(
@@ -66,28 +65,11 @@ class ContrastivePretrainer(keras.Model):
         loss = nt_xent_loss(z_a, z_b, self.temperature)
         if self.losses:  # weight regularisers, if a user adds any
             loss = loss + ops.sum(ops.stack([ops.cast(extra, "float32") for extra in self.losses]))
-        # As Keras's own losses do: divide by the replicas in sync under a tf.distribute
-        # strategy (their gradients are summed); Keras unscales the logged value. No-op on JAX.
-        return scale_loss_for_distribution(loss)
+        return self.scaled(loss)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.accuracy_tracker.update_state(pair_retrieval_accuracy(*self._views(y_pred)))
-        results = self.get_metrics_result()
-        if self.rank_one_logs:
-            # Keras 3.15 averages a step's logs across workers with reduce(..., axis=0), which
-            # fails on scalars under MultiWorkerMirroredStrategy (tensorflow#72388): give it
-            # shape [1], which it averages down to a scalar.
-            results = {name: ops.reshape(value, [1]) for name, value in results.items()}
-        return results
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15's TensorFlow trainer builds a model inside a strategy from a first batch,
-        # averaging a distributed batch with strategy.reduce; MultiWorkerMirroredStrategy
-        # cannot reduce a dict. `pretrain` builds the model (and optimizer) before `fit`, so
-        # there is nothing to build then: skip it.
-        if self.built and self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        return self.logs(self.get_metrics_result())
 
     @property
     def metrics(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from jsqa_tf.models.distributed_step import DistributedStepMixin
 from jsqa_tf.models.mos_head import MOSHead
 from jsqa_tf.models.waveform_encoder import WaveformEncoder
 
@@ -12,13 +13,17 @@ EMBEDDINGS = ("full", "contrastive")
 
 
 @keras.saving.register_keras_serializable(package="jsqa_tf")
-class MOSRegressor(keras.Model):
+class MOSRegressor(DistributedStepMixin, keras.Model):
     """Raw 16 kHz waveform -> MOS in [1, 5].
 
     Input: a waveform batch float [batch, samples], or a dict {"waveform": [batch, samples],
     "num_valid_samples": int [batch]} for a zero-padded batch of files of different lengths;
     then each file is scored exactly as if it were alone (`WaveformEncoder.encode`: masked
     convolutions and pooling). Output: MOS float32 [batch].
+
+    Training (`compile(optimizer)`, then `fit` on (inputs, mos) batches): the loss is the
+    mean squared error in float32 (the paper's), tracked with the RMSE of the epoch; the same
+    step serves TensorFlow (any tf.distribute strategy) and JAX.
 
     Args:
         encoder: a `WaveformEncoder` (pretrained, or freshly initialised for "scratch").
@@ -58,6 +63,7 @@ class MOSRegressor(keras.Model):
         # Both parts are functional models, built at construction: so is this one (a saved
         # model's weights load without a first call).
         self.built = True
+        self.rmse_tracker = keras.metrics.RootMeanSquaredError(name="rmse")
 
         # === Config ===
         self.hidden_dims = tuple(hidden_dims)
@@ -83,6 +89,21 @@ class MOSRegressor(keras.Model):
     def call(self, inputs, training=False):
         mos = self.head(self.embed(inputs, training=training), training=training)
         return ops.squeeze(mos, axis=-1)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        error = ops.cast(y_pred, "float32") - ops.cast(y, "float32")
+        loss = ops.mean(ops.square(error))
+        if self.losses:  # weight regularisers, if a user adds any
+            loss = loss + ops.sum(ops.stack([ops.cast(extra, "float32") for extra in self.losses]))
+        return self.scaled(loss)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self.rmse_tracker.update_state(ops.cast(y, "float32"), ops.cast(y_pred, "float32"))
+        return self.logs(self.get_metrics_result())
+
+    @property
+    def metrics(self):
+        return [*super().metrics, self.rmse_tracker]
 
     def get_config(self):
         return {

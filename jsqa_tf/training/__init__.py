@@ -5,7 +5,19 @@ finetune    MOS fine-tuning of encoder + head on labelled speech
 pipeline    `jsqa-tf train`: pretraining -> fine-tuning -> evaluation, one or more runs
 """
 
+from jsqa_tf.training.finetune import build_regressor, finetune
+from jsqa_tf.training.pipeline import train
 from jsqa_tf.training.pretrain import build_pretrainer, pretrain
 from jsqa_tf.training.run import Run, TrainingError, demo_mos_shards, demo_shards
 
-__all__ = ["Run", "TrainingError", "build_pretrainer", "demo_mos_shards", "demo_shards", "pretrain"]
+__all__ = [
+    "Run",
+    "TrainingError",
+    "build_pretrainer",
+    "build_regressor",
+    "demo_mos_shards",
+    "demo_shards",
+    "finetune",
+    "pretrain",
+    "train",
+]

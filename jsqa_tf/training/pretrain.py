@@ -159,7 +159,7 @@ def pretrain(
         if config.data.demo_dir:
             clean_dir, noise_dir = demo_shards(config.data.demo_dir)
         global_pairs = config.data.pairs_per_batch * run.strategy.num_replicas
-        with run.strategy.scope:
+        with run.strategy.scope():
             model = build_pretrainer(config)
             _build_state(model, config)  # before fit: building from a distributed batch fails
             model.rank_one_logs = training.strategy == "multi-worker"  # see compute_metrics

@@ -95,10 +95,14 @@ def distributable(dataset):
 class Strategy:
     """A distribution strategy as a stage needs it."""
 
-    scope: contextlib.AbstractContextManager
+    strategy: object  # a tf.distribute.Strategy, or None (JAX backend, one device)
     num_replicas: int
     is_chief: bool
     task_id: int
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        """A new context in which variables are created for this strategy."""
+        return contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
 
 
 def make_strategy(name: str) -> Strategy:
@@ -106,7 +110,7 @@ def make_strategy(name: str) -> Strategy:
     is no GPU (tests); multi-worker: tf.distribute.MultiWorkerMirroredStrategy over TF_CONFIG."""
     if name == "default":
         if keras.backend.backend() != "tensorflow":
-            return Strategy(contextlib.nullcontext(), 1, True, 0)
+            return Strategy(None, 1, True, 0)
         import tensorflow as tf
 
         strategy = tf.distribute.get_strategy()
@@ -127,7 +131,7 @@ def make_strategy(name: str) -> Strategy:
     task_type = getattr(resolver, "task_type", None)
     task_id = getattr(resolver, "task_id", None) or 0
     is_chief = task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
-    return Strategy(strategy.scope(), strategy.num_replicas_in_sync, is_chief, task_id)
+    return Strategy(strategy, strategy.num_replicas_in_sync, is_chief, task_id)
 
 
 def _seed_generators(model, prefix=""):
@@ -294,7 +298,7 @@ class Run:
     Use as a context manager (it resets the global precision policy on exit):
 
         with Run(config, resume) as run:
-            with run.strategy.scope:
+            with run.strategy.scope():
                 model = build(...)
                 run.restore(model)          # on --resume: weights, optimizer, RNG states
             run.fit(model, train, ...)

@@ -1,0 +1,243 @@
+"""`evaluate(model, data, out_dir)`: a MOS model scored on labelled files, with intervals.
+
+DATA is either prepared shards (`jsqa-tf prepare nisqa|csv`; a split, optionally some
+databases) or a CSV with columns `path, mos[, condition]` (paths relative to the CSV). Every
+file is scored whole, files longer than `window_seconds` in windows, averaged (the same
+scoring as fine-tuning's validation and `predict`).
+
+Output folder (written atomically, never over an earlier evaluation):
+    metrics.json      PCC, SRCC, RMSE, MAE, RMSE after the first- and third-order mappings of
+                      ITU-T P.1401, per file and per condition, each with a bootstrap 95%
+                      interval (`jsqa_tf.metrics.evaluate_predictions`), and what was scored
+    predictions.csv   file, condition, mos, predicted (what `jsqa-tf compare` pairs files on)
+    scatter.png       predicted against subjective MOS, per file and per condition
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import os
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from jsqa_tf import atomic
+from jsqa_tf.errors import AudioError, CorpusError, JSQAError
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+SCATTER_FILE = "scatter.png"
+SAMPLE_RATE = 16_000
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledAudio:
+    key: str
+    condition: str
+    mos: float
+    audio: np.ndarray
+
+
+def _is_shards(data: str) -> bool:
+    return os.path.isdir(data) and os.path.exists(os.path.join(data, "manifest.json"))
+
+
+def labelled_audio(
+    data: str, *, split: str = "val", databases: tuple[str, ...] = (), problems: list | None = None
+) -> tuple[int, Iterator[LabelledAudio]]:
+    """(number of files, iterator of files) of shards or of a `path, mos[, condition]` CSV.
+
+    Files of a CSV that cannot be read are appended to `problems` ("line N: reason") and
+    skipped; shards hold decoded audio only.
+    """
+    from jsqa_tf.data.corpora import read_mos_csv
+
+    data = os.path.abspath(data)
+    if _is_shards(data):
+        from jsqa_tf.data.mos import Selection, count_labelled, labelled_files
+
+        selection = Selection(tuple(databases))
+        count = count_labelled(data, split, selection)
+        files = (
+            LabelledAudio(f.key, f.condition, f.mos, f.audio) for f in labelled_files(data, split, selection)
+        )
+        return count, files
+    if os.path.isdir(data):
+        raise CorpusError(data, "neither prepared shards (no manifest.json) nor a CSV file")
+    if databases:
+        raise CorpusError(data, "databases select NISQA shards; a CSV is scored whole")
+    corpus = read_mos_csv(data)
+    if problems is not None:
+        problems.extend({"path": p.path, "reason": p.reason} for p in corpus.problems)
+
+    def read():
+        from jsqa_tf.audio import read_audio
+
+        for record in corpus.records:
+            try:
+                audio = read_audio(record.path, SAMPLE_RATE)
+            except AudioError as error:
+                if problems is not None:
+                    problems.append({"path": error.path, "reason": error.reason})
+                continue
+            yield LabelledAudio(record.relative_path, record.condition, float(record.mos), audio)
+
+    return len(corpus.records), read()
+
+
+def score_labelled(
+    model, files, *, window_seconds: float, batch_size: int, on_file: Callable[[], None] | None = None
+) -> list[tuple[LabelledAudio, float]]:
+    """(file, predicted MOS) for each file, the audio dropped as soon as it is scored."""
+    from jsqa_tf.scoring import keras_predictor, score_files
+
+    meta = {}
+
+    def pieces():
+        for file in files:
+            meta[file.key] = dataclasses.replace(file, audio=np.zeros(0, np.float32))
+            yield file.key, file.audio
+
+    results = []
+    for score in score_files(
+        pieces(),
+        keras_predictor(model),
+        window_samples=int(round(window_seconds * SAMPLE_RATE)),
+        batch_size=batch_size,
+        bucket_samples=SAMPLE_RATE,
+    ):
+        results.append((meta.pop(score.key), score.mos))
+        if on_file is not None:
+            on_file()
+    return results
+
+
+def _predictions_csv(results) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "condition", "mos", "predicted"])
+    for file, predicted in results:
+        writer.writerow([file.key, file.condition, f"{file.mos:.6g}", f"{predicted:.6f}"])
+    return buffer.getvalue()
+
+
+def evaluate(
+    model_path: str,
+    data: str,
+    out_dir: str,
+    *,
+    split: str = "val",
+    databases: tuple[str, ...] = (),
+    window_seconds: float = 10.0,
+    batch_size: int = 8,
+    num_bootstrap: int = 1000,
+    seed: int = 0,
+    strict: bool = False,
+    model=None,
+    on_start: Callable[[int], None] | None = None,
+    on_file: Callable[[], None] | None = None,
+) -> dict:
+    """Scores a model on labelled files and writes metrics.json, predictions.csv, scatter.png.
+
+    Args:
+        model_path: a `.keras` file or a fine-tuning / `train` run folder.
+        data: prepared shards or a `path, mos[, condition]` CSV.
+        out_dir: the output folder (must not hold an evaluation already).
+        split, databases: of shards: which split, and only these `db`s.
+        window_seconds: files longer than this are scored in windows, averaged.
+        batch_size: windows per batch.
+        num_bootstrap, seed: of the 95% intervals.
+        strict: fail when any listed file cannot be read (default: report and skip).
+        model: an already loaded `MOSRegressor` (model_path then only names it).
+        on_start, on_file: progress callbacks (number of files; one file scored).
+
+    Returns:
+        The metrics written to metrics.json.
+    """
+    from jsqa_tf import metrics
+    from jsqa_tf.models import find_model_file, load_mos_regressor
+    from jsqa_tf.plots import mos_scatter_png
+
+    if os.path.exists(os.path.join(out_dir, METRICS_FILE)):
+        raise JSQAError(f"{out_dir}: holds an evaluation already; choose another output folder")
+    model_file = find_model_file(model_path)
+    model = model if model is not None else load_mos_regressor(model_file)
+    problems: list[dict] = []
+    count, files = labelled_audio(data, split=split, databases=databases, problems=problems)
+    if strict and problems:
+        raise CorpusError(
+            problems[0]["path"], f"{problems[0]['reason']} (--strict; {len(problems)} problem(s))"
+        )
+    if on_start is not None:
+        on_start(count)
+    results = score_labelled(
+        model, files, window_seconds=window_seconds, batch_size=batch_size, on_file=on_file
+    )
+    if strict and problems:
+        raise CorpusError(
+            problems[0]["path"], f"{problems[0]['reason']} (--strict; {len(problems)} problem(s))"
+        )
+    if len(results) < 2:
+        raise CorpusError(data, f"only {len(results)} file(s) could be scored; metrics need at least 2")
+    mos = np.array([file.mos for file, _ in results])
+    predicted = np.array([p for _, p in results])
+    conditions = [file.condition for file, _ in results]
+    has_conditions = all(conditions)
+    figures = metrics.evaluate_predictions(
+        mos, predicted, conditions if has_conditions else None, num_bootstrap=num_bootstrap, seed=seed
+    )
+    report = {
+        "model": model_file,
+        "data": os.path.abspath(data),
+        "split": split if _is_shards(os.path.abspath(data)) else None,
+        "databases": list(databases),
+        "window_seconds": window_seconds,
+        **figures,
+        "num_problems": len(problems),
+        "problems": problems,
+    }
+    panels = [("per file", mos, predicted)]
+    if has_conditions and len(set(conditions)) < len(conditions):
+        condition_mos, condition_predicted, _ = metrics.condition_means(mos, predicted, conditions)
+        panels.append(("per condition", condition_mos, condition_predicted))
+    png = mos_scatter_png(panels, tuple(model.mos_range), title=os.path.join(*model_file.split(os.sep)[-3:]))
+
+    os.makedirs(out_dir, exist_ok=True)
+    atomic.write_text(os.path.join(out_dir, PREDICTIONS_FILE), _predictions_csv(results))
+    with atomic.atomic_path(os.path.join(out_dir, SCATTER_FILE)) as temp:
+        with open(temp, "wb") as stream:
+            stream.write(png)
+    atomic.write_json(os.path.join(out_dir, METRICS_FILE), report)  # last: its presence means done
+    return report
+
+
+def summary_text(report: dict) -> str:
+    """One screen: the per-file and per-condition figures with their intervals."""
+
+    def line(level: dict, names) -> str:
+        parts = []
+        for name in names:
+            entry = level.get(name)
+            if not entry:
+                continue
+            value, ci = entry["value"], entry.get("ci95")
+            text = "nan" if value is None else f"{value:.3f}"
+            if ci:
+                text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+            parts.append(f"{name.upper()} {text}")
+        return ", ".join(parts)
+
+    names = ("pcc", "srcc", "rmse", "mae", "rmse_mapped_1", "rmse_mapped_3")
+    text = [f"{report['num_files']} files scored with {report['model']}"]
+    text.append(f"  per file:      {line(report['per_file'], names)}")
+    if report.get("per_condition"):
+        text.append(f"  per condition ({report['num_conditions']}): {line(report['per_condition'], names)}")
+    if report["num_problems"]:
+        text.append(f"  {report['num_problems']} file(s) skipped, listed in metrics.json; e.g.:")
+        text += [f"    {p['path']}: {p['reason']}" for p in report["problems"][:3]]
+    return "\n".join(text)

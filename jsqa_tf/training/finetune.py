@@ -1,0 +1,309 @@
+"""`finetune(config)`: JSQA's second stage, MOS regression on labelled speech, in a run folder.
+
+Run folder (besides what every stage writes, see `jsqa_tf.training.run`):
+    logs/                 train loss and RMSE; validation loss, RMSE, MAE, PCC, SRCC; the
+                          learning rates; clips/s; a validation scatter plot each epoch
+    model.keras           the epoch with the lowest validation RMSE (what `evaluate`,
+                          `export` and `predict` load from this folder)
+    model-last.keras      the last epoch
+    summary.json          final figures
+
+Validation scores every file of the val split whole (in windows past `window_seconds`), as
+evaluation does, so "best by validation RMSE" means best at what the model is used for.
+The batches of epoch e come from a seed derived from (seed, e): a resumed run reads what an
+uninterrupted run reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import keras
+import numpy as np
+
+from jsqa_tf.config import FinetuneConfig
+from jsqa_tf.errors import ModelError
+from jsqa_tf.models.saving import LAST_MODEL_FILE, MODEL_FILE
+from jsqa_tf.training.run import Run, TrainingError, demo_mos_shards, distributable
+
+logger = logging.getLogger(__name__)
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+
+def load_encoder(model_config):
+    """The encoder a fine-tuning config names: fresh ("scratch"), a pretraining run's
+    (`encoder-best.keras` or `encoder.keras`), or a `.keras` file."""
+    from jsqa_tf.models import WaveformEncoder
+    from jsqa_tf.training.pretrain import BEST_ENCODER_FILE, ENCODER_FILE
+
+    source = model_config.encoder
+    if source == "scratch":
+        return WaveformEncoder.from_preset(model_config.preset, name="encoder")
+    path = os.path.abspath(source)
+    if os.path.isdir(path):
+        wanted = BEST_ENCODER_FILE if model_config.encoder_checkpoint == "best" else ENCODER_FILE
+        candidate = os.path.join(path, wanted)
+        if not os.path.exists(candidate) and wanted == BEST_ENCODER_FILE:
+            fallback = os.path.join(path, ENCODER_FILE)
+            if os.path.exists(fallback):
+                logger.warning("%s has no %s (no validation ran); using %s", path, wanted, ENCODER_FILE)
+                candidate = fallback
+        if not os.path.exists(candidate):
+            raise ModelError(path, f"no {wanted}: not a finished pretraining run folder")
+        path = candidate
+    elif not os.path.exists(path):
+        raise ModelError(path, "encoder not found (model.encoder: 'scratch', a pretraining run or a .keras)")
+    try:
+        encoder = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, OSError, KeyError... for bad files
+        raise ModelError(path, f"cannot be loaded ({type(error).__name__}: {error})")
+    if not isinstance(encoder, WaveformEncoder):
+        raise ModelError(path, f"holds a {type(encoder).__name__}, not a WaveformEncoder")
+    return encoder
+
+
+def build_regressor(config: FinetuneConfig):
+    """The `MOSRegressor` of a config (encoder loaded or fresh, head fresh), not compiled."""
+    from jsqa_tf.models import MOSRegressor
+
+    model = config.model
+    return MOSRegressor(
+        load_encoder(model),
+        hidden_dims=model.hidden_dims,
+        embedding=model.embedding,
+        dropout=model.dropout,
+        mos_range=tuple(model.mos_range),
+        name="mos_regressor",
+    )
+
+
+def compile_regressor(model, config: FinetuneConfig, *, frozen: bool) -> None:
+    """Compiles for one phase: encoder frozen (head alone) or trained at its own rate."""
+    from jsqa_tf.training.optimizer import ScaledAdam
+
+    training = config.training
+    model.encoder.trainable = not frozen
+    encoder_rate = training.encoder_learning_rate
+    optimizer = ScaledAdam(
+        training.learning_rate,
+        scaled_variables=() if frozen or encoder_rate is None else model.encoder.trainable_variables,
+        scale=1.0 if encoder_rate is None else encoder_rate / training.learning_rate,
+        decoupled_weight_decay=training.weight_decay,
+    )
+    model.compile(
+        optimizer=optimizer,
+        jit_compile="auto" if training.jit_compile is None else training.jit_compile,
+    )
+    model.optimizer.build(model.trainable_variables)  # before fit (and before a checkpoint loads)
+
+
+def inference_copy(model):
+    """An uncompiled copy of a trained `MOSRegressor` (what is saved for users)."""
+    from jsqa_tf.models import MOSRegressor
+
+    copy = MOSRegressor.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    copy.encoder.trainable = copy.trainable = True
+    return copy
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def validate(model, files, *, window_seconds: float, batch_size: int, sample_rate: int = 16_000):
+    """Scores labelled files whole (windows past `window_seconds`): (mos, predicted) arrays."""
+    from jsqa_tf.scoring import keras_predictor, score_files
+
+    labels = {}
+
+    def pieces():
+        for file in files:
+            labels[file.key] = file.mos
+            yield file.key, file.audio
+
+    scores = list(
+        score_files(
+            pieces(),
+            keras_predictor(model),
+            window_samples=int(round(window_seconds * sample_rate)),
+            batch_size=batch_size,
+            bucket_samples=sample_rate,
+        )
+    )
+    return np.array([labels[s.key] for s in scores]), np.array([s.mos for s in scores])
+
+
+class _MOSValidation(keras.callbacks.Callback):
+    """Each epoch: scores the val files whole, adds val_loss (MSE), val_rmse, val_mae,
+    val_pcc, val_srcc and the learning rates to the logs (which the checkpoints, TensorBoard
+    and history.csv then see), and writes the scatter plot to TensorBoard."""
+
+    def __init__(self, files_fn, config: FinetuneConfig, log_dir: str):
+        super().__init__()
+        self.files_fn = files_fn
+        self.config = config
+        self.log_dir = log_dir
+        self.writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        from jsqa_tf import metrics
+        from jsqa_tf.plots import mos_scatter_png
+
+        data, training = self.config.data, self.config.training
+        mos, predicted = validate(
+            self.model, self.files_fn(), window_seconds=data.window_seconds, batch_size=data.batch_size
+        )
+        figures = {
+            "val_loss": float(np.mean((predicted - mos) ** 2)),
+            "val_rmse": metrics.rmse(mos, predicted),
+            "val_mae": metrics.mae(mos, predicted),
+            "val_pcc": metrics.pcc(mos, predicted),
+            "val_srcc": metrics.srcc(mos, predicted),
+        }
+        encoder_rate = 0.0 if not self.model.encoder.trainable else training.encoder_learning_rate
+        figures["learning_rate"] = training.learning_rate
+        figures["encoder_learning_rate"] = training.learning_rate if encoder_rate is None else encoder_rate
+        if logs is not None:
+            logs.update(figures)
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "validation_scatter"))
+        png = mos_scatter_png([("val files", mos, predicted)], tuple(self.config.model.mos_range))
+        with self.writer.as_default(step=epoch + 1):
+            tf.summary.image("val/scatter", tf.image.decode_png(png)[None])
+        self.writer.flush()
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def _data_dir(config: FinetuneConfig) -> str:
+    if config.data.demo_dir:
+        return demo_mos_shards(config.data.demo_dir)
+    if not config.data.data_dir:
+        raise TrainingError("data.data_dir must be set (prepared MOS shards; --data-dir)")
+    return config.data.data_dir
+
+
+def train_batches(config: FinetuneConfig, data_dir, selection, num_files, global_batch, first, last):
+    """Exactly `steps` batches per epoch for epochs [first, last), seeded per epoch."""
+    import tensorflow as tf
+
+    from jsqa_tf.data.mos import mos_train_dataset
+
+    data, training = config.data, config.training
+    steps = steps_per_epoch(config, num_files, global_batch)
+    crop = None if data.crop_seconds is None else int(round(data.crop_seconds * 16_000))
+
+    @tf.autograph.experimental.do_not_convert  # plain Python that builds a pipeline
+    def epoch_batches(epoch):
+        seed = tf.constant(training.seed, tf.int64) * 7919 + epoch
+        return mos_train_dataset(
+            data_dir,
+            data.train_split,
+            batch_size=global_batch,
+            seed=seed,
+            num_files=num_files,
+            selection=selection,
+            crop_samples=crop,
+            bucket_samples=int(round(data.length_bucket_seconds * 16_000)),
+        ).take(steps)
+
+    return distributable(tf.data.Dataset.range(first, last).flat_map(epoch_batches))
+
+
+def steps_per_epoch(config: FinetuneConfig, num_files: int, global_batch: int) -> int:
+    """The configured steps, or one pass over the train files."""
+    return config.training.steps_per_epoch or max(1, math.ceil(num_files / global_batch))
+
+
+def finetune(config: FinetuneConfig, *, resume: bool = False, verbose: int = 1, callbacks=None) -> dict:
+    """Runs (or resumes) MOS fine-tuning; returns the summary written to summary.json.
+
+    Raises:
+        TrainingError: NaN/Inf loss (the last good checkpoint is named), unusable run folder.
+        ModelError: the encoder named by the config cannot be loaded.
+        CorpusError: the data cannot be used (no MOS labels, no files selected).
+    """
+    from jsqa_tf.data.mos import Selection, count_labelled, labelled_files
+
+    with Run(config, resume) as run:
+        config, data, training = run.config, run.config.data, run.config.training
+        data_dir = _data_dir(config)
+        train_selection = Selection(data.train_databases, data.train_fraction, data.subset_seed)
+        val_selection = Selection(data.val_databases)
+        num_train = count_labelled(data_dir, data.train_split, train_selection)
+        num_val = count_labelled(data_dir, data.val_split, val_selection)
+        global_batch = data.batch_size * run.strategy.num_replicas
+        steps = steps_per_epoch(config, num_train, global_batch)
+        logger.info(
+            "fine-tuning on %d files (%d steps an epoch), validating on %d", num_train, steps, num_val
+        )
+
+        freeze = min(training.freeze_encoder_epochs, training.epochs)
+        with run.strategy.scope():
+            model = build_regressor(config)
+            model.rank_one_logs = training.strategy == "multi-worker"  # see DistributedStepMixin
+            # The optimizer holds the variables of the checkpoint's phase (frozen or not).
+            last_done = run.initial_epoch - 1
+            compile_regressor(model, config, frozen=last_done < freeze if last_done >= 0 else freeze > 0)
+            run.restore(model)
+
+        def val_files():
+            return labelled_files(data_dir, data.val_split, val_selection)
+
+        stage_callbacks = [_MOSValidation(val_files, config, run.log_dir), *(callbacks or [])]
+        fit_args = dict(
+            steps_per_epoch=steps,
+            clips_per_step=global_batch,
+            monitor="val_rmse",
+            patience=training.early_stopping_patience,
+            callbacks=stage_callbacks,
+            verbose=verbose,
+        )
+        going = True
+        if run.initial_epoch < freeze:  # phase 1: the head alone
+            batches = train_batches(
+                config, data_dir, train_selection, num_train, global_batch, run.initial_epoch, freeze
+            )
+            going = run.fit(model, batches, epochs=freeze, initial_epoch=run.initial_epoch, **fit_args)
+        start = max(run.initial_epoch, freeze)
+        if going and start < training.epochs:  # phase 2: encoder and head
+            if not model.encoder.trainable:  # unfreeze: a new optimizer over every variable
+                with run.strategy.scope():
+                    compile_regressor(model, config, frozen=False)
+            batches = train_batches(
+                config, data_dir, train_selection, num_train, global_batch, start, training.epochs
+            )
+            run.fit(model, batches, epochs=training.epochs, initial_epoch=start, **fit_args)
+
+        state = run.state
+        run.save_model(inference_copy(model), LAST_MODEL_FILE)
+        if not run.load_best(model):
+            raise TrainingError(f"{run.run_dir}: no epoch had a finite validation RMSE; no model to save")
+        best = inference_copy(model)
+        run.save_model(best, MODEL_FILE)
+        summary = {
+            "epochs_done": state["epoch"] + 1,
+            "stopped_early_at_epoch": state.get("stopped_early_at_epoch"),
+            "best_epoch": state.get("best_epoch"),
+            "best_val_rmse": state.get("best_value"),
+            "history": run.history,
+            "num_train_files": num_train,
+            "num_val_files": num_val,
+            "steps_per_epoch": steps,
+            "encoder": config.model.encoder,
+            "encoder_parameters": int(sum(int(np.prod(v.shape)) for v in best.encoder.trainable_weights)),
+            "head_parameters": int(sum(int(np.prod(v.shape)) for v in best.head.trainable_weights)),
+            "replicas": run.strategy.num_replicas,
+            "backend": keras.backend.backend(),
+            "run_dir": run.run_dir,
+            "model": os.path.join(run.run_dir, MODEL_FILE),
+        }
+        run.write_summary(summary)
+        return summary

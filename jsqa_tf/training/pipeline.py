@@ -1,0 +1,260 @@
+"""`jsqa-tf train`: pretraining -> fine-tuning -> evaluation (-> comparison), one run folder.
+
+A pipeline file (pipelines/demo.yaml, paper.yaml, label_efficiency.yaml):
+
+    run_dir: runs/paper
+    pretrain:          # one pretraining config (data, model, training: as `jsqa-tf pretrain`),
+      noproj: {...}    # or several by name; absent: no pretraining (scratch runs only)
+    finetune: {...}    # the fine-tuning config every run starts from (as `jsqa-tf finetune`)
+    evaluate: {...}    # how each run is scored (EvaluateConfig; default: the val split)
+    runs:              # name -> encoder (a pretraining's name, "scratch", or a path) and
+      pretrained: {encoder: noproj}                     # `set`: dotted fine-tuning overrides
+      scratch: {encoder: scratch, set: {training.epochs: 100}}
+    grid:              # or runs as a product: encoder x any dotted fine-tuning settings
+      encoder: [noproj, scratch]
+      data.train_fraction: [0.05, 1.0]
+    compare: {baseline: scratch, num_bootstrap: 1000}
+
+Folders: one run (no `runs`/`grid`) writes `pretrain/`, `finetune/`, `evaluate/` under
+run_dir; several write `pretrain/<name>/` (or `pretrain/` for a single one),
+`<run>/finetune/`, `<run>/evaluate/`, and `compare.md` + `compare.json`. `pipeline.yaml` holds
+the resolved file. With `resume`, finished stages are skipped and an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import os
+
+from jsqa_tf import atomic
+from jsqa_tf.config import (
+    EvaluateConfig,
+    FinetuneConfig,
+    PretrainConfig,
+    apply_overrides,
+    from_dict,
+    load_yaml,
+)
+from jsqa_tf.errors import ConfigError
+from jsqa_tf.training.run import TrainingError
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_FILE = "pipeline.yaml"
+TOP_KEYS = ("run_dir", "pretrain", "finetune", "evaluate", "runs", "grid", "compare")
+STAGE_KEYS = ("data", "model", "training")
+SINGLE = "pretrain"  # the name of the one pretraining of a file that has one
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a pipeline file asks for, resolved: the configs of every stage, in order."""
+
+    run_dir: str
+    pretrain: dict[str, PretrainConfig]
+    finetune: dict[str, FinetuneConfig]  # by run name
+    evaluate: dict[str, tuple[EvaluateConfig, str]]  # by run name: config, output folder
+    compare: dict | None  # {"baseline": name, "num_bootstrap": n, "seed": s} or None
+
+
+def _section(raw: dict, key: str, where: str) -> dict:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}.{key}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _runs(raw: dict, pretrain_names: list[str], where: str) -> dict[str, dict]:
+    """name -> {"encoder": ..., "set": {...}} of the `runs` or `grid` section."""
+    if raw.get("runs") and raw.get("grid"):
+        raise ConfigError(f"{where}: give runs or grid, not both")
+    if raw.get("grid"):
+        grid = _section(raw, "grid", where)
+        encoders = grid.get("encoder", pretrain_names or ["scratch"])
+        axes = {key: value for key, value in grid.items() if key != "encoder"}
+        for key, values in {"encoder": encoders, **axes}.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}.grid.{key}: expected a non-empty list")
+        runs = {}
+        for encoder in encoders:
+            for combination in itertools.product(*axes.values()):
+                settings = dict(zip(axes, combination, strict=True))
+                suffix = "-".join(f"{key.split('.')[-1]}{value}" for key, value in settings.items())
+                runs[f"{encoder}-{suffix}" if suffix else str(encoder)] = {
+                    "encoder": encoder,
+                    "set": settings,
+                }
+        return runs
+    if raw.get("runs"):
+        runs = _section(raw, "runs", where)
+        for name, run in runs.items():
+            if not isinstance(run, dict) or "encoder" not in run or set(run) - {"encoder", "set"}:
+                raise ConfigError(f"{where}.runs.{name}: expected {{encoder: ..., set: {{...}}}}")
+        return runs
+    return {"": {"encoder": pretrain_names[0] if pretrain_names else "scratch", "set": {}}}
+
+
+def plan(raw: dict, where: str = "pipeline") -> Plan:
+    """Resolves a pipeline mapping into the configs of every stage (all checked up front)."""
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(TOP_KEYS)}")
+    if not raw.get("run_dir"):
+        raise ConfigError(f"{where}: run_dir is required")
+    run_dir = os.path.abspath(raw["run_dir"])
+
+    pretrain_raw = _section(raw, "pretrain", where)
+    if pretrain_raw and set(pretrain_raw) <= set(STAGE_KEYS):
+        pretrain_raw = {SINGLE: pretrain_raw}
+    pretrain = {}
+    for name, section in pretrain_raw.items():
+        folder = (
+            os.path.join(run_dir, "pretrain")
+            if len(pretrain_raw) == 1
+            else os.path.join(run_dir, "pretrain", name)
+        )
+        pretrain[name] = from_dict(
+            PretrainConfig, {**section, "run_dir": folder}, where=f"{where}.pretrain.{name}"
+        )
+
+    finetune_raw = _section(raw, "finetune", where)
+    evaluate_config = from_dict(EvaluateConfig, _section(raw, "evaluate", where), where=f"{where}.evaluate")
+    runs = _runs(raw, list(pretrain), where)
+    finetune, evaluate = {}, {}
+    for name, run in runs.items():
+        encoder = str(run["encoder"])
+        if encoder in pretrain:
+            encoder = pretrain[encoder].run_dir
+        elif encoder != "scratch" and not os.path.exists(encoder):
+            known = ", ".join([*pretrain, "scratch"])
+            raise ConfigError(f"{where}.runs.{name}: encoder {encoder!r} is none of {known}, nor a path")
+        folder = os.path.join(run_dir, name)
+        overrides = {
+            "run_dir": os.path.join(folder, "finetune"),
+            "model.encoder": encoder,
+            **(run.get("set") or {}),
+        }
+        config = from_dict(
+            FinetuneConfig,
+            apply_overrides(finetune_raw, overrides),
+            where=f"{where}.runs.{name or 'finetune'}",
+        )
+        finetune[name] = config
+        evaluate[name] = (evaluate_config, os.path.join(folder, "evaluate"))
+    compare = None
+    if len(runs) > 1:
+        compare = {"baseline": None, "num_bootstrap": evaluate_config.num_bootstrap, "seed": 0}
+        compare.update(_section(raw, "compare", where))
+        unknown = sorted(set(compare) - {"baseline", "num_bootstrap", "seed"})
+        if unknown:
+            raise ConfigError(f"{where}.compare: unknown key(s) {', '.join(unknown)}")
+        if compare["baseline"] is not None and compare["baseline"] not in runs:
+            raise ConfigError(
+                f"{where}.compare.baseline: {compare['baseline']!r} is not a run ({', '.join(runs)})"
+            )
+    return Plan(run_dir, pretrain, finetune, evaluate, compare)
+
+
+def _is_chief() -> bool:
+    """The worker that evaluates and compares (all of them train)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task") or {}
+    return task.get("type") in (None, "chief") or (task.get("type") == "worker" and task.get("index", 0) == 0)
+
+
+def _status(run_dir: str, done_file: str) -> str:
+    if os.path.exists(os.path.join(run_dir, done_file)):
+        return "done"
+    return "started" if os.path.exists(os.path.join(run_dir, "config.yaml")) else "new"
+
+
+def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: int = 1) -> dict:
+    """Runs every stage of a pipeline mapping; returns {run: headline figures}.
+
+    Raises:
+        TrainingError: the run folder holds another pipeline run (without `resume`), or a
+            stage failed (its own message).
+    """
+    from jsqa_tf.evaluation import METRICS_FILE, evaluate
+    from jsqa_tf.training.finetune import finetune
+    from jsqa_tf.training.pretrain import pretrain
+
+    resolved = plan(raw, where)
+    pipeline_path = os.path.join(resolved.run_dir, PIPELINE_FILE)
+    if os.path.exists(pipeline_path) and not resume:
+        raise TrainingError(f"{resolved.run_dir}: holds a pipeline run already; pass --resume to continue it")
+    if resume and os.path.exists(pipeline_path):
+        saved = plan(load_yaml(pipeline_path), pipeline_path)
+        if saved.run_dir == resolved.run_dir and set(saved.finetune) != set(resolved.finetune):
+            raise TrainingError(f"{pipeline_path}: the pipeline had other runs; resume it with the same file")
+    os.makedirs(resolved.run_dir, exist_ok=True)
+    atomic.write_text(pipeline_path, _yaml({**raw, "run_dir": resolved.run_dir}))
+
+    for name, config in resolved.pretrain.items():
+        status = _status(config.run_dir, "summary.json")
+        logger.info("pretraining %s: %s", name, status)
+        if status != "done":
+            pretrain(config, resume=status == "started", verbose=verbose)
+    results = {}
+    for name, config in resolved.finetune.items():
+        status = _status(config.run_dir, "summary.json")
+        logger.info("fine-tuning %s: %s", name or "the model", status)
+        if status != "done":
+            finetune(config, resume=status == "started", verbose=verbose)
+        if not _is_chief():
+            continue
+        evaluate_config, out_dir = resolved.evaluate[name]
+        if not os.path.exists(os.path.join(out_dir, METRICS_FILE)):
+            data = evaluate_config.data_dir or _finetune_data(config)
+            evaluate(
+                config.run_dir,
+                data,
+                out_dir,
+                split=evaluate_config.split,
+                databases=evaluate_config.databases,
+                window_seconds=evaluate_config.window_seconds,
+                batch_size=evaluate_config.batch_size,
+                num_bootstrap=evaluate_config.num_bootstrap,
+                seed=evaluate_config.seed,
+            )
+        with open(os.path.join(out_dir, METRICS_FILE), encoding="utf-8") as stream:
+            report = json.load(stream)
+        results[name or "model"] = {
+            "evaluation": out_dir,
+            **{key: report["per_file"][key]["value"] for key in ("pcc", "srcc", "rmse", "mae")},
+        }
+    if resolved.compare is not None and _is_chief():
+        _compare(resolved)
+        results["compare"] = os.path.join(resolved.run_dir, "compare.md")
+    return results
+
+
+def _finetune_data(config: FinetuneConfig) -> str:
+    from jsqa_tf.training.run import demo_mos_shards
+
+    return demo_mos_shards(config.data.demo_dir) if config.data.demo_dir else config.data.data_dir
+
+
+def _compare(resolved: Plan) -> None:
+    from jsqa_tf.compare import compare, load_result, to_markdown
+
+    names = list(resolved.evaluate)
+    results = [load_result(resolved.evaluate[name][1], name=name) for name in names]
+    baseline = resolved.compare["baseline"]
+    table = compare(
+        results,
+        baseline=names.index(baseline) if baseline else 0,
+        num_bootstrap=resolved.compare["num_bootstrap"],
+        seed=resolved.compare["seed"],
+    )
+    atomic.write_json(os.path.join(resolved.run_dir, "compare.json"), table)
+    atomic.write_text(os.path.join(resolved.run_dir, "compare.md"), to_markdown(table) + "\n")
+
+
+def _yaml(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
