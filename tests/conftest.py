@@ -29,3 +29,31 @@ def tiny_demo(tmp_path_factory) -> dict[str, str]:
 def sine(seconds: float = 1.0, sample_rate: int = 16000, hz: float = 440.0, amplitude=0.5):
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def mos_demo(tmp_path_factory) -> dict[str, str]:
+    """A demo corpus with 60 MOS files (40 train, 20 val speakers' files) and short audio
+    elsewhere, prepared: {"mos", "clean", "noise"} shard folders and the corpus paths."""
+    from jsqa_tf.config import PrepareConfig
+    from jsqa_tf.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("mos_demo")
+    sizes = dict(SMALL_DEMO, num_speakers=6, num_mos_files=60, noise_channels=1)
+    paths = make_demo_corpus(root / "corpus", seed=0, **sizes)
+    shards = {name: str(root / "shards" / name) for name in ("mos", "clean", "noise")}
+    prepare(
+        PrepareConfig(corpus="nisqa", source=paths["nisqa"], val_databases=("NISQA_VAL_SIM",), num_workers=0),
+        shards["mos"],
+    )
+    prepare(
+        PrepareConfig(corpus="librispeech", source=paths["librispeech"], val_fraction=0.3, num_workers=0),
+        shards["clean"],
+    )
+    prepare(
+        PrepareConfig(
+            corpus="chime3", source=paths["chime3"], chime3_channels="all", val_fraction=0.25, num_workers=0
+        ),
+        shards["noise"],
+    )
+    return {**paths, **shards}

@@ -158,7 +158,7 @@ def test_generic_csv_resolves_relative_to_its_folder(tmp_path):
         ("audio/a.wav", 4.5, "clean"),
         ("audio/b.ogg", 2.0, "noisy"),
     ]
-    assert [p.reason for p in corpus.problems] == ["file not found"]
+    assert [p.reason for p in corpus.problems] == ["line 4: file not found"]  # the CSV line names it
     (tmp_path / "no_condition.csv").write_text("path,mos\ndata/audio/a.wav,1\n")
     assert read_mos_csv(tmp_path / "no_condition.csv").records[0].condition == ""
 
