@@ -113,11 +113,23 @@ def demo_shards(tmp_path_factory, tiny_demo):
 def test_pairs_then_jnd_fit_validate(run, tmp_path, demo_shards):
     out = tmp_path / "pairs"
     result = run(
-        "pairs", demo_shards / "librispeech", demo_shards / "chime3", out, "-n", "6", "--crop-seconds", "2"
+        "pairs",
+        demo_shards / "librispeech",
+        demo_shards / "chime3",
+        out,
+        "-n",
+        "6",
+        "--crop-seconds",
+        "2",
+        "--max-abs-delta",
+        "2.5",
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["num_pairs"] == 6 and "mean |ΔSNR|" in result.stderr
+    assert summary["max_abs_delta_db"] <= 2.5
+    expected_mean = (6 * 2.5**2 / 2 - 2.5**3 / 3) / (6 * 2.5 - 2.5**2 / 2)  # capped triangle
+    assert summary["expected_mean_abs_delta_db"] == pytest.approx(expected_mean)
     assert (out / "abs_delta_snr_histogram.png").exists()
 
     # A small human-like labelled set: pairs of one source at a small or a large gain step.
