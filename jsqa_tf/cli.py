@@ -177,13 +177,15 @@ def _progress(length: int, label: str):
     return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
 
 
-def _pair_settings(settings: dict, snr_range, snr_window, snr_window_low) -> dict:
+def _pair_settings(settings: dict, snr_range, snr_window, snr_window_low, max_abs_delta) -> dict:
     if snr_range:
         settings["snr_range_db"] = list(snr_range)
     if snr_window is not None:
         settings["snr_window_db"] = snr_window
     if snr_window_low is not None:
         settings["snr_window_low_db"] = snr_window_low
+    if max_abs_delta is not None:
+        settings["max_abs_delta_db"] = max_abs_delta
     return settings
 
 
@@ -191,6 +193,11 @@ _SNR_OPTIONS = [
     click.option("--snr-range", nargs=2, type=float, help="Range the SNR window lies in, dB (default -3 9)."),
     click.option("--snr-window", type=float, help="Width of the window both SNRs come from, dB (default 6)."),
     click.option("--snr-window-low", type=float, help="Fix the window's low end (default: random per pair)."),
+    click.option(
+        "--max-abs-delta",
+        type=float,
+        help="Cap on |ΔSNR|, dB, at most the window (default: none; see `jnd curve --target-same`).",
+    ),
 ]
 
 
@@ -227,6 +234,7 @@ def pairs(
     snr_range,
     snr_window,
     snr_window_low,
+    max_abs_delta,
     seed,
     config_path,
     audio,
@@ -235,8 +243,9 @@ def pairs(
     """Draws JND pairs from prepared CLEAN_DIR speech and NOISE_DIR noise into OUTPUT_DIR.
 
     Each pair: one clean crop and one noise excerpt mixed at two SNRs drawn from one 6 dB
-    window inside [-3, 9] dB (paper defaults). Writes pairs.csv, audio/*.wav, summary.json and
-    the |ΔSNR| histogram (abs_delta_snr_histogram.png); prints the summary as JSON.
+    window inside [-3, 9] dB (paper defaults; --max-abs-delta caps |ΔSNR|). Writes pairs.csv,
+    audio/*.wav, summary.json and the |ΔSNR| histogram (abs_delta_snr_histogram.png); prints the
+    summary as JSON.
     """
     from jsqa_tf.config import PairConfig, from_dict, load_yaml
     from jsqa_tf.data.pairs import write_pairs
@@ -249,7 +258,7 @@ def pairs(
         settings["seed"] = seed
     config = from_dict(
         PairConfig,
-        _pair_settings(settings, snr_range, snr_window, snr_window_low),
+        _pair_settings(settings, snr_range, snr_window, snr_window_low, max_abs_delta),
         where=config_path or "pairs",
     )
     with _progress(num_pairs, "drawing pairs") as bar:
@@ -273,7 +282,7 @@ def pairs(
 
 @main.group()
 def jnd() -> None:
-    """The JND classifier (PESQ + SI-SDR SVM) and the label-only JND curve."""
+    """The JND classifier (PESQ SVM) and the label-only JND curve."""
 
 
 def _report_skipped(reasons: list[str], what: str) -> int:
@@ -282,6 +291,9 @@ def _report_skipped(reasons: list[str], what: str) -> int:
         examples = "".join(f"\n  {r}" for r in failed[:3])
         click.echo(f"warning: {len(failed)} {what} skipped; e.g.:{examples}", err=True)
     return len(failed)
+
+
+_KINDS_HELP = "Kinds of degradation to use, comma-separated: additive (noise types; gain-named), mp3, reverb."
 
 
 @jnd.command("fit")
@@ -299,32 +311,82 @@ def _report_skipped(reasons: list[str], what: str) -> int:
     type=click.Path(dir_okay=False),
     help="Where to write the classifier (JSON).",
 )
-@click.option("--c", "c_value", default=1.0, show_default=True, help="SVM regularisation C.")
-@click.option("--folds", default=5, show_default=True, help="Cross-validation folds.")
+@click.option(
+    "--features",
+    "features_text",
+    default="pesq",
+    show_default=True,
+    help="Features of a pair: pesq (the paper's final SVM), sisdr, or pesq,sisdr.",
+)
+@click.option("--kinds", "kinds_text", default="additive", show_default=True, help=_KINDS_HELP)
+@click.option(
+    "--reference",
+    type=click.Choice(["first", "second", "by-name"]),
+    default="first",
+    show_default=True,
+    help="Reference of each pair: the list's first file (CDPAM: the less degraded), the second, "
+    "or by name (lower noise gain, higher bitrate; reverb keeps the list's order).",
+)
+@click.option("--c", "c_value", default=1.0, show_default=True, help="SVM regularisation C (> 0).")
+@click.option("--folds", default=5, show_default=True, help="Cross-validation folds, grouped by recording.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-j", "--num-workers", default=2, show_default=True, help="Feature processes (0: none).")
-def jnd_fit(pair_list, audio_root, out_path, c_value, folds, seed, num_workers) -> None:
+def jnd_fit(
+    pair_list, audio_root, out_path, features_text, kinds_text, reference, c_value, folds, seed, num_workers
+) -> None:
     """Trains the JND classifier on human-labelled pairs and prints its CV accuracy.
 
     PAIR_LIST: CDPAM's `ref<TAB>per<TAB>label[<TAB>type]` list (0 = same, 1 = different) or a
-    CSV with columns ref, deg, label.
+    CSV with columns ref, deg, label[, type]. Cross-validation keeps each source recording (the
+    name after the gain) in one fold.
     """
     import numpy as np
 
-    from jsqa_tf.jnd import JNDClassifier, extract_features, less_noisy_first, read_labelled_pairs
+    from jsqa_tf.jnd import (
+        JNDClassifier,
+        check_fit_settings,
+        extract_features,
+        parse_feature_names,
+        parse_kinds,
+        read_labelled_pairs,
+        reference_and_degraded,
+    )
 
+    feature_names = parse_feature_names(features_text)
+    kinds = parse_kinds(kinds_text)
     if os.path.exists(out_path):
         raise JSQAError(f"{out_path}: exists already; choose another name (nothing was overwritten)")
-    labelled = read_labelled_pairs(pair_list, audio_root)
-    with _progress(len(labelled), "PESQ + SI-SDR") as bar:
+    listed = read_labelled_pairs(pair_list, audio_root)
+    labelled = [p for p in listed if p.kind in kinds]
+    if not labelled:
+        raise JSQAError(f"{pair_list}: no pairs of kind(s) {', '.join(kinds)}")
+    labels = np.array([p.label for p in labelled])
+    groups = [p.source for p in labelled]
+    check_fit_settings(labels, groups, C=c_value, folds=folds)
+    with _progress(len(labelled), " + ".join(feature_names)) as bar:
         features, ok, reasons = extract_features(
-            [less_noisy_first(p) for p in labelled], num_workers=num_workers, on_progress=bar.update
+            [reference_and_degraded(p, reference) for p in labelled],
+            names=feature_names,
+            num_workers=num_workers,
+            on_progress=bar.update,
         )
     skipped = _report_skipped(reasons, "pair(s) could not be scored and were")
-    labels = np.array([p.label for p in labelled])
-    classifier = JNDClassifier.fit(features[ok], labels[ok], C=c_value, seed=seed, folds=folds)
-    classifier.info["num_skipped"] = skipped
-    classifier.info["trained_on"] = os.path.abspath(pair_list)
+    classifier = JNDClassifier.fit(
+        features[ok],
+        labels[ok],
+        feature_names=feature_names,
+        groups=[g for g, keep in zip(groups, ok, strict=True) if keep],
+        C=c_value,
+        seed=seed,
+        folds=folds,
+    )
+    classifier.info.update(
+        num_skipped=skipped,
+        num_not_used=len(listed) - len(labelled),
+        kinds=list(kinds),
+        reference=reference,
+        trained_on=os.path.abspath(pair_list),
+    )
     classifier.save(out_path)
     _echo_json(classifier.info | {"classifier": os.path.abspath(out_path)})
 
@@ -340,7 +402,7 @@ def jnd_validate(classifier_path, pairs_dir, num_workers) -> None:
     import numpy as np
 
     from jsqa_tf.data.pairs import PAIRS_CSV
-    from jsqa_tf.jnd import SAME, JNDClassifier, extract_features, wilson_interval
+    from jsqa_tf.jnd import FEATURE_NAMES, SAME, JNDClassifier, extract_features, wilson_interval
 
     classifier = JNDClassifier.load(classifier_path)
     csv_path = os.path.join(pairs_dir, PAIRS_CSV)
@@ -357,16 +419,18 @@ def jnd_validate(classifier_path, pairs_dir, num_workers) -> None:
     with _progress(len(files), "PESQ + SI-SDR") as bar:
         features, ok, reasons = extract_features(files, num_workers=num_workers, on_progress=bar.update)
     skipped = _report_skipped(reasons, "pair(s) could not be scored and were")
-    same = int(np.sum(classifier.predict(features[ok]) == SAME))
     scored = int(ok.sum())
     if scored == 0:
         raise JSQAError(f"{pairs_dir}: no pair could be scored")
+    columns = [FEATURE_NAMES.index(name) for name in classifier.feature_names]
+    same = int(np.sum(classifier.predict(features[ok][:, columns]) == SAME))
     low, high = wilson_interval(same, scored)
     _echo_json(
         {
             "num_pairs": len(rows),
             "num_scored": scored,
             "num_skipped": skipped,
+            "features": list(classifier.feature_names),
             "num_within_jnd": same,
             "share_within_jnd": same / scored,
             "share_within_jnd_ci95": [low, high],
@@ -376,61 +440,121 @@ def jnd_validate(classifier_path, pairs_dir, num_workers) -> None:
     )
 
 
+def _threshold_text(entry: dict, unit: str) -> str:
+    if entry["x"] is None:
+        return "undefined"
+    interval = entry.get("ci95")
+    ci = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
+    return f"{entry['x']:.2f}{ci} {unit}"
+
+
 @jnd.command("curve")
 @click.argument("pair_list", type=click.Path(exists=True, dir_okay=False))
 @_snr_options
-@click.option("--bootstrap", default=500, show_default=True, help="Bootstrap resamples for intervals.")
+@click.option("--kinds", "kinds_text", default="additive", show_default=True, help=_KINDS_HELP)
+@click.option("--bin-width", default=1.0, show_default=True, help="Width of the |ΔSNR| bins, dB.")
+@click.option(
+    "--drop", default=0.1, show_default=True, help="Threshold: where P(same) is this far below the ceiling."
+)
+@click.option("--fit-max-db", type=float, help="Fit only pairs with |ΔSNR| <= this (bins show all).")
+@click.option(
+    "--target-same",
+    "targets",
+    type=float,
+    multiple=True,
+    help="Find the widest window / |ΔSNR| cap whose expected share judged same is >= this (repeatable).",
+)
+@click.option("--bootstrap", default=500, show_default=True, help="Bootstrap resamples for intervals (>= 1).")
 @click.option("--seed", default=0, show_default=True)
-def jnd_curve(pair_list, snr_range, snr_window, snr_window_low, bootstrap, seed) -> None:
-    """Fits P(same | |ΔSNR|) to a CDPAM linear-noise list from its labels alone (no audio).
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write the curve as a PNG here.")
+def jnd_curve(
+    pair_list,
+    snr_range,
+    snr_window,
+    snr_window_low,
+    max_abs_delta,
+    kinds_text,
+    bin_width,
+    drop,
+    fit_max_db,
+    targets,
+    bootstrap,
+    seed,
+    plot_path,
+) -> None:
+    """P(same) against the size of the difference, from a CDPAM list's labels alone (no audio).
 
-    Prints, pooled and per noise type, the |ΔSNR| at P(same) = 0.5 and 0.75 with bootstrap 95%
-    intervals, and what the pooled curve says of the configured pair distribution.
+    \b
+    Additive noise (the default): |ΔSNR| = |20 log10(gain ratio)| of two files of one source,
+    binned (Wilson 95% intervals; identical files apart) and fitted with a logistic that has a
+    free floor and ceiling (maximum likelihood, bootstrap intervals), pooled and per noise type:
+    thresholds (half-way, --drop below the ceiling, P(same) = 0.5), goodness of fit, and what the
+    curve says of the configured pair window (--target-same: the window that keeps a share).
+    mp3 (octaves of bitrate) and reverb (parameter distance) on request: --kinds additive,mp3,reverb.
     """
-    import numpy as np
-
     from jsqa_tf.config import PairConfig, from_dict
-    from jsqa_tf.jnd import (
-        curve_points,
-        fit_psychometric,
-        pair_abs_delta_db,
-        read_cdpam_list,
-        share_within_jnd,
-    )
+    from jsqa_tf.jnd import parse_kinds, read_cdpam_list
+    from jsqa_tf.jnd_curve import check_curve_settings, curve_report
 
-    pair_config = from_dict(
-        PairConfig, _pair_settings({"clean_dir": "", "noise_dir": ""}, snr_range, snr_window, snr_window_low)
+    kinds = parse_kinds(kinds_text)
+    check_curve_settings(bin_width_db=bin_width, drop=drop, num_bootstrap=bootstrap, targets=targets)
+    if fit_max_db is not None and not fit_max_db > 0:
+        raise JSQAError(f"--fit-max-db must be > 0, got {fit_max_db}")
+    settings = _pair_settings({}, snr_range, snr_window, snr_window_low, max_abs_delta)
+    pair_config = from_dict(PairConfig, {"clean_dir": "", "noise_dir": "", **settings}, where="jnd curve")
+    report, curves = curve_report(
+        read_cdpam_list(pair_list),
+        kinds=kinds,
+        pair_config=pair_config,
+        bin_width_db=bin_width,
+        drop=drop,
+        num_bootstrap=bootstrap,
+        seed=seed,
+        targets=targets,
+        fit_max_db=fit_max_db,
     )
-    points = curve_points(read_cdpam_list(pair_list))
-    pooled = fit_psychometric(points.abs_delta_db, points.same, num_bootstrap=bootstrap, seed=seed)
-    deltas = pair_abs_delta_db(pair_config.snr_window_db, 100_000, seed)
-    per_type = {}
-    for noise_type in sorted({t for t in points.noise_type if t}):
-        chosen = points.noise_type == noise_type
-        try:
-            per_type[noise_type] = fit_psychometric(
-                points.abs_delta_db[chosen], points.same[chosen], num_bootstrap=bootstrap, seed=seed
+    report["list"] = os.path.abspath(pair_list)
+    if plot_path:
+        from jsqa_tf.atomic import atomic_path
+        from jsqa_tf.plots import jnd_curve_png
+
+        png = jnd_curve_png(report, curves, pair_config)
+        with atomic_path(plot_path) as temp_path, open(temp_path, "wb") as stream:
+            stream.write(png)
+        report["plot"] = os.path.abspath(plot_path)
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    for kind in kinds:
+        fit = (report.get(kind) or {}).get("pooled", {}).get("fit")
+        if fit:
+            unit = report[kind]["unit"]
+            levels = fit["thresholds"]
+            names = list(levels)
+            click.echo(
+                f"{kind}: floor {fit['floor']:.3f}, ceiling {fit['ceiling']:.3f}; "
+                + "; ".join(f"{name} {_threshold_text(levels[name], unit)}" for name in names)
+                + f" ({fit['num_pairs_fitted']} pairs)",
+                err=True,
             )
-        except JSQAError as error:
-            per_type[noise_type] = {"error": str(error), "num_pairs": int(chosen.sum())}
-    click.echo(
-        f"pooled: P(same) = 0.5 at |ΔSNR| {pooled['delta_db_at_p50']:.2f} dB, "
-        f"0.75 at {pooled['delta_db_at_p75']:.2f} dB ({pooled['num_pairs']} pairs)",
-        err=True,
-    )
-    _echo_json(
-        {
-            "pooled": pooled,
-            "pair_distribution": {
-                "snr_range_db": list(pair_config.snr_range_db),
-                "snr_window_db": pair_config.snr_window_db,
-                "mean_abs_delta_db": float(np.mean(deltas)),
-                **share_within_jnd(pooled, deltas),
-            },
-            "per_noise_type": per_type,
-            "skipped": points.num_skipped,
-        }
-    )
+    window = report.get("pair_window")
+    if window:
+        share = window["expected_share_same"]
+        if share["fit"] is not None:
+            click.echo(
+                f"pair window {window['snr_window_db']:g} dB"
+                + (f", |ΔSNR| <= {window['max_abs_delta_db']:g} dB" if window["max_abs_delta_db"] else "")
+                + f": expected share judged same {share['fit']:.3f} (fit), "
+                + (f"{share['bins']:.3f} (bins)" if share["bins"] is not None else "bins: n/a"),
+                err=True,
+            )
+        for answer in window["targets"]:
+            parts = []
+            options = (("widest_snr_window_db", "--snr-window"), ("max_abs_delta_db", "--max-abs-delta"))
+            for name, option in options:
+                value = answer[name]["fit"]
+                parts.append(f"{option} {value:.2f}" if value is not None else f"{option}: none")
+            click.echo(f"--target-same {answer['target_same']:g}: " + ", or ".join(parts), err=True)
+    _echo_json(report)
 
 
 def _assignments(assignments) -> dict:

@@ -13,6 +13,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 from jsqa_tf.atomic import write_text
@@ -79,7 +80,10 @@ class PairConfig:
     Both SNRs of a pair are drawn independently from one uniform window `snr_window_db` wide,
     placed uniformly at random inside `snr_range_db` for each pair (or fixed at
     `snr_window_low_db`). |ΔSNR| is then triangular on [0, window], mean window / 3 (2 dB for
-    the paper's 6 dB window inside [-3, 9] dB).
+    the paper's 6 dB window inside [-3, 9] dB). With `max_abs_delta_db` M, the pairs are those
+    same pairs conditioned on |ΔSNR| <= M (drawn directly, no rejection): |ΔSNR| has density
+    2 (W - d) / (2 W M - M²) on [0, M] (W the window), and given |ΔSNR| the pair lies uniformly
+    in the window, in random order. `abs_delta_snr_density` is that density.
 
     Args:
         clean_dir: prepared clean speech (`jsqa-tf prepare librispeech ...`).
@@ -90,6 +94,8 @@ class PairConfig:
         snr_range_db: (low, high) that the window is placed in.
         snr_window_db: width of the window both SNRs of a pair are drawn from.
         snr_window_low_db: fix the window at [low, low + width]; None places it at random.
+        max_abs_delta_db: cap on |ΔSNR|, in (0, snr_window_db]; None: no cap (the paper's).
+            E.g. the widest |ΔSNR| that `jsqa-tf jnd curve --target-same P` calibrates.
         sample_rate: of the prepared data, in Hz.
         seed: seeds crops, excerpts and SNRs.
     """
@@ -102,6 +108,7 @@ class PairConfig:
     snr_range_db: tuple[float, ...] = (-3.0, 9.0)
     snr_window_db: float = 6.0
     snr_window_low_db: float | None = None
+    max_abs_delta_db: float | None = None
     sample_rate: int = 16_000
     seed: int = 0
 
@@ -120,10 +127,45 @@ class PairConfig:
             )
         if self.crop_seconds <= 0 or self.pairs_per_batch < 2:
             raise ConfigError("crop_seconds must be > 0 and pairs_per_batch >= 2")
+        _check_max_abs_delta(self.max_abs_delta_db, self.snr_window_db)
 
     @property
     def crop_samples(self) -> int:
         return int(round(self.crop_seconds * self.sample_rate))
+
+    @property
+    def expected_mean_abs_delta_db(self) -> float:
+        """Mean |ΔSNR| of the pairs, in dB (window / 3 without a cap)."""
+        return expected_mean_abs_delta_db(self.snr_window_db, self.max_abs_delta_db)
+
+
+def _check_max_abs_delta(max_abs_delta_db: float | None, snr_window_db: float) -> None:
+    if max_abs_delta_db is not None and not 0 < max_abs_delta_db <= snr_window_db:
+        raise ConfigError(
+            f"max_abs_delta_db must be in (0, {snr_window_db:g}] (snr_window_db), got {max_abs_delta_db}"
+        )
+
+
+def abs_delta_snr_density(
+    abs_delta_db: np.ndarray, snr_window_db: float, max_abs_delta_db: float | None = None
+) -> np.ndarray:
+    """Density of |ΔSNR| (per dB) of the pairs `PairConfig` describes, at `abs_delta_db`.
+
+    2 (W - d) / (2 W M - M²) on [0, M], 0 elsewhere (W the window, M the cap, M = W without
+    one: the triangle 2 (W - d) / W²). Where the window lies in the SNR range does not matter.
+    """
+    window = float(snr_window_db)
+    cap = window if max_abs_delta_db is None else float(max_abs_delta_db)
+    d = np.asarray(abs_delta_db, dtype=np.float64)
+    inside = (d >= 0) & (d <= cap)
+    return np.where(inside, 2 * (window - d) / (2 * window * cap - cap**2), 0.0)
+
+
+def expected_mean_abs_delta_db(snr_window_db: float, max_abs_delta_db: float | None = None) -> float:
+    """Mean of `abs_delta_snr_density`: (W M²/2 - M³/3) / (W M - M²/2); W / 3 without a cap."""
+    window = float(snr_window_db)
+    cap = window if max_abs_delta_db is None else float(max_abs_delta_db)
+    return (window * cap**2 / 2 - cap**3 / 3) / (window * cap - cap**2 / 2)
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -139,8 +181,9 @@ class PretrainDataConfig:
         noise_dir: prepared noise, with "train" and "val" splits.
         demo_dir: when set, the demo corpus is written and prepared here (once) and used
             instead of clean_dir / noise_dir.
-        crop_seconds, pairs_per_batch, snr_range_db, snr_window_db, snr_window_low_db: as in
-            `PairConfig`; pairs_per_batch is per replica (each device sees that many).
+        crop_seconds, pairs_per_batch, snr_range_db, snr_window_db, snr_window_low_db,
+            max_abs_delta_db: as in `PairConfig`; pairs_per_batch is per replica (each device
+            sees that many).
         val_batches: validation batches per epoch (the same pairs every epoch).
     """
 
@@ -152,7 +195,11 @@ class PretrainDataConfig:
     snr_range_db: tuple[float, ...] = (-3.0, 9.0)
     snr_window_db: float = 6.0
     snr_window_low_db: float | None = None
+    max_abs_delta_db: float | None = None
     val_batches: int = 50
+
+    def __post_init__(self):
+        _check_max_abs_delta(self.max_abs_delta_db, self.snr_window_db)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +302,7 @@ class PretrainConfig:
             snr_range_db=data.snr_range_db,
             snr_window_db=data.snr_window_db,
             snr_window_low_db=data.snr_window_low_db,
+            max_abs_delta_db=data.max_abs_delta_db,
             seed=self.training.seed,
         )
 

@@ -1,15 +1,20 @@
-"""The JND classifier and the label-only JND curve.
+"""The JND classifier and the labelled pair lists it learns from.
 
-Classifier: a pair of signals is described by PESQ (wide-band, 16 kHz) and SI-SDR, computed
-with the less noisy signal as reference; an RBF support-vector machine on standardised
-features, trained on human JND labels (0 = same, 1 = different; CDPAM's format), tells whether
-a pair is within the just-noticeable difference. Saved as JSON (scaler, support vectors, dual
-coefficients): loading it never executes code.
+Lists: CDPAM's `ref<TAB>per<TAB>label<TAB>type` (0 = same, 1 = different), type names stripped
+(the real list has " reverb_noise"). Three kinds of degradation, told apart by the type:
+    additive  noise types (applause, crickets, pink_noise, ...): `<noise gain>_<source>.wav`
+    mp3       `<bitrate>_<source>.wav`
+    reverb    `<p1>_<p2>_<p3>_<source>.wav`, three reverb parameters (0-100)
+CDPAM's list puts the less degraded file first (the lower noise gain, the higher bitrate, the
+base reverb setting), so the list's own order gives the reference (`reference_and_degraded`).
 
-Curve: CDPAM's linear-noise list names each file `<noise gain>_<rest>.wav`; for two files of
-one source (same `<rest>`), |ΔSNR| = |20 log10(gain_b / gain_a)|. A logistic psychometric
-function P(same | |ΔSNR|) fitted to the human labels gives the |ΔSNR| at which listeners hear a
-difference, from the list alone (no audio).
+Classifier: a pair of signals is described by PESQ (wide-band, 16 kHz; the paper's final SVM)
+and/or SI-SDR, computed against the reference; an RBF support-vector machine on standardised
+features, trained on human JND labels, tells whether a pair is within the just-noticeable
+difference. Cross-validation is grouped by source recording. Saved as JSON (feature names,
+scaler, support vectors, dual coefficients): loading it never executes code.
+
+The label-only curve (no audio) is in `jsqa_tf.jnd_curve`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import functools
 import json
 import math
 import multiprocessing
@@ -32,8 +38,41 @@ from jsqa_tf.audio import read_audio
 from jsqa_tf.errors import AudioError, ConfigError, CorpusError
 
 FEATURE_NAMES = ("pesq_wb", "si_sdr_db")
+"""Every feature `pair_features` computes, in its order."""
+FEATURE_ALIASES = {"pesq": "pesq_wb", "sisdr": "si_sdr_db", "pesq_wb": "pesq_wb", "si_sdr_db": "si_sdr_db"}
+DEFAULT_FEATURES = ("pesq_wb",)
+"""The paper's final SVM: PESQ alone."""
+LEGACY_FEATURES = ("pesq_wb", "si_sdr_db")
+"""What a classifier file without a `features` field was trained on."""
 CLASSIFIER_FORMAT = "jsqa-tf/jnd-svm/1"
 SAME, DIFFERENT = 0, 1
+KINDS = ("additive", "mp3", "reverb")
+REFERENCES = ("first", "second", "by-name")
+
+
+def parse_feature_names(text: str) -> tuple[str, ...]:
+    """ "pesq", "pesq,sisdr", "sisdr" ... -> feature names in `FEATURE_NAMES` order."""
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in FEATURE_ALIASES]
+    if not names or unknown:
+        raise ConfigError(
+            f"--features {text!r}: expected a comma-separated list of pesq, sisdr"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    chosen = {FEATURE_ALIASES[name] for name in names}
+    return tuple(name for name in FEATURE_NAMES if name in chosen)
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """ "additive", "additive,mp3,reverb" ... -> kinds in `KINDS` order."""
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in KINDS]
+    if not names or unknown:
+        raise ConfigError(
+            f"--kinds {text!r}: expected a comma-separated list of {', '.join(KINDS)}"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    return tuple(kind for kind in KINDS if kind in names)
 
 
 # --- features ------------------------------------------------------------------------------
@@ -49,29 +88,41 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10 * np.log10((np.dot(target, target) + 1e-12) / (np.dot(residual, residual) + 1e-12)))
 
 
-def pair_features(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = 16_000) -> np.ndarray:
-    """[PESQ-WB, SI-SDR] of a pair (reference = the less noisy signal), float64 [2].
+def pair_features(
+    reference: np.ndarray,
+    degraded: np.ndarray,
+    sample_rate: int = 16_000,
+    names: Sequence[str] = FEATURE_NAMES,
+) -> np.ndarray:
+    """The features `names` (default: PESQ-WB, SI-SDR) of a pair, float64 [len(names)].
 
     Raises:
         pesq.PesqError: PESQ cannot score the pair (e.g. no utterance detected).
     """
-    from pesq import pesq
-
     length = min(len(reference), len(degraded))
     reference, degraded = reference[:length], degraded[:length]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # pesq divides silent input by 0
-        score = pesq(sample_rate, reference, degraded, "wb")
-    return np.array([score, si_sdr(reference, degraded)])
+    values = []
+    for name in names:
+        if name == "pesq_wb":
+            from pesq import pesq
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # pesq divides silent input by 0
+                values.append(pesq(sample_rate, reference, degraded, "wb"))
+        elif name == "si_sdr_db":
+            values.append(si_sdr(reference, degraded))
+        else:
+            raise ConfigError(f"unknown feature {name!r}; known: {', '.join(FEATURE_NAMES)}")
+    return np.array(values, dtype=np.float64)
 
 
-def _features_of_files(paths: tuple[str, str]) -> tuple[np.ndarray | None, str]:
+def _features_of_files(paths: tuple[str, str], names: Sequence[str] = FEATURE_NAMES):
     """Worker: features of (reference path, degraded path), or (None, the reason)."""
     from pesq import PesqError
 
     try:
         reference, degraded = (read_audio(path) for path in paths)
-        return pair_features(reference, degraded), ""
+        return pair_features(reference, degraded, names=names), ""
     except AudioError as error:
         return None, str(error)
     except PesqError as error:
@@ -82,23 +133,26 @@ def _features_of_files(paths: tuple[str, str]) -> tuple[np.ndarray | None, str]:
 def extract_features(
     pairs: Sequence[tuple[str, str]],
     *,
+    names: Sequence[str] = FEATURE_NAMES,
     num_workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Features of many (reference, degraded) file pairs, in parallel processes.
+    """Features `names` of many (reference, degraded) file pairs, in parallel processes.
 
     Returns:
-        (features float64 [N, 2] with NaN rows where a pair failed, ok mask bool [N],
+        (features float64 [N, len(names)] with NaN rows where a pair failed, ok mask bool [N],
         reasons [N] ("" where ok)). A pair that PESQ cannot score is not fatal.
     """
-    features = np.full((len(pairs), len(FEATURE_NAMES)), np.nan)
+    names = tuple(names)
+    work = functools.partial(_features_of_files, names=names)
+    features = np.full((len(pairs), len(names)), np.nan)
     reasons = [""] * len(pairs)
     if num_workers > 0 and len(pairs) > 1:
         context = multiprocessing.get_context("spawn")
         pool = concurrent.futures.ProcessPoolExecutor(min(num_workers, len(pairs)), mp_context=context)
-        results = pool.map(_features_of_files, pairs, chunksize=4)
+        results = pool.map(work, pairs, chunksize=4)
     else:
-        pool, results = None, map(_features_of_files, pairs)
+        pool, results = None, map(work, pairs)
     try:
         for index, (values, reason) in enumerate(results):
             if values is not None:
@@ -116,15 +170,59 @@ def extract_features(
 # --- labelled pair lists ------------------------------------------------------------------------
 
 
+_NUMBER = re.compile(r"^-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
+NAME_NUMBERS = {"additive": 1, "mp3": 1, "reverb": 3}
+"""How many `<number>_` fields open a file name, per kind of degradation."""
+
+
+def degradation_kind(noise_type: str) -> str:
+    """ "mp3" for mp3 types, "reverb" for reverb types, else "additive" (a noise type, or none)."""
+    name = noise_type.strip().lower()
+    if name.startswith("mp3"):
+        return "mp3"
+    if "reverb" in name:
+        return "reverb"
+    return "additive"
+
+
+def parse_name(path: str, num_values: int = 1) -> tuple[tuple[float, ...], str] | None:
+    """`<v1>_..._<vn>_<rest>` -> ((v1, ..., vn), rest); None when the name does not open so."""
+    parts = os.path.basename(path).split("_")
+    if len(parts) <= num_values or not all(_NUMBER.match(part) for part in parts[:num_values]):
+        return None
+    return tuple(float(part) for part in parts[:num_values]), "_".join(parts[num_values:])
+
+
+def parse_gain(path: str) -> tuple[float, str] | None:
+    """`<noise gain>_<rest>.wav` -> (gain, rest); None when the name has no gain prefix."""
+    parsed = parse_name(path, 1)
+    return (parsed[0][0], parsed[1]) if parsed else None
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelledPair:
-    """Two files and a human judgement: 0 = same (within JND), 1 = different."""
+    """One line of a list: two files and a human judgement, 0 = same (within JND), 1 = different.
 
-    reference: str
-    degraded: str
+    `first` and `second` are in the list's order (CDPAM's: the less degraded file first).
+    """
+
+    first: str
+    second: str
     label: int
     noise_type: str = ""
     line_number: int = 0
+
+    @property
+    def kind(self) -> str:
+        """additive, mp3 or reverb (`degradation_kind` of the type)."""
+        return degradation_kind(self.noise_type)
+
+    @property
+    def source(self) -> str:
+        """The recording the pair is made from: the first file's name after its leading numbers
+        (gain, bitrate or reverb parameters), or its whole name where it has none."""
+        parsed = parse_name(self.first, NAME_NUMBERS[self.kind])
+        return parsed[1] if parsed else os.path.basename(self.first)
 
 
 def _parse_label(text: str, path: str, line_number: int) -> int:
@@ -142,9 +240,10 @@ def read_cdpam_list(
 ) -> list[LabelledPair]:
     """Reads CDPAM's `ref<TAB>per<TAB>label[<TAB>type]` list (0 = same, 1 = different).
 
-    Paths resolve against `audio_root` (default: the list's folder); where a file is not found
-    there and the line names a noise type, `<audio_root>/<type>_list/<file>` (CDPAM's layout) is
-    used. Malformed lines raise `CorpusError` naming the line.
+    Fields are stripped (CDPAM's list writes " reverb_noise" in places). Paths resolve against
+    `audio_root` (default: the list's folder); where a file is not found there and the line
+    names a type, `<audio_root>/<type>_list/<file>` (CDPAM's layout) is used. Malformed lines
+    raise `CorpusError` naming the line.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -192,10 +291,10 @@ def read_pair_csv(path: str | os.PathLike) -> list[LabelledPair]:
             raise CorpusError(path, f"missing column(s) {', '.join(sorted(missing))}")
         pairs = [
             LabelledPair(
-                os.path.join(root, row["ref"]),
-                os.path.join(root, row["deg"]),
+                os.path.join(root, row["ref"].strip()),
+                os.path.join(root, row["deg"].strip()),
                 _parse_label(row["label"], path, line_number),
-                row.get("type") or "",
+                (row.get("type") or "").strip(),
                 line_number,
             )
             for line_number, row in enumerate(reader, start=2)
@@ -214,21 +313,26 @@ def read_labelled_pairs(
     return read_cdpam_list(path, audio_root)
 
 
-_GAIN_NAME = re.compile(r"^(?P<gain>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)_(?P<rest>.+)$")
+def reference_and_degraded(pair: LabelledPair, reference: str = "first") -> tuple[str, str]:
+    """(reference, degraded) file of a pair: the PESQ / SI-SDR reference is the less degraded one.
 
-
-def parse_gain(path: str) -> tuple[float, str] | None:
-    """`<noise gain>_<rest>.wav` -> (gain, rest); None when the name has no gain prefix."""
-    match = _GAIN_NAME.match(os.path.basename(path))
-    return (float(match["gain"]), match["rest"]) if match else None
-
-
-def less_noisy_first(pair: LabelledPair) -> tuple[str, str]:
-    """(reference, degraded) with the lower noise gain as reference when names carry gains."""
-    gains = parse_gain(pair.reference), parse_gain(pair.degraded)
-    if gains[0] and gains[1] and gains[1][0] < gains[0][0]:
-        return pair.degraded, pair.reference
-    return pair.reference, pair.degraded
+    Args:
+        pair: a line of a list.
+        reference: "first" (the list's order; CDPAM's list puts the less degraded file first),
+            "second", or "by-name": the lower noise gain (additive) or the higher bitrate (mp3)
+            from the names; reverb parameters give no order, so reverb pairs keep the list's.
+    """
+    if reference not in REFERENCES:
+        raise ConfigError(f"reference must be one of {', '.join(REFERENCES)}, not {reference!r}")
+    if reference == "second":
+        return pair.second, pair.first
+    if reference == "by-name" and pair.kind in ("additive", "mp3"):
+        a, b = parse_name(pair.first, 1), parse_name(pair.second, 1)
+        if a and b:
+            swap = b[0][0] < a[0][0] if pair.kind == "additive" else b[0][0] > a[0][0]
+            if swap:
+                return pair.second, pair.first
+    return pair.first, pair.second
 
 
 # --- the classifier ----------------------------------------------------------------------------
@@ -236,7 +340,7 @@ def less_noisy_first(pair: LabelledPair) -> tuple[str, str]:
 
 @dataclasses.dataclass
 class JNDClassifier:
-    """RBF SVM on standardised [PESQ-WB, SI-SDR]; predicts 0 (same) or 1 (different).
+    """RBF SVM on standardised features (PESQ-WB by default); predicts 0 (same) or 1 (different).
 
     The decision function is evaluated in NumPy from the stored parameters, identically to
     scikit-learn's `SVC.decision_function` (checked by the tests).
@@ -248,32 +352,59 @@ class JNDClassifier:
     dual_coef: np.ndarray
     intercept: float
     gamma: float
+    feature_names: tuple[str, ...] = DEFAULT_FEATURES
     classes: tuple[int, int] = (SAME, DIFFERENT)
     info: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def fit(
-        cls, features: np.ndarray, labels: np.ndarray, *, C: float = 1.0, seed: int = 0, folds: int = 5
+        cls,
+        features: np.ndarray,
+        labels: np.ndarray,
+        *,
+        feature_names: Sequence[str] = DEFAULT_FEATURES,
+        groups: Sequence[str] | None = None,
+        C: float = 1.0,
+        seed: int = 0,
+        folds: int = 5,
     ) -> JNDClassifier:
-        """Fits on all data; `info` records the stratified k-fold cross-validated accuracy."""
-        from sklearn.model_selection import StratifiedKFold, cross_val_score
+        """Fits on all data; `info` records the k-fold cross-validated accuracy.
+
+        Args:
+            features: [N, len(feature_names)].
+            labels: [N], 0 = same, 1 = different.
+            feature_names: the columns of `features` (names in `FEATURE_NAMES`).
+            groups: [N] source recording of each pair: the folds then never split a recording
+                between training and test (StratifiedGroupKFold). None: plain stratified folds.
+            C: SVM regularisation, > 0.
+            seed: shuffles the folds.
+            folds: >= 2.
+        """
+        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import SVC
 
+        feature_names = tuple(feature_names)
+        features = np.asarray(features, dtype=np.float64).reshape(len(labels), -1)
+        if features.shape[1] != len(feature_names):
+            raise ConfigError(f"{features.shape[1]} feature column(s) for {len(feature_names)} name(s)")
         labels = np.asarray(labels, dtype=int)
-        counts = np.bincount(labels, minlength=2)
-        if counts.min() < folds:
-            raise ConfigError(
-                f"need at least {folds} pairs of each label to fit and cross-validate; have {counts.tolist()}"
-            )
+        check_fit_settings(labels, groups, C=C, folds=folds)
         model = make_pipeline(
             StandardScaler(), SVC(kernel="rbf", C=C, gamma="scale", class_weight="balanced")
         )
-        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        scores = cross_val_score(model, features, labels, cv=cv)
+        if groups is None:
+            cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        else:
+            cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+        try:
+            scores = cross_val_score(model, features, labels, cv=cv, groups=groups, error_score="raise")
+        except ValueError as error:
+            raise ConfigError(f"cross-validation failed: {error}")
         model.fit(features, labels)
         scaler, svm = model.named_steps["standardscaler"], model.named_steps["svc"]
+        counts = np.bincount(labels, minlength=2)
         return cls(
             mean=scaler.mean_.copy(),
             scale=scaler.scale_.copy(),
@@ -281,11 +412,15 @@ class JNDClassifier:
             dual_coef=svm.dual_coef_[0].copy(),
             intercept=float(svm.intercept_[0]),
             gamma=float(svm._gamma),
+            feature_names=feature_names,
             classes=tuple(int(c) for c in svm.classes_),
             info={
+                "features": list(feature_names),
                 "cv_accuracy": float(np.mean(scores)),
                 "cv_accuracy_std": float(np.std(scores)),
                 "cv_folds": folds,
+                "cv_grouped_by": "source recording" if groups is not None else None,
+                "num_sources": int(len(set(groups))) if groups is not None else None,
                 "num_pairs": int(len(labels)),
                 "num_same": int(counts[SAME]),
                 "num_different": int(counts[DIFFERENT]),
@@ -311,7 +446,7 @@ class JNDClassifier:
             path,
             {
                 "format": CLASSIFIER_FORMAT,
-                "features": list(FEATURE_NAMES),
+                "features": list(self.feature_names),
                 "labels": {"0": "same", "1": "different"},
                 "mean": self.mean.tolist(),
                 "scale": self.scale.tolist(),
@@ -326,7 +461,11 @@ class JNDClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> JNDClassifier:
-        """Reads a classifier saved by `save`; plain JSON, no code is executed."""
+        """Reads a classifier saved by `save`; plain JSON, no code is executed.
+
+        A file without a `features` field is read as PESQ-WB + SI-SDR (`LEGACY_FEATURES`), what
+        every classifier was trained on before the field decided the features.
+        """
         path = os.fspath(path)
         try:
             with open(path, encoding="utf-8") as stream:
@@ -337,10 +476,16 @@ class JNDClassifier:
             raise ConfigError(f"{path}: not a JSON classifier ({error})")
         if not isinstance(data, dict) or data.get("format") != CLASSIFIER_FORMAT:
             raise ConfigError(f"{path}: not a jsqa-tf JND classifier (format {CLASSIFIER_FORMAT})")
+        names = data.get("features", list(LEGACY_FEATURES))
+        if (
+            not isinstance(names, list)
+            or not names
+            or any(name not in FEATURE_NAMES for name in names)
+            or len(set(names)) != len(names)
+        ):
+            raise ConfigError(f"{path}: unknown features {names!r}; known: {', '.join(FEATURE_NAMES)}")
         try:
-            support_vectors = np.asarray(data["support_vectors"], dtype=np.float64).reshape(
-                -1, len(FEATURE_NAMES)
-            )
+            support_vectors = np.asarray(data["support_vectors"], dtype=np.float64).reshape(-1, len(names))
             classifier = cls(
                 mean=np.asarray(data["mean"], dtype=np.float64),
                 scale=np.asarray(data["scale"], dtype=np.float64),
@@ -348,14 +493,39 @@ class JNDClassifier:
                 dual_coef=np.asarray(data["dual_coef"], dtype=np.float64),
                 intercept=float(data["intercept"]),
                 gamma=float(data["gamma"]),
+                feature_names=tuple(names),
                 classes=tuple(int(c) for c in data["classes"]),
                 info=dict(data.get("info", {})),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"{path}: malformed classifier ({error})")
-        if classifier.dual_coef.shape != (support_vectors.shape[0],) or classifier.mean.shape != (2,):
+        if classifier.dual_coef.shape != (support_vectors.shape[0],) or classifier.mean.shape != (
+            len(names),
+        ):
             raise ConfigError(f"{path}: malformed classifier (inconsistent shapes)")
         return classifier
+
+
+def check_fit_settings(
+    labels: np.ndarray, groups: Sequence[str] | None = None, *, C: float = 1.0, folds: int = 5
+) -> None:
+    """Raises `ConfigError` unless the SVM can be fitted and cross-validated: C > 0, folds >= 2,
+    at least `folds` pairs of each label and `folds` source recordings. Cheap: run it before
+    computing features."""
+    if not C > 0:
+        raise ConfigError(f"C must be > 0, got {C}")
+    if folds < 2:
+        raise ConfigError(f"folds must be >= 2, got {folds}")
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=2)
+    if counts.min() < folds:
+        raise ConfigError(
+            f"need at least {folds} pairs of each label to fit and cross-validate; have {counts.tolist()}"
+        )
+    if groups is not None and len(set(groups)) < folds:
+        raise ConfigError(
+            f"cross-validation grouped by source recording needs at least {folds} recordings; "
+            f"the pairs come from {len(set(groups))}"
+        )
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -367,115 +537,3 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     center = (p + z**2 / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
     return (max(0.0, center - half), min(1.0, center + half))
-
-
-# --- the label-only curve -----------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class CurvePoints:
-    """|ΔSNR| and the judgement for each same-source pair of a list."""
-
-    abs_delta_db: np.ndarray
-    same: np.ndarray
-    noise_type: np.ndarray
-    num_skipped: dict
-
-
-def curve_points(pairs: Sequence[LabelledPair]) -> CurvePoints:
-    """|ΔSNR| of each pair from the gains in its file names; other pairs are counted, skipped."""
-    deltas, same, types = [], [], []
-    skipped = {"no_gain_in_name": 0, "different_sources": 0, "zero_gain": 0}
-    for pair in pairs:
-        a, b = parse_gain(pair.reference), parse_gain(pair.degraded)
-        if a is None or b is None:
-            skipped["no_gain_in_name"] += 1
-        elif a[1] != b[1]:
-            skipped["different_sources"] += 1
-        elif a[0] <= 0 or b[0] <= 0:
-            skipped["zero_gain"] += 1
-        else:
-            deltas.append(abs(20 * math.log10(b[0] / a[0])))
-            same.append(pair.label == SAME)
-            types.append(pair.noise_type)
-    return CurvePoints(np.array(deltas), np.array(same, dtype=bool), np.array(types, dtype=object), skipped)
-
-
-def _logistic_fit(delta: np.ndarray, same: np.ndarray, iterations: int = 50) -> tuple[float, float]:
-    """Maximum-likelihood (intercept, slope) of P(same) = 1 / (1 + exp(-(a + b·delta))).
-
-    Newton-Raphson (iteratively reweighted least squares) on two parameters.
-    """
-    design = np.stack([np.ones_like(delta), delta], axis=1)
-    target = same.astype(np.float64)
-    params = np.zeros(2)
-    for _ in range(iterations):
-        probability = 1 / (1 + np.exp(-np.clip(design @ params, -500, 500)))
-        weights = probability * (1 - probability) + 1e-12
-        hessian = design.T @ (design * weights[:, None])
-        step = np.linalg.solve(hessian + 1e-9 * np.eye(2), design.T @ (target - probability))
-        params += step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return float(params[0]), float(params[1])
-
-
-def _threshold(intercept: float, slope: float, probability: float) -> float:
-    """|ΔSNR| at which P(same) = probability (inf when the curve does not fall)."""
-    if slope >= 0:
-        return math.inf
-    return (math.log(probability / (1 - probability)) - intercept) / slope
-
-
-def fit_psychometric(delta: np.ndarray, same: np.ndarray, *, num_bootstrap: int = 500, seed: int = 0) -> dict:
-    """Logistic P(same | |ΔSNR|) with |ΔSNR| at P = 0.5 and 0.75 and bootstrap 95% intervals."""
-    delta, same = np.asarray(delta, dtype=np.float64), np.asarray(same, dtype=bool)
-    if len(delta) < 10 or same.all() or not same.any():
-        raise ConfigError(f"need at least 10 pairs with both judgements to fit a curve; have {len(delta)}")
-    intercept, slope = _logistic_fit(delta, same)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(num_bootstrap):
-        index = rng.integers(0, len(delta), len(delta))
-        if same[index].all() or not same[index].any():
-            continue
-        a, b = _logistic_fit(delta[index], same[index])
-        boot.append((_threshold(a, b, 0.5), _threshold(a, b, 0.75)))
-    boot = np.array(boot)
-
-    def interval(column):
-        finite = boot[:, column][np.isfinite(boot[:, column])]
-        return (
-            [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))] if len(finite) else None
-        )
-
-    return {
-        "num_pairs": int(len(delta)),
-        "share_same": float(np.mean(same)),
-        "intercept": intercept,
-        "slope_per_db": slope,
-        "delta_db_at_p50": _threshold(intercept, slope, 0.5),
-        "delta_db_at_p50_ci95": interval(0),
-        "delta_db_at_p75": _threshold(intercept, slope, 0.75),
-        "delta_db_at_p75_ci95": interval(1),
-    }
-
-
-def pair_abs_delta_db(snr_window_db: float, num_pairs: int, seed: int = 0) -> np.ndarray:
-    """|ΔSNR| of `num_pairs` pairs drawn as `jsqa_tf.data.pairs` draws them.
-
-    Both SNRs of a pair are uniform in one window `snr_window_db` wide; where the window lies
-    inside the SNR range does not change their difference, so only the width matters.
-    """
-    draws = np.random.default_rng(seed).uniform(0.0, snr_window_db, size=(num_pairs, 2))
-    return np.abs(draws[:, 0] - draws[:, 1])
-
-
-def share_within_jnd(fit: dict, abs_delta_db: np.ndarray) -> dict:
-    """What a fitted curve says of a pair distribution (samples of |ΔSNR|)."""
-    probability = 1 / (1 + np.exp(-(fit["intercept"] + fit["slope_per_db"] * abs_delta_db)))
-    return {
-        "expected_share_judged_same": float(np.mean(probability)),
-        "share_below_p50_threshold": float(np.mean(abs_delta_db < fit["delta_db_at_p50"])),
-        "share_below_p75_threshold": float(np.mean(abs_delta_db < fit["delta_db_at_p75"])),
-    }

@@ -113,11 +113,23 @@ def demo_shards(tmp_path_factory, tiny_demo):
 def test_pairs_then_jnd_fit_validate(run, tmp_path, demo_shards):
     out = tmp_path / "pairs"
     result = run(
-        "pairs", demo_shards / "librispeech", demo_shards / "chime3", out, "-n", "6", "--crop-seconds", "2"
+        "pairs",
+        demo_shards / "librispeech",
+        demo_shards / "chime3",
+        out,
+        "-n",
+        "6",
+        "--crop-seconds",
+        "2",
+        "--max-abs-delta",
+        "2.5",
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["num_pairs"] == 6 and "mean |ΔSNR|" in result.stderr
+    assert summary["max_abs_delta_db"] <= 2.5
+    expected_mean = (6 * 2.5**2 / 2 - 2.5**3 / 3) / (6 * 2.5 - 2.5**2 / 2)  # capped triangle
+    assert summary["expected_mean_abs_delta_db"] == pytest.approx(expected_mean)
     assert (out / "abs_delta_snr_histogram.png").exists()
 
     # A small human-like labelled set: pairs of one source at a small or a large gain step.
@@ -139,14 +151,17 @@ def test_pairs_then_jnd_fit_validate(run, tmp_path, demo_shards):
         "jnd", "fit", tmp_path / "lab" / "list.txt", "-o", tmp_path / "jnd.json", "-j", "0", "--folds", "3"
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["cv_accuracy"] > 0.8
+    info = json.loads(result.stdout)
+    assert info["cv_accuracy"] > 0.8 and info["features"] == ["pesq_wb"]  # the paper's SVM: PESQ alone
+    assert info["cv_grouped_by"] == "source recording" and info["num_sources"] == 6
+    assert info["reference"] == "first" and info["kinds"] == ["additive"]
     result = run("jnd", "fit", tmp_path / "lab" / "list.txt", "-o", tmp_path / "jnd.json")
     assert result.exit_code == 1 and "exists already" in result.output
 
     result = run("jnd", "validate", tmp_path / "jnd.json", out, "-j", "0")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["num_scored"] + report["num_skipped"] == 6
+    assert report["num_scored"] + report["num_skipped"] == 6 and report["features"] == ["pesq_wb"]
     low, high = report["share_within_jnd_ci95"]
     assert 0 <= low <= report["share_within_jnd"] <= high <= 1
 
@@ -154,20 +169,91 @@ def test_pairs_then_jnd_fit_validate(run, tmp_path, demo_shards):
 def test_jnd_curve_from_labels_alone(run, tmp_path):
     import numpy as np
 
+    from jsqa_tf.psychometric import Psychometric
+
+    truth = Psychometric(floor=0.3, ceiling=0.95, midpoint=4.0, width=0.8)
     rng = np.random.default_rng(0)
     lines = []
-    for i in range(400):
-        delta = rng.uniform(0, 8)
-        same = rng.random() < 1 / (1 + np.exp(-(4.0 - 1.6 * delta)))  # P(same) = 0.5 at 2.5 dB
+    for i in range(600):
+        delta = rng.uniform(0, 20)
+        same = rng.random() < truth(delta)
         lines.append(f"0.1_u{i}.wav\t{0.1 * 10 ** (delta / 20):.6f}_u{i}.wav\t{0 if same else 1}\tpink_noise")
+    lines += ["0.1_u1.wav\t0.1_u1.wav\t0\t pink_noise", "300_m1.wav\t24_m1.wav\t1\tmp3"]
     (tmp_path / "linear.txt").write_text("\n".join(lines) + "\n")
-    result = run("jnd", "curve", tmp_path / "linear.txt", "--bootstrap", "50")
+    plot = tmp_path / "curve.png"
+    result = run(
+        "jnd", "curve", tmp_path / "linear.txt", "--bootstrap", "20", "--target-same", "0.9", "--plot", plot
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["pooled"]["delta_db_at_p50"] == pytest.approx(2.5, abs=0.4)
-    assert report["pair_distribution"]["mean_abs_delta_db"] == pytest.approx(2.0, abs=0.05)
-    assert 0.5 < report["pair_distribution"]["expected_share_judged_same"] < 1
-    assert set(report["per_noise_type"]) == {"pink_noise"}
+    pooled = report["additive"]["pooled"]
+    assert pooled["fit"]["thresholds"]["half_way"]["x"] == pytest.approx(truth.x_at(0.625), abs=0.8)
+    assert pooled["identical"]["num_pairs"] == 1 and len(pooled["bins"]) == 20
+    assert report["not_used"] == {"mp3": 1}  # mp3 is never read as SNR
+    window = report["pair_window"]
+    assert window["mean_abs_delta_db"] == pytest.approx(2.0)
+    assert 0.5 < window["expected_share_same"]["fit"] < 1
+    assert window["targets"][0]["max_abs_delta_db"]["fit"] is not None
+    assert "half_way" in result.stderr and "--target-same 0.9" in result.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    capped = run("jnd", "curve", tmp_path / "linear.txt", "--bootstrap", "5", "--max-abs-delta", "3")
+    window = json.loads(capped.stdout)["pair_window"]
+    assert window["max_abs_delta_db"] == 3.0 and window["mean_abs_delta_db"] < 1.5
+
     (tmp_path / "broken.txt").write_text("\n".join(lines[:3]) + "\nonly-one-field\n")
     result = run("jnd", "curve", tmp_path / "broken.txt")
     assert result.exit_code == 1 and "broken.txt: line 4: expected" in result.output
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["--bootstrap", "0"], "bootstrap resamples must be >= 1, got 0"),
+        (["--target-same", "1.5"], "must be in (0, 1), got 1.5"),
+        (["--bin-width", "0"], "bin width must be > 0"),
+        (["--drop", "1"], "drop must be in (0, 1)"),
+        (["--kinds", "additive,wind"], "unknown: wind"),
+        (["--max-abs-delta", "7"], "max_abs_delta_db must be in (0, 6]"),
+    ],
+)
+def test_jnd_curve_refuses_bad_options_in_one_line(run, tmp_path, options, message):
+    (tmp_path / "list.txt").write_text("0.1_a.wav\t0.2_a.wav\t1\tpink_noise\n")
+    result = run("jnd", "curve", tmp_path / "list.txt", *options)
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["--folds", "0"], "folds must be >= 2, got 0"),
+        (["--c", "-1"], "C must be > 0, got -1"),
+        (["--features", "pesq,stoi"], "unknown: stoi"),
+        (["--kinds", "mp3"], "no pairs of kind(s) mp3"),
+        (["--folds", "3"], "needs at least 3 recordings"),
+    ],
+)
+def test_jnd_fit_refuses_bad_options_before_reading_audio(run, tmp_path, options, message):
+    # The audio files do not exist: an option error must come first, before any feature work.
+    lines = [f"0.1_s{i % 2}.wav\t0.{j}_s{i % 2}.wav\t{i % 2}\tpink_noise" for i in range(12) for j in (2, 3)]
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    result = run("jnd", "fit", tmp_path / "list.txt", "-o", tmp_path / "jnd.json", *options)
+    assert result.exit_code == 1 and message in result.output
+    assert "file not found" not in result.output and not (tmp_path / "jnd.json").exists()
+
+
+def test_jnd_curve_does_not_import_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    lines = [f"0.1_u{i}.wav\t{0.1 * (1 + i % 7)}_u{i}.wav\t{int(i % 7 > 3)}\tpink_noise" for i in range(40)]
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    code = (
+        "import sys\n"
+        "from jsqa_tf.cli import main\n"
+        f"main(['jnd', 'curve', {str(tmp_path / 'list.txt')!r}, '--bootstrap', '2'], standalone_mode=False)\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -7,19 +7,46 @@ from jsqa_tf.audio import write_wav
 from jsqa_tf.data.demo import synth_speech
 from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.jnd import (
+    LEGACY_FEATURES,
     JNDClassifier,
-    curve_points,
     extract_features,
-    fit_psychometric,
-    less_noisy_first,
     pair_features,
+    parse_feature_names,
     parse_gain,
+    parse_kinds,
+    parse_name,
     read_cdpam_list,
     read_pair_csv,
-    share_within_jnd,
+    reference_and_degraded,
     si_sdr,
     wilson_interval,
 )
+
+# A few lines in the order and naming of CDPAM's dataset_linear.txt (made-up recordings and
+# labels): the less degraded file first (lower noise gain, bitrate 300, the base reverb
+# setting), reverb parameters that can fall or be "-0.0", and type fields with a leading space.
+CDPAM_LINES = [
+    ("0.02_f1_script1_10.0.wav", "0.02_f1_script1_10.0.wav", 0, "crickets"),
+    ("0.02_f1_script1_12.5.wav", "8_f1_script1_12.5.wav", 1, "crickets"),
+    ("0.02_f1_script2_15.0.wav", "0.0747_f1_script2_15.0.wav", 0, "crickets"),
+    ("0.02_f1_script3_17.5.wav", "0.1071_f1_script3_17.5.wav", 1, "crickets"),
+    ("0.6_m1_script1_20.0.wav", "0.66_m1_script1_20.0.wav", 0, "pink_noise"),
+    ("0.6_m1_script1_22.5.wav", "0.7_m1_script1_22.5.wav", 1, "pink_noise"),
+    ("2.0_m2_script4_25.0.wav", "2.5_m2_script4_25.0.wav", 0, " blue_noise"),
+    ("0.2_f3_script5_27.5.wav", "0.24_f3_script5_27.5.wav", 1, "siren"),
+    ("300_m3_script1_30.0.wav", "300_m3_script1_30.0.wav", 0, "mp3"),
+    ("300_m3_script1_32.5.wav", "1_m3_script1_32.5.wav", 1, "mp3"),
+    ("300_m3_script2_35.0.wav", "18.3372_m3_script2_35.0.wav", 1, "mp3"),
+    ("13.0_24.0_45.0_f2_script2_40.0.wav", "27.8_60.19_55.23_f2_script2_40.0.wav", 1, " reverb_noise"),
+    ("49.0_70.0_4.0_m4_script1_42.5.wav", "49.0_70.0_4.0_m4_script1_42.5.wav", 0, " reverb_noise"),
+    ("100.0_8.0_51.0_m5_script3_45.0.wav", "68.57_6.32_42.31_m5_script3_45.0.wav", 0, " reverb_noise"),
+    ("51.0_60.0_60.0_f6_script2_47.5.wav", "93.75_-0.0_0.33_f6_script2_47.5.wav", 1, " reverb_noise"),
+]  # fmt: skip
+
+
+def write_cdpam_list(path):
+    path.write_text("".join(f"{a}\t{b}\t{label}\t{kind}\n" for a, b, label, kind in CDPAM_LINES))
+    return path
 
 
 def mixture(clean, noise, gain):
@@ -28,8 +55,8 @@ def mixture(clean, noise, gain):
 
 @pytest.fixture(scope="module")
 def labelled_list(tmp_path_factory):
-    """A CDPAM-style list: `<gain>_<source>.wav` files under white_noise_list/, labelled by
-    a simulated listener who hears a difference when |ΔSNR| > 3 dB."""
+    """A CDPAM-style list: `<gain>_<source>.wav` files under white_noise_list/, the less noisy
+    file first, labelled by a simulated listener who hears a difference when |ΔSNR| > 3 dB."""
     root = tmp_path_factory.mktemp("cdpam")
     rng = np.random.default_rng(0)
     lines = []
@@ -42,7 +69,7 @@ def labelled_list(tmp_path_factory):
         for i, ga in enumerate(gains):
             for gb in gains[i + 1 :]:
                 label = int(abs(20 * np.log10(gb / ga)) > 3.0)
-                lines.append(f"{gb}_s{source}.wav\t{ga}_s{source}.wav\t{label}\twhite_noise")
+                lines.append(f"{ga}_s{source}.wav\t{gb}_s{source}.wav\t{label}\twhite_noise")
     (root / "dataset_linear.txt").write_text("\n".join(lines) + "\n")
     return root / "dataset_linear.txt"
 
@@ -68,10 +95,49 @@ def test_pesq_orders_noisier_pairs_lower():
 def test_cdpam_list_parsing_and_layout(labelled_list):
     pairs = read_cdpam_list(labelled_list)
     assert len(pairs) == 60 and {p.noise_type for p in pairs} == {"white_noise"}
-    assert pairs[0].reference.endswith("white_noise_list/0.025_s0.wav")  # CDPAM's <type>_list/ layout
-    assert less_noisy_first(pairs[0])[0].endswith("0.02_s0.wav")  # lower gain is the reference
+    assert pairs[0].first.endswith("white_noise_list/0.02_s0.wav")  # CDPAM's <type>_list/ layout
+    assert {p.source for p in pairs} == {"s0.wav", "s1.wav", "s2.wav", "s3.wav"}
     assert parse_gain("a/0.0123_p232_001.wav") == (0.0123, "p232_001.wav")
     assert parse_gain("clean_p232.wav") is None
+    assert parse_name("93.75_-0.0_0.33_f6_x.wav", 3) == ((93.75, -0.0, 0.33), "f6_x.wav")
+    assert parse_name("93.75_0.33_f6_x.wav", 3) is None
+
+
+def test_each_line_gets_the_reference_the_paper_means(tmp_path):
+    """ "The less noisy one as the reference": CDPAM's list already puts it first, so the
+    list's order is kept for every kind; the smaller leading number is not the reference."""
+    pairs = read_cdpam_list(write_cdpam_list(tmp_path / "list.txt"))
+    assert [p.kind for p in pairs] == ["additive"] * 8 + ["mp3"] * 3 + ["reverb"] * 4
+    assert {p.noise_type for p in pairs} >= {"blue_noise", "reverb_noise"}  # stripped
+    for pair, (first, second, _, _) in zip(pairs, CDPAM_LINES, strict=True):
+        reference, degraded = reference_and_degraded(pair)
+        assert (reference, degraded) == (str(tmp_path / first), str(tmp_path / second))
+        assert reference_and_degraded(pair, "by-name") == (reference, degraded)
+        assert reference_and_degraded(pair, "second") == (degraded, reference)
+        if pair.kind == "additive":
+            assert parse_gain(reference)[0] <= parse_gain(degraded)[0]  # the lower noise gain
+        if pair.kind == "mp3":
+            assert parse_gain(reference)[0] == 300  # the higher bitrate, never "1_..."
+    assert reference_and_degraded(pairs[13])[0].endswith("100.0_8.0_51.0_m5_script3_45.0.wav")
+    assert pairs[9].source == "m3_script1_32.5.wav"
+    assert pairs[11].source == "f2_script2_40.0.wav"
+    # A list in the other order is put right by name (additive and mp3; reverb has no order).
+    swapped = [type(p)(p.second, p.first, p.label, p.noise_type) for p in pairs]
+    for pair, original in zip(swapped, pairs, strict=True):
+        if original.kind != "reverb":
+            assert reference_and_degraded(pair, "by-name") == reference_and_degraded(original)
+    with pytest.raises(ConfigError, match="reference must be one of"):
+        reference_and_degraded(pairs[0], "smaller")
+
+
+def test_feature_and_kind_options():
+    assert parse_feature_names("pesq") == ("pesq_wb",)
+    assert parse_feature_names("sisdr, pesq") == ("pesq_wb", "si_sdr_db")
+    assert parse_kinds("reverb,additive") == ("additive", "reverb")
+    with pytest.raises(ConfigError, match="unknown: stoi"):
+        parse_feature_names("pesq,stoi")
+    with pytest.raises(ConfigError, match="unknown: noise"):
+        parse_kinds("noise")
 
 
 @pytest.mark.parametrize(
@@ -94,7 +160,7 @@ def test_malformed_lists_stop_with_the_line_number(tmp_path, text, message):
 def test_pair_csv(tmp_path):
     (tmp_path / "pairs.csv").write_text("ref,deg,label\na.wav,b.wav,1\n")
     (pair,) = read_pair_csv(tmp_path / "pairs.csv")
-    assert pair.reference == str(tmp_path / "a.wav") and pair.label == 1
+    assert pair.first == str(tmp_path / "a.wav") and pair.label == 1
     (tmp_path / "bad.csv").write_text("ref,label\na.wav,1\n")
     with pytest.raises(CorpusError, match="missing column.*deg"):
         read_pair_csv(tmp_path / "bad.csv")
@@ -122,25 +188,43 @@ def test_classifier_fits_and_round_trips_without_pickle(labelled_list, tmp_path)
     from sklearn.svm import SVC
 
     pairs = read_cdpam_list(labelled_list)
-    features, ok, _ = extract_features([less_noisy_first(p) for p in pairs], num_workers=2)
+    features, ok, _ = extract_features([reference_and_degraded(p) for p in pairs], num_workers=2)
     labels = np.array([p.label for p in pairs])
-    assert ok.all()
-    classifier = JNDClassifier.fit(features, labels, folds=3)
-    assert classifier.info["cv_accuracy"] > 0.8
+    groups = [p.source for p in pairs]
+    assert ok.all() and features.shape == (60, 2)
+    both = JNDClassifier.fit(features, labels, feature_names=LEGACY_FEATURES, groups=groups, folds=3)
+    assert both.info["cv_grouped_by"] == "source recording" and both.info["num_sources"] == 4
     reference = make_pipeline(StandardScaler(), SVC(kernel="rbf", gamma="scale", class_weight="balanced"))
     reference.fit(features, labels)
     grid = np.array([[f1, f2] for f1 in np.linspace(1, 4.6, 7) for f2 in np.linspace(-20, 40, 7)])
-    np.testing.assert_allclose(
-        classifier.decision_function(grid), reference.decision_function(grid), atol=1e-9
-    )
+    np.testing.assert_allclose(both.decision_function(grid), reference.decision_function(grid), atol=1e-9)
 
-    classifier.save(tmp_path / "jnd.json")
+    pesq_only = JNDClassifier.fit(features[:, :1], labels, groups=groups, folds=3)  # the paper's SVM
+    assert pesq_only.feature_names == ("pesq_wb",) and pesq_only.info["cv_accuracy"] > 0.8
+    pesq_only.save(tmp_path / "jnd.json")
     data = json.loads((tmp_path / "jnd.json").read_text())  # plain JSON, nothing executable
-    assert data["format"] == "jsqa-tf/jnd-svm/1" and data["features"] == ["pesq_wb", "si_sdr_db"]
+    assert data["format"] == "jsqa-tf/jnd-svm/1" and data["features"] == ["pesq_wb"]
     loaded = JNDClassifier.load(tmp_path / "jnd.json")
-    np.testing.assert_array_equal(loaded.predict(grid), classifier.predict(grid))
-    np.testing.assert_allclose(loaded.decision_function(features), classifier.decision_function(features))
-    assert loaded.info["cv_accuracy"] == classifier.info["cv_accuracy"]
+    assert loaded.feature_names == ("pesq_wb",)
+    np.testing.assert_allclose(
+        loaded.decision_function(features[:, :1]), pesq_only.decision_function(features[:, :1])
+    )
+    assert loaded.info["cv_accuracy"] == pesq_only.info["cv_accuracy"]
+
+    # A file from before the features field decided them loads as PESQ + SI-SDR.
+    both.save(tmp_path / "old.json")
+    old = json.loads((tmp_path / "old.json").read_text())
+    del old["features"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    legacy = JNDClassifier.load(tmp_path / "old.json")
+    assert legacy.feature_names == LEGACY_FEATURES
+    np.testing.assert_array_equal(legacy.predict(grid), both.predict(grid))
+    old["features"] = ["pesq_wb"]  # features that do not match the stored vectors
+    (tmp_path / "bad.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="inconsistent shapes"):
+        JNDClassifier.load(tmp_path / "bad.json")
+    with pytest.raises(ConfigError, match="needs at least 5 recordings"):
+        JNDClassifier.fit(features, labels, feature_names=LEGACY_FEATURES, groups=groups, folds=5)
 
 
 def test_classifier_file_errors(tmp_path):
@@ -152,8 +236,14 @@ def test_classifier_file_errors(tmp_path):
     (tmp_path / "y.json").write_text('{"format": "jsqa-tf/jnd-svm/1", "mean": [0, 0]}')
     with pytest.raises(ConfigError, match="malformed"):
         JNDClassifier.load(tmp_path / "y.json")
+    (tmp_path / "z.json").write_text('{"format": "jsqa-tf/jnd-svm/1", "features": ["stoi"]}')
+    with pytest.raises(ConfigError, match="unknown features"):
+        JNDClassifier.load(tmp_path / "z.json")
     with pytest.raises(ConfigError, match="at least 5 pairs of each label"):
-        JNDClassifier.fit(np.zeros((6, 2)), np.array([0, 0, 0, 0, 0, 1]))
+        JNDClassifier.fit(np.zeros((6, 1)), np.array([0, 0, 0, 0, 0, 1]))
+    for settings, message in [(dict(C=-1.0), "C must be > 0"), (dict(folds=1), "folds must be >= 2")]:
+        with pytest.raises(ConfigError, match=message):
+            JNDClassifier.fit(np.zeros((20, 1)), np.arange(20) % 2, **settings)
 
 
 def test_wilson_interval():
@@ -161,39 +251,3 @@ def test_wilson_interval():
     assert low < 0.9673 < high and high - low < 0.01
     assert wilson_interval(0, 0) == (0.0, 1.0)
     assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
-
-
-def simulated_list(path, intercept, slope, num_pairs, seed=0):
-    """Judgements drawn from a known logistic P(same | |ΔSNR|) = 1 / (1 + exp(-(a + b d)))."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for i in range(num_pairs):
-        gain_a = rng.uniform(0.01, 0.5)
-        delta = rng.uniform(0, 10)
-        gain_b = gain_a * 10 ** (delta / 20)
-        same = rng.random() < 1 / (1 + np.exp(-(intercept + slope * delta)))
-        noise = ["pink_noise", "white_noise"][i % 2]
-        lines.append(f"{gain_a:.6f}_p{i % 50}.wav\t{gain_b:.6f}_p{i % 50}.wav\t{0 if same else 1}\t{noise}")
-    lines += ["0.1_p1.wav\t0.2_p2.wav\t1\twhite_noise", "clean_p1.wav\t0.2_p1.wav\t1\twhite_noise"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def test_curve_recovers_a_known_logistic(tmp_path):
-    intercept, slope = 3.0, -1.2  # P(same) = 0.5 at 2.5 dB, 0.75 at (ln 3 - 3) / -1.2 = 1.58 dB
-    points = curve_points(read_cdpam_list(simulated_list(tmp_path / "l.txt", intercept, slope, 3000)))
-    assert points.num_skipped == {"no_gain_in_name": 1, "different_sources": 1, "zero_gain": 0}
-    fit = fit_psychometric(points.abs_delta_db, points.same, num_bootstrap=100)
-    assert fit["delta_db_at_p50"] == pytest.approx(2.5, abs=0.2)
-    assert fit["delta_db_at_p75"] == pytest.approx((np.log(3) - 3.0) / -1.2, abs=0.25)
-    low, high = fit["delta_db_at_p50_ci95"]
-    assert low < fit["delta_db_at_p50"] < high and high - low < 0.6
-    share = share_within_jnd(fit, np.array([0.0, 1.0, 2.0, 3.0, 10.0]))
-    assert share["share_below_p50_threshold"] == pytest.approx(0.6)
-    from sklearn.linear_model import LogisticRegression
-
-    reference = LogisticRegression(C=1e12, max_iter=10_000).fit(points.abs_delta_db[:, None], points.same)
-    assert fit["slope_per_db"] == pytest.approx(reference.coef_[0, 0], rel=1e-3)
-    assert fit["intercept"] == pytest.approx(reference.intercept_[0], rel=1e-3)
-    with pytest.raises(ConfigError, match="at least 10 pairs"):
-        fit_psychometric(np.arange(5.0), np.array([True, False] * 2 + [True]))

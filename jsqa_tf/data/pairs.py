@@ -33,8 +33,14 @@ def sample_snr_pairs(
     snr_range_db: tuple[float, float] = (-3.0, 9.0),
     snr_window_db: float = 6.0,
     snr_window_low_db: float | None = None,
+    max_abs_delta_db: float | None = None,
 ) -> tf.Tensor:
-    """[num_pairs, 2] SNRs in dB: per pair, a window placed in the range, two draws in it."""
+    """[num_pairs, 2] SNRs in dB: per pair, a window placed in the range, two draws in it.
+
+    With `max_abs_delta_db` M, the two draws are those of the uncapped sampler conditioned on
+    |ΔSNR| <= M, drawn directly: |ΔSNR| by the inverse CDF of its density, proportional to
+    (window - d) on [0, M], then the pair's place in the window (uniform) and its order.
+    """
     low, high = snr_range_db
     seeds = tf.random.split(tf.cast(seed, tf.int64), 2)
     if snr_window_low_db is None:
@@ -45,7 +51,16 @@ def sample_snr_pairs(
         )
     else:
         window_low = tf.fill([num_pairs, 1], float(snr_window_low_db))
-    offsets = tf.random.stateless_uniform([num_pairs, 2], seeds[1], minval=0.0, maxval=snr_window_db)
+    if max_abs_delta_db is None:
+        offsets = tf.random.stateless_uniform([num_pairs, 2], seeds[1], minval=0.0, maxval=snr_window_db)
+    else:
+        width, cap = float(snr_window_db), float(max_abs_delta_db)
+        u = tf.random.stateless_uniform([num_pairs, 3], seeds[1])
+        delta = width - tf.sqrt(tf.maximum(width**2 - u[:, 0] * (2 * width * cap - cap**2), 0.0))
+        lower = u[:, 1] * (width - delta)
+        upper = lower + delta
+        lower_first = u[:, 2] < 0.5
+        offsets = tf.stack([tf.where(lower_first, lower, upper), tf.where(lower_first, upper, lower)], axis=1)
     return window_low + offsets
 
 
@@ -77,6 +92,7 @@ def make_pair_dataset(
             tuple(config.snr_range_db),
             config.snr_window_db,
             config.snr_window_low_db,
+            config.max_abs_delta_db,
         )
         pair = (clean_batch["audio"], noise_batch["audio"], snr_db)
         if with_ids:
@@ -150,7 +166,7 @@ def write_pairs(
     summary = {
         "num_pairs": len(rows),
         "mean_abs_delta_db": float(np.mean(deltas)),
-        "expected_mean_abs_delta_db": config.snr_window_db / 3,
+        "expected_mean_abs_delta_db": config.expected_mean_abs_delta_db,
         "max_abs_delta_db": float(np.max(deltas)),
         "histogram": {"edges_db": edges.round(3).tolist(), "counts": counts.tolist()},
         "audio": write_audio,
@@ -160,7 +176,7 @@ def write_pairs(
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    png = delta_snr_histogram_png(deltas, config.snr_window_db)
+    png = delta_snr_histogram_png(deltas, config.snr_window_db, max_abs_delta_db=config.max_abs_delta_db)
     with atomic.atomic_path(os.path.join(output_dir, HISTOGRAM_PNG)) as temp_path:
         with open(temp_path, "wb") as stream:
             stream.write(png)
@@ -172,6 +188,13 @@ def write_pairs(
         writer = tf.summary.create_file_writer(os.fspath(tensorboard_dir))
         clean, noise, snr_db = first_batch
         log_pairs(
-            writer, clean, noise, snr_db, step=0, snr_window_db=config.snr_window_db, all_abs_delta_db=deltas
+            writer,
+            clean,
+            noise,
+            snr_db,
+            step=0,
+            snr_window_db=config.snr_window_db,
+            max_abs_delta_db=config.max_abs_delta_db,
+            all_abs_delta_db=deltas,
         )
     return summary

@@ -129,6 +129,7 @@ class _PairExamples(keras.callbacks.Callback):
             snr_db,
             step=epoch + 1,
             snr_window_db=self.config.data.snr_window_db,
+            max_abs_delta_db=self.config.data.max_abs_delta_db,
             max_outputs=self.config.training.audio_examples,
         )
 

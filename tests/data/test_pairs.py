@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from jsqa_tf.config import PairConfig, PrepareConfig
+from jsqa_tf.config import (
+    PairConfig,
+    PrepareConfig,
+    PretrainConfig,
+    PretrainDataConfig,
+    abs_delta_snr_density,
+    expected_mean_abs_delta_db,
+)
 from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, write_pairs
 from jsqa_tf.data.prepare import prepare
 from jsqa_tf.errors import ConfigError, CorpusError
@@ -31,15 +38,50 @@ def test_abs_delta_snr_distribution_matches_the_paper():
     assert snr.min() < -2.5 and snr.max() > 8.5  # the window moves over the whole range
 
 
-def test_fixed_window_and_numpy_twin():
+def test_fixed_window_and_the_density_jnd_curve_uses():
     snr = sample_snr_pairs(5000, tf.constant([3, 4], tf.int64), snr_window_low_db=3.0).numpy()
     assert snr.min() >= 3.0 and snr.max() <= 9.0
-    from jsqa_tf.jnd import pair_abs_delta_db  # the NumPy twin `jsqa-tf jnd curve` uses
-
-    twin = pair_abs_delta_db(6.0, 20_000)
-    assert twin.mean() == pytest.approx(2.0, abs=0.1)
     narrow = sample_snr_pairs(20_000, tf.constant([5, 6], tf.int64), (0.0, 20.0), 3.0).numpy()
-    assert np.abs(narrow[:, 0] - narrow[:, 1]).mean() == pytest.approx(1.0, abs=0.05)
+    delta = np.abs(narrow[:, 0] - narrow[:, 1])
+    assert delta.mean() == pytest.approx(expected_mean_abs_delta_db(3.0), abs=0.05)
+    counts, edges = np.histogram(delta, bins=6, range=(0.0, 3.0))
+    centres = (edges[:-1] + edges[1:]) / 2  # the triangle is linear: its mean over a bin is at the centre
+    np.testing.assert_allclose(counts / len(delta) / 0.5, abs_delta_snr_density(centres, 3.0), atol=0.03)
+
+
+def test_capped_abs_delta_snr_matches_its_stated_density():
+    """max_abs_delta_db: the paper's pairs conditioned on |ΔSNR| <= cap, with the density that
+    `jsqa-tf jnd curve` integrates against."""
+    snr = sample_snr_pairs(40_000, tf.constant([7, 8], tf.int64), max_abs_delta_db=2.0).numpy()
+    delta = np.abs(snr[:, 0] - snr[:, 1])
+    assert snr.min() >= -3 and snr.max() <= 9 and delta.max() <= 2.0 + 1e-5
+    assert delta.mean() == pytest.approx(expected_mean_abs_delta_db(6.0, 2.0), abs=0.02)
+    counts, edges = np.histogram(delta, bins=8, range=(0.0, 2.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    expected = abs_delta_snr_density(centres, 6.0, 2.0)
+    np.testing.assert_allclose(counts / len(delta) / 0.25, expected, atol=0.02)
+    assert np.mean(snr[:, 0] > snr[:, 1]) == pytest.approx(0.5, abs=0.02)  # either view may be noisier
+    seed = tf.constant([7, 8], tf.int64)
+    fixed = sample_snr_pairs(20_000, seed, snr_window_low_db=0.0, max_abs_delta_db=2.0).numpy()
+    assert fixed.min() >= 0.0 and fixed.max() <= 6.0
+    assert np.mean(fixed < 1.0) == pytest.approx(np.mean(fixed > 5.0), abs=0.01)  # symmetric in the window
+    again = sample_snr_pairs(40_000, tf.constant([7, 8], tf.int64), max_abs_delta_db=2.0).numpy()
+    np.testing.assert_array_equal(snr, again)  # stateless
+    full = sample_snr_pairs(40_000, tf.constant([7, 8], tf.int64), max_abs_delta_db=6.0).numpy()
+    assert np.abs(full[:, 0] - full[:, 1]).mean() == pytest.approx(2.0, abs=0.03)  # cap = window: triangle
+    assert PairConfig("c", "n", max_abs_delta_db=2.0).expected_mean_abs_delta_db == pytest.approx(
+        expected_mean_abs_delta_db(6.0, 2.0)
+    )
+    pretrain = PretrainConfig("run", data=PretrainDataConfig(max_abs_delta_db=1.5))
+    assert pretrain.pair_config("train", "c", "n", 4).max_abs_delta_db == 1.5
+    with pytest.raises(ConfigError, match="max_abs_delta_db must be in"):
+        PretrainDataConfig(snr_window_db=4.0, max_abs_delta_db=5.0)
+
+
+def test_the_pipeline_applies_the_cap(prepared_pairs):
+    capped = PairConfig(**{**prepared_pairs.__dict__, "max_abs_delta_db": 0.5})
+    for _, _, snr_db in make_pair_dataset(capped).take(1):
+        assert float(tf.reduce_max(tf.abs(snr_db[:, 0] - snr_db[:, 1]))) <= 0.5 + 1e-5
 
 
 @pytest.mark.parametrize(
@@ -49,6 +91,8 @@ def test_fixed_window_and_numpy_twin():
         (dict(snr_range_db=(9.0, -3.0)), "low < high"),
         (dict(snr_window_low_db=5.0), "outside snr_range_db"),
         (dict(pairs_per_batch=1), "pairs_per_batch"),
+        (dict(max_abs_delta_db=0.0), "max_abs_delta_db must be in"),
+        (dict(max_abs_delta_db=7.0), r"max_abs_delta_db must be in \(0, 6\]"),
     ],
 )
 def test_bad_pair_configs(settings, message):
