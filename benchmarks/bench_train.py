@@ -1,14 +1,22 @@
-"""Training-step throughput of contrastive pretraining, per encoder preset and precision.
+"""Training-step throughput of both stages, per encoder preset and precision.
 
-    python benchmarks/bench_train.py [--presets tiny,small] [--precisions float32,mixed_bfloat16]
-                                     [--pairs 8] [--crop-seconds 4] [--jit-compile] [--json]
+    python benchmarks/bench_train.py [--stages pretrain,finetune] [--presets tiny,small]
+                                     [--precisions float32,mixed_bfloat16] [--pairs 8]
+                                     [--crop-seconds 4] [--files 8] [--file-seconds 8]
+                                     [--jit-compile auto|on|off] [--json]
 
-One step = the pretrainer's train step on 8 JND pairs (16 clips) of 4 s: SNR mixing on the
-device, encoder forward and backward over both views, NT-Xent, Adam. Inputs are random arrays
-already in memory (the input pipeline is measured by bench_data.py / bench_pairs.py), rotated
-among three batches. Reported per configuration: ms per step (median), clips/s, audio-s/s and
-achieved GFLOP/s against the analytic count: 2 FLOPs per multiply-accumulate × 3 (forward and
-backward) × the encoder's MACs per second of audio × seconds of audio per step.
+pretrain: the pretrainer's train step on 8 JND pairs (16 clips) of 4 s: SNR mixing on the
+device, encoder forward and backward over both views, NT-Xent, Adam.
+finetune: the MOS regressor's train step on 8 whole files of 8 s (NISQA's lengths are
+~6-12 s), given as a padded batch with its valid lengths (the masked path fine-tuning runs),
+encoder + 4-layer head forward and backward, MSE, Adam with the encoder's own rate. It also
+prints the time of one epoch of NISQA_TRAIN_SIM (10,000 files) at that step time.
+
+Inputs are random arrays already in memory (the input pipeline is measured by bench_data.py /
+bench_pairs.py), rotated among three batches. Reported per configuration: ms per step
+(median), clips/s, audio-s/s and achieved GFLOP/s against the analytic count: 2 FLOPs per
+multiply-accumulate × 3 (forward and backward) × the encoder's MACs per second of audio ×
+seconds of audio per step.
 
 Runs under any Keras backend: KERAS_BACKEND=jax on a GPU machine needs no TensorFlow.
 """
@@ -26,7 +34,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jsqa_tf.models import ContrastivePretrainer, ProjectionHead, WaveformEncoder  # noqa: E402
+from jsqa_tf.models import ContrastivePretrainer, MOSRegressor, ProjectionHead, WaveformEncoder  # noqa: E402
+from jsqa_tf.training.optimizer import ScaledAdam  # noqa: E402
+
+NISQA_TRAIN_SIM_FILES = 10_000
 
 
 def device_name() -> str:
@@ -56,29 +67,61 @@ def batches(pairs: int, samples: int, count: int = 3, seed: int = 0):
     ]
 
 
-def measure(preset, precision, pairs, crop_seconds, steps, warmup, min_seconds, jit_compile):
+def file_batches(files: int, samples: int, count: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [
+        (
+            {
+                "waveform": (0.1 * rng.standard_normal((files, samples))).astype("float32"),
+                "num_valid_samples": np.full(files, samples, "int32"),
+            },
+            rng.uniform(1, 5, files).astype("float32"),
+        )
+        for _ in range(count)
+    ]
+
+
+def build(stage, preset, jit_compile):
+    encoder = WaveformEncoder.from_preset(preset, name="encoder")
+    if stage == "pretrain":
+        model = ContrastivePretrainer(encoder, ProjectionHead(encoder.contrastive_dim))
+        optimizer = keras.optimizers.Adam(1e-3)
+    else:
+        model = MOSRegressor(encoder)
+        optimizer = ScaledAdam(1e-3, encoder.trainable_variables, scale=0.1)
+    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    return model
+
+
+def measure(stage, preset, precision, clips, seconds, steps, warmup, min_seconds, jit_compile):
+    """clips: pairs (pretrain) or files (finetune) per step; seconds: of each."""
     keras.mixed_precision.set_global_policy(precision)
     try:
         keras.utils.set_random_seed(0)
-        encoder = WaveformEncoder.from_preset(preset)
-        model = ContrastivePretrainer(encoder, ProjectionHead(encoder.contrastive_dim))
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
-        data = batches(pairs, int(crop_seconds * 16_000))
+        model = build(stage, preset, jit_compile)
+        encoder = model.encoder
+        samples = int(seconds * 16_000)
+        if stage == "pretrain":
+            data = [(batch,) for batch in batches(clips, samples)]
+        else:
+            data = file_batches(clips, samples)
         for i in range(warmup):
-            model.train_on_batch(data[i % len(data)])
+            model.train_on_batch(*data[i % len(data)])
         times = []
         started = time.perf_counter()
         while len(times) < steps or (time.perf_counter() - started < min_seconds and len(times) < 10 * steps):
             begin = time.perf_counter()
-            logs = model.train_on_batch(data[len(times) % len(data)], return_dict=True)
+            logs = model.train_on_batch(*data[len(times) % len(data)], return_dict=True)
             float(logs["loss"])  # wait for the device
             times.append(time.perf_counter() - begin)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     step = statistics.median(times)
-    clips = 2 * pairs
+    pairs, crop_seconds = (clips, seconds) if stage == "pretrain" else (None, seconds)
+    clips = 2 * clips if stage == "pretrain" else clips
     flops_per_step = 2 * 3 * encoder.macs_per_second() * crop_seconds * clips
-    return {
+    result = {
+        "stage": stage,
         "preset": preset,
         "precision": precision,
         "backend": keras.backend.backend(),
@@ -93,14 +136,31 @@ def measure(preset, precision, pairs, crop_seconds, steps, warmup, min_seconds, 
         "steps_timed": len(times),
         "loss": float(logs["loss"]),
     }
+    if stage == "finetune":
+        epoch_steps = -(-NISQA_TRAIN_SIM_FILES // clips)
+        result["nisqa_train_sim_epoch_seconds"] = round(epoch_steps * step, 1)
+    return result
+
+
+def line(result: dict) -> str:
+    epoch = result.get("nisqa_train_sim_epoch_seconds")
+    text = (
+        f"{result['stage']:>8} {result['preset']:>6} {result['precision']:>15} {result['backend']:>10} "
+        f"{result['device']:>12}: {result['ms_per_step']:9.1f} ms/step  {result['clips_per_second']:8.1f} "
+        f"clips/s  {result['audio_seconds_per_second']:8.1f} audio-s/s  {result['gflops']:9.1f} GFLOP/s"
+    )
+    return text + (f"  NISQA_TRAIN_SIM epoch {epoch:.0f} s" if epoch else "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stages", default="pretrain,finetune")
     parser.add_argument("--presets", default="tiny,small")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=4.0)
+    parser.add_argument("--files", type=int, default=8, help="fine-tuning: files per step")
+    parser.add_argument("--file-seconds", type=float, default=8.0, help="fine-tuning: seconds a file")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (at least)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-seconds", type=float, default=3.0, help="keep timing up to this long")
@@ -114,26 +174,26 @@ def main() -> None:
     args = parser.parse_args()
 
     results = []
-    for preset in args.presets.split(","):
-        for precision in args.precisions.split(","):
-            result = measure(
-                preset,
-                precision,
-                args.pairs,
-                args.crop_seconds,
-                args.steps,
-                args.warmup,
-                args.min_seconds,
-                args.jit_compile,
-            )
-            results.append(result)
-            if not args.json:
-                print(
-                    f"{preset:>6} {precision:>15} {result['backend']:>10} {result['device']:>12}: "
-                    f"{result['ms_per_step']:9.1f} ms/step  {result['clips_per_second']:8.1f} clips/s  "
-                    f"{result['audio_seconds_per_second']:8.1f} audio-s/s  {result['gflops']:9.1f} GFLOP/s",
-                    flush=True,
+    for stage in args.stages.split(","):
+        clips, seconds = (
+            (args.pairs, args.crop_seconds) if stage == "pretrain" else (args.files, args.file_seconds)
+        )
+        for preset in args.presets.split(","):
+            for precision in args.precisions.split(","):
+                result = measure(
+                    stage,
+                    preset,
+                    precision,
+                    clips,
+                    seconds,
+                    args.steps,
+                    args.warmup,
+                    args.min_seconds,
+                    {"auto": "auto", "on": True, "off": False}[args.jit_compile],
                 )
+                results.append(result)
+                if not args.json:
+                    print(line(result), flush=True)
     if args.json:
         print(json.dumps(results))
 

@@ -18,7 +18,8 @@ A pipeline file (pipelines/demo.yaml, paper.yaml, label_efficiency.yaml):
 Folders: one run (no `runs`/`grid`) writes `pretrain/`, `finetune/`, `evaluate/` under
 run_dir; several write `pretrain/<name>/` (or `pretrain/` for a single one),
 `<run>/finetune/`, `<run>/evaluate/`, and `compare.md` + `compare.json`. `pipeline.yaml` holds
-the resolved file. With `resume`, finished stages are skipped and an interrupted one resumes.
+the resolved file. Run again with the same file (or with `resume`), finished stages are
+skipped and an interrupted one resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -184,14 +185,23 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
 
     resolved = plan(raw, where)
     pipeline_path = os.path.join(resolved.run_dir, PIPELINE_FILE)
-    if os.path.exists(pipeline_path) and not resume:
-        raise TrainingError(f"{resolved.run_dir}: holds a pipeline run already; pass --resume to continue it")
-    if resume and os.path.exists(pipeline_path):
-        saved = plan(load_yaml(pipeline_path), pipeline_path)
-        if saved.run_dir == resolved.run_dir and set(saved.finetune) != set(resolved.finetune):
-            raise TrainingError(f"{pipeline_path}: the pipeline had other runs; resume it with the same file")
+    wanted = {**raw, "run_dir": resolved.run_dir}
+    if os.path.exists(pipeline_path):
+        saved = load_yaml(pipeline_path)
+        # The same file again continues (or just reports) its run: finished stages are
+        # skipped, never redone or overwritten. Another file needs --resume, and then each
+        # stage still refuses settings that differ from those it was started with.
+        if saved != {**wanted, "run_dir": saved.get("run_dir")} and not resume:
+            raise TrainingError(
+                f"{resolved.run_dir}: holds a pipeline run made from another file ({pipeline_path}); "
+                "choose another run_dir, or pass --resume to continue it with this one"
+            )
+        if set(plan(saved, pipeline_path).finetune) != set(resolved.finetune):
+            raise TrainingError(
+                f"{pipeline_path}: the pipeline had other runs; continue it with the same file"
+            )
     os.makedirs(resolved.run_dir, exist_ok=True)
-    atomic.write_text(pipeline_path, _yaml({**raw, "run_dir": resolved.run_dir}))
+    atomic.write_text(pipeline_path, _yaml(wanted))
 
     for name, config in resolved.pretrain.items():
         status = _status(config.run_dir, "summary.json")
