@@ -381,6 +381,8 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
         return cls(**kwargs)
     except TypeError as error:  # a required key is missing
         raise ConfigError(f"{where}: {error}")
+    except ConfigError as error:  # a value out of range: say in which file / section
+        raise ConfigError(f"{where}: {error}")
 
 
 def to_dict(config: Any) -> dict:

@@ -59,6 +59,7 @@ class Plan:
     finetune: dict[str, FinetuneConfig]  # by run name
     evaluate: dict[str, tuple[EvaluateConfig, str]]  # by run name: config, output folder
     compare: dict | None  # {"baseline": name, "num_bootstrap": n, "seed": s} or None
+    grid: dict[str, dict]  # by run name: its grid coordinates (empty without a grid)
 
 
 def _section(raw: dict, key: str, where: str) -> dict:
@@ -82,11 +83,17 @@ def _runs(raw: dict, pretrain_names: list[str], where: str) -> dict[str, dict]:
         runs = {}
         for encoder in encoders:
             for combination in itertools.product(*axes.values()):
-                settings = dict(zip(axes, combination, strict=True))
-                suffix = "-".join(f"{key.split('.')[-1]}{value}" for key, value in settings.items())
-                runs[f"{encoder}-{suffix}" if suffix else str(encoder)] = {
+                coordinates = dict(zip(axes, combination, strict=True))
+                suffix = "-".join(f"{key.split('.')[-1]}{value}" for key, value in coordinates.items())
+                settings = dict(coordinates)
+                if "seed" in settings:  # one seed: the subset of files and the training run
+                    seed = settings.pop("seed")
+                    settings.update({"training.seed": seed, "data.subset_seed": seed})
+                name = f"{encoder}-{suffix}" if suffix else str(encoder)
+                runs[name] = {
                     "encoder": encoder,
                     "set": settings,
+                    "grid": {"encoder": encoder, **coordinates},
                 }
         return runs
     if raw.get("runs"):
@@ -156,7 +163,8 @@ def plan(raw: dict, where: str = "pipeline") -> Plan:
             raise ConfigError(
                 f"{where}.compare.baseline: {compare['baseline']!r} is not a run ({', '.join(runs)})"
             )
-    return Plan(run_dir, pretrain, finetune, evaluate, compare)
+    grid = {name: run["grid"] for name, run in runs.items() if "grid" in run}
+    return Plan(run_dir, pretrain, finetune, evaluate, compare, grid)
 
 
 def _is_chief() -> bool:
@@ -166,10 +174,42 @@ def _is_chief() -> bool:
     return task.get("type") in (None, "chief") or (task.get("type") == "worker" and task.get("index", 0) == 0)
 
 
-def _status(run_dir: str, done_file: str) -> str:
-    if os.path.exists(os.path.join(run_dir, done_file)):
-        return "done"
-    return "started" if os.path.exists(os.path.join(run_dir, "config.yaml")) else "new"
+def _status(config) -> str:
+    """ "done" (checked to be the same settings), "started" or "new"."""
+    from jsqa_tf.training.run import config_differences
+
+    if not os.path.exists(os.path.join(config.run_dir, "summary.json")):
+        return "started" if os.path.exists(os.path.join(config.run_dir, "config.yaml")) else "new"
+    differences = config_differences(config)
+    if differences:
+        raise TrainingError(
+            f"{config.run_dir}: finished with other settings ({', '.join(differences)}); "
+            "a finished stage is never redone: choose another run_dir"
+        )
+    return "done"
+
+
+def _check_evaluation(report: dict, evaluate_config: EvaluateConfig, data: str, out_dir: str) -> None:
+    """A finished evaluation must be the one asked for."""
+    wanted = {
+        "data": os.path.abspath(data),
+        "split": evaluate_config.split,
+        "databases": list(evaluate_config.databases),
+        "window_seconds": evaluate_config.window_seconds,
+        "num_resamples": evaluate_config.num_bootstrap,
+        "seed": evaluate_config.seed,
+    }
+    found = {
+        **{key: report.get(key) for key in wanted},
+        **{key: report.get("bootstrap", {}).get(key) for key in ("num_resamples", "seed")},
+    }
+    if os.path.isdir(wanted["data"]) is False:
+        found["split"] = wanted["split"]  # a CSV has no split
+    differences = sorted(key for key in wanted if found[key] != wanted[key])
+    if differences:
+        raise TrainingError(
+            f"{out_dir}: finished with other settings ({', '.join(differences)}); choose another run_dir"
+        )
 
 
 def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: int = 1) -> dict:
@@ -204,21 +244,21 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
     atomic.write_text(pipeline_path, _yaml(wanted))
 
     for name, config in resolved.pretrain.items():
-        status = _status(config.run_dir, "summary.json")
+        status = _status(config)
         logger.info("pretraining %s: %s", name, status)
         if status != "done":
             pretrain(config, resume=status == "started", verbose=verbose)
     results = {}
     for name, config in resolved.finetune.items():
-        status = _status(config.run_dir, "summary.json")
+        status = _status(config)
         logger.info("fine-tuning %s: %s", name or "the model", status)
         if status != "done":
             finetune(config, resume=status == "started", verbose=verbose)
         if not _is_chief():
             continue
         evaluate_config, out_dir = resolved.evaluate[name]
+        data = evaluate_config.data_dir or _finetune_data(config)
         if not os.path.exists(os.path.join(out_dir, METRICS_FILE)):
-            data = evaluate_config.data_dir or _finetune_data(config)
             evaluate(
                 config.run_dir,
                 data,
@@ -232,6 +272,7 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
             )
         with open(os.path.join(out_dir, METRICS_FILE), encoding="utf-8") as stream:
             report = json.load(stream)
+        _check_evaluation(report, evaluate_config, data, out_dir)
         results[name or "model"] = {
             "evaluation": out_dir,
             **{key: report["per_file"][key]["value"] for key in ("pcc", "srcc", "rmse", "mae")},
@@ -239,6 +280,9 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
     if resolved.compare is not None and _is_chief():
         _compare(resolved)
         results["compare"] = os.path.join(resolved.run_dir, "compare.md")
+    if resolved.grid and _is_chief():
+        _grid_summary(resolved)
+        results["grid_summary"] = os.path.join(resolved.run_dir, "grid_summary.md")
     return results
 
 
@@ -262,6 +306,43 @@ def _compare(resolved: Plan) -> None:
     )
     atomic.write_json(os.path.join(resolved.run_dir, "compare.json"), table)
     atomic.write_text(os.path.join(resolved.run_dir, "compare.md"), to_markdown(table) + "\n")
+
+
+def _grid_summary(resolved: Plan) -> None:
+    """Mean and spread over seeds of each grid cell (encoder x settings): the label-efficiency
+    curve, as grid_summary.json and a markdown table."""
+    import numpy as np
+
+    from jsqa_tf.evaluation import METRICS_FILE
+
+    names = ("pcc", "srcc", "rmse", "mae")
+    cells: dict[tuple, list[dict]] = {}
+    for run, coordinates in resolved.grid.items():
+        cell = tuple((key, value) for key, value in coordinates.items() if key != "seed")
+        with open(os.path.join(resolved.evaluate[run][1], METRICS_FILE), encoding="utf-8") as stream:
+            per_file = json.load(stream)["per_file"]
+        cells.setdefault(cell, []).append({key: per_file[key]["value"] for key in names})
+    rows = []
+    for cell, figures in cells.items():
+        row = {**dict(cell), "num_seeds": len(figures)}
+        for key in names:
+            values = np.array([f[key] for f in figures if f[key] is not None], float)
+            row[key] = {
+                "mean": float(values.mean()) if len(values) else None,
+                "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+            }
+        rows.append(row)
+    keys = [key for key, _ in next(iter(cells))]
+    lines = ["| " + " | ".join([*keys, "seeds", "PCC", "SRCC", "RMSE", "MAE"]) + " |"]
+    lines.append("|" + "---|" * (len(keys) + 5))
+    for row in rows:
+        texts = []
+        for key in names:
+            mean, std = row[key]["mean"], row[key]["std"]
+            texts.append("n/a" if mean is None else f"{mean:.3f}" + ("" if std is None else f" ± {std:.3f}"))
+        lines.append("| " + " | ".join([*(str(row[k]) for k in keys), str(row["num_seeds"]), *texts]) + " |")
+    atomic.write_json(os.path.join(resolved.run_dir, "grid_summary.json"), rows)
+    atomic.write_text(os.path.join(resolved.run_dir, "grid_summary.md"), "\n".join(lines) + "\n")
 
 
 def _yaml(data: dict) -> str:

@@ -256,6 +256,14 @@ def flatten(data: dict, prefix: str = "") -> dict:
 RESUMABLE_CHANGES = ("run_dir", "training.epochs")
 
 
+def config_differences(config) -> list[str]:
+    """The settings (dotted keys) in which `config` differs from its run folder's config.yaml."""
+    config_path = os.path.join(config.run_dir, "config.yaml")
+    saved = flatten(to_dict(from_dict(type(config), load_yaml(config_path), where=config_path)))
+    wanted = flatten(to_dict(config))
+    return sorted(key for key in wanted if key != "run_dir" and saved.get(key) != wanted[key])
+
+
 def _open_run_dir(config, resume: bool) -> dict:
     """Creates the run folder, or checks it for a resume; returns the saved training state."""
     run_dir = config.run_dir
@@ -272,11 +280,7 @@ def _open_run_dir(config, resume: bool) -> dict:
         return {}
     if not os.path.exists(config_path):
         raise TrainingError(f"{run_dir}: no run to resume (no config.yaml)")
-    saved = flatten(to_dict(from_dict(type(config), load_yaml(config_path), where=config_path)))
-    wanted = flatten(to_dict(config))
-    differences = sorted(
-        key for key in wanted if key not in RESUMABLE_CHANGES and saved.get(key) != wanted[key]
-    )
+    differences = [key for key in config_differences(config) if key not in RESUMABLE_CHANGES]
     if differences:
         raise TrainingError(
             f"{config_path}: the run was made with other settings ({', '.join(differences)}); "

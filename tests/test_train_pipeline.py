@@ -1,0 +1,152 @@
+"""`jsqa-tf train`: pretraining -> fine-tuning -> evaluation (-> compare), resumable."""
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from jsqa_tf.cli import main
+from jsqa_tf.config import load_yaml
+from jsqa_tf.errors import ConfigError
+from jsqa_tf.training import TrainingError, train
+from jsqa_tf.training.pipeline import plan
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# What the README lists for a one-run pipeline's folder.
+ONE_RUN_FILES = [
+    "pipeline.yaml",
+    "pretrain/config.yaml",
+    "pretrain/encoder.keras",
+    "pretrain/encoder-best.keras",
+    "pretrain/history.csv",
+    "pretrain/summary.json",
+    "pretrain/checkpoints/state.json",
+    "pretrain/checkpoints/best.weights.h5",
+    "pretrain/logs",
+    "finetune/config.yaml",
+    "finetune/model.keras",
+    "finetune/model-last.keras",
+    "finetune/history.csv",
+    "finetune/summary.json",
+    "finetune/checkpoints/state.json",
+    "finetune/checkpoints/best.weights.h5",
+    "finetune/logs",
+    "evaluate/metrics.json",
+    "evaluate/predictions.csv",
+    "evaluate/scatter.png",
+]
+
+
+def test_the_pipeline_files_are_valid():
+    for name in ("demo", "paper", "label_efficiency"):
+        resolved = plan(load_yaml(os.path.join(REPO, "pipelines", f"{name}.yaml")), name)
+        assert resolved.finetune
+    paper = plan(load_yaml(os.path.join(REPO, "pipelines", "paper.yaml")))
+    assert set(paper.finetune) == {"pretrained_noproj", "pretrained_proj", "scratch"}
+    assert paper.pretrain["noproj"].model.projection is False and paper.pretrain["proj"].model.projection
+    assert paper.finetune["scratch"].model.encoder == "scratch"
+    assert paper.finetune["pretrained_proj"].model.encoder == paper.pretrain["proj"].run_dir
+    head = paper.finetune["scratch"]
+    assert (head.model.hidden_dims, head.data.batch_size, head.training.learning_rate) == (
+        (256, 128, 64),
+        8,
+        1e-3,
+    )
+    efficiency = plan(load_yaml(os.path.join(REPO, "pipelines", "label_efficiency.yaml")))
+    assert len(efficiency.finetune) == 2 * 5 * 3
+    run = efficiency.finetune["scratch-train_fraction0.05-seed2"]
+    assert (run.data.train_fraction, run.training.seed, run.data.subset_seed) == (0.05, 2, 2)
+
+
+def test_bad_pipelines_are_refused_with_the_key_named(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key.*stages"):
+        plan({"run_dir": str(tmp_path), "stages": {}})
+    with pytest.raises(ConfigError, match="encoder 'nope'"):
+        plan({"run_dir": str(tmp_path), "runs": {"a": {"encoder": "nope"}}})
+    with pytest.raises(ConfigError, match="baseline"):
+        plan(
+            {
+                "run_dir": str(tmp_path),
+                "runs": {"a": {"encoder": "scratch"}, "b": {"encoder": "scratch"}},
+                "compare": {"baseline": "c"},
+            }
+        )
+    with pytest.raises(ConfigError, match="runs.a.*training.epochs"):
+        plan({"run_dir": str(tmp_path), "runs": {"a": {"encoder": "scratch", "set": {"training.epochs": 0}}}})
+
+
+@pytest.mark.slow  # ~60 s: the real demo pipeline (corpus written and prepared), few epochs
+def test_demo_pipeline_writes_every_listed_file_and_reruns(tmp_path):
+    runner = CliRunner()
+    demo = os.path.join(REPO, "pipelines", "demo.yaml")
+    args = [
+        "train", "--config", demo, "--run-dir", str(tmp_path / "run"),
+        "--set", f"pretrain.data.demo_dir={tmp_path / 'demo_data'}",
+        "--set", f"finetune.data.demo_dir={tmp_path / 'demo_data'}",
+        "--set", "pretrain.training.epochs=2", "--set", "pretrain.training.steps_per_epoch=3",
+        "--set", "finetune.training.epochs=2", "--set", "finetune.training.steps_per_epoch=2",
+        "--set", "evaluate.num_bootstrap=50",
+    ]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)["model"]
+    assert figures["evaluation"] == str(tmp_path / "run" / "evaluate") and 1 <= figures["rmse"]
+    for relative in ONE_RUN_FILES:
+        assert (tmp_path / "run" / relative).exists(), relative
+    model = tmp_path / "run" / "finetune" / "model.keras"
+    stamp = model.stat().st_mtime_ns
+    again = runner.invoke(main, args)  # the same command again: reports, redoes nothing
+    assert again.exit_code == 0 and json.loads(again.stdout) == json.loads(result.stdout)
+    assert model.stat().st_mtime_ns == stamp
+    other = runner.invoke(main, [*args, "--set", "finetune.training.epochs=3"])
+    assert other.exit_code == 1 and "another file" in other.output and "--resume" in other.output
+    longer = runner.invoke(main, [*args, "--set", "finetune.training.epochs=3", "--resume"])
+    assert longer.exit_code == 1 and "finished with other settings (training.epochs)" in longer.output
+    assert model.stat().st_mtime_ns == stamp  # finished work is never redone nor overwritten
+
+
+@pytest.mark.slow  # ~50 s: two fine-tuning runs on one pretraining, and their comparison
+def test_several_runs_are_compared_and_an_interrupted_stage_resumes(mos_demo, tmp_path):
+    raw = {
+        "run_dir": str(tmp_path / "runs"),
+        "pretrain": {
+            "data": {"clean_dir": mos_demo["clean"], "noise_dir": mos_demo["noise"], "crop_seconds": 0.5,
+                     "pairs_per_batch": 4, "val_batches": 1},
+            "model": {"preset": "tiny", "projection": False},
+            "training": {"epochs": 1, "steps_per_epoch": 3, "audio_examples": 0},
+        },
+        "finetune": {
+            "data": {"data_dir": mos_demo["mos"], "crop_seconds": 1.0, "window_seconds": 4.0},
+            "model": {"preset": "tiny", "hidden_dims": [8]},
+            "training": {"epochs": 2, "steps_per_epoch": 2},
+        },
+        "evaluate": {"num_bootstrap": 50},
+        "runs": {"pretrained": {"encoder": "pretrain"}, "scratch": {"encoder": "scratch"}},
+        "compare": {"baseline": "scratch", "num_bootstrap": 50},
+    }  # fmt: skip
+    # an interruption (Ctrl-C) of the scratch run's fine-tuning during its second epoch
+    import keras
+
+    from jsqa_tf.training import finetune
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(plan(raw).finetune["scratch"], verbose=0, callbacks=[Interrupt()])
+    results = train(raw, verbose=0)
+    assert set(results) == {"pretrained", "scratch", "compare"}
+    for run in ("pretrained", "scratch"):
+        assert (tmp_path / "runs" / run / "evaluate" / "metrics.json").exists()
+    assert (
+        json.loads((tmp_path / "runs" / "scratch" / "finetune" / "summary.json").read_text())["epochs_done"]
+        == 2
+    )
+    table = (tmp_path / "runs" / "compare.md").read_text()
+    assert "pretrained" in table and "scratch" in table
+    with pytest.raises(TrainingError, match="another file"):
+        train({**raw, "evaluate": {"num_bootstrap": 10}}, verbose=0)
