@@ -163,3 +163,33 @@ print(json.dumps({{k: summary[k] for k in ("backend", "best_val_rmse")}}))
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["backend"] == "jax" and np.isfinite(summary["best_val_rmse"])
+
+
+@pytest.mark.slow  # ~20 s: a fresh process with two logical CPU devices
+def test_fine_tuning_under_a_mirrored_strategy_over_two_logical_cpus(mos_demo, tmp_path):
+    from jsqa_tf.config import to_dict
+
+    config = tiny_config(
+        tmp_path / "run", mos_demo["mos"], epochs=2, freeze_encoder_epochs=1, strategy="mirrored"
+    )
+    config = FinetuneConfig(
+        run_dir=config.run_dir,
+        data=config.data,
+        model=config.model,
+        training=FinetuneTrainingConfig(**{**to_dict(config.training), "encoder_learning_rate": 1e-4}),
+    )
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(config)))
+    script = f"""
+import json, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from jsqa_tf.config import FinetuneConfig, from_dict
+from jsqa_tf.training import finetune
+config = from_dict(FinetuneConfig, json.load(open({str(tmp_path / "config.json")!r})))
+summary = finetune(config, verbose=0)
+print(json.dumps({{k: summary[k] for k in ("replicas", "epochs_done", "best_val_rmse")}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["replicas"] == 2 and summary["epochs_done"] == 2 and np.isfinite(summary["best_val_rmse"])
