@@ -54,6 +54,10 @@ def test_the_pipeline_files_are_valid():
         8,
         1e-3,
     )
+    alone = load_yaml(os.path.join(REPO, "pipelines", "finetune_nisqa.yaml"))
+    from jsqa_tf.config import FinetuneConfig, from_dict
+
+    assert from_dict(FinetuneConfig, alone).model.hidden_dims == (256, 128, 64)
     efficiency = plan(load_yaml(os.path.join(REPO, "pipelines", "label_efficiency.yaml")))
     assert len(efficiency.finetune) == 2 * 5 * 3
     run = efficiency.finetune["scratch-train_fraction0.05-seed2"]
