@@ -9,11 +9,11 @@ class JSQAError(Exception):
     """Base class of every error jsqa-tf reports to a user."""
 
 
-class AudioError(JSQAError):
-    """A file that cannot be used as audio.
+class PathError(JSQAError):
+    """Something wrong with one file or folder: the message is `<path>: <reason>`.
 
     Args:
-        path: the file.
+        path: the file or folder at fault.
         reason: what is wrong with it, in words a user can act on.
     """
 
@@ -23,33 +23,17 @@ class AudioError(JSQAError):
         super().__init__(f"{self.path}: {reason}")
 
 
-class CorpusError(JSQAError):
-    """A corpus listing, CSV or prepared-data folder that cannot be used.
+class AudioError(PathError):
+    """A file that cannot be used as audio."""
 
-    Args:
-        path: the file or folder at fault.
-        reason: what is wrong with it.
-    """
 
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+class CorpusError(PathError):
+    """A corpus listing, CSV or prepared-data folder that cannot be used."""
+
+
+class ModelError(PathError):
+    """A model file or run folder that cannot be loaded or used."""
 
 
 class ConfigError(JSQAError):
     """A configuration file or value that cannot be used."""
-
-
-class ModelError(JSQAError):
-    """A model file or run folder that cannot be loaded or used.
-
-    Args:
-        path: the file or folder at fault.
-        reason: what is wrong with it.
-    """
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")

@@ -36,24 +36,36 @@ def find_model_file(path: str | os.PathLike) -> str:
     return path
 
 
+def load_keras_file(path: str | os.PathLike, expected: type, what: str):
+    """Loads a `.keras` file holding an `expected` model (safe mode: no code runs).
+
+    Raises:
+        ModelError: missing, corrupt, or another kind of model (`what` names the kind wanted).
+    """
+    import keras
+
+    import jsqa_tf.models  # noqa: F401  (registers the classes the file names)
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelError(path, "model not found")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(path, "not a Keras model file (not a zip archive; truncated or corrupt?)")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, OSError, KeyError... for bad files
+        raise ModelError(path, f"cannot be loaded ({type(error).__name__}: {error})")
+    if not isinstance(model, expected):
+        raise ModelError(path, f"holds a {type(model).__name__}, not a {expected.__name__} ({what})")
+    return model
+
+
 def load_mos_regressor(path: str | os.PathLike):
     """Loads a `MOSRegressor` from a `.keras` file or a run folder (safe mode: no code runs).
 
     Raises:
         ModelError: missing, corrupt, or not a MOS model.
     """
-    import keras
-
-    import jsqa_tf.models  # noqa: F401  (registers the classes the file names)
     from jsqa_tf.models.mos_regressor import MOSRegressor
 
-    model_file = find_model_file(path)
-    if not zipfile.is_zipfile(model_file):
-        raise ModelError(model_file, "not a Keras model file (not a zip archive; truncated or corrupt?)")
-    try:
-        model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
-    except Exception as error:  # Keras raises ValueError, OSError, KeyError... for bad files
-        raise ModelError(model_file, f"cannot be loaded ({type(error).__name__}: {error})")
-    if not isinstance(model, MOSRegressor):
-        raise ModelError(model_file, f"holds a {type(model).__name__}, not a MOSRegressor (a MOS model)")
-    return model
+    return load_keras_file(find_model_file(path), MOSRegressor, "a MOS model")

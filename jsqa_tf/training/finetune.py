@@ -25,7 +25,7 @@ import numpy as np
 
 from jsqa_tf.config import FinetuneConfig
 from jsqa_tf.errors import ModelError
-from jsqa_tf.models.saving import LAST_MODEL_FILE, MODEL_FILE
+from jsqa_tf.models.saving import LAST_MODEL_FILE, MODEL_FILE, load_keras_file
 from jsqa_tf.training.run import Run, TrainingError, demo_mos_shards, distributable
 
 logger = logging.getLogger(__name__)
@@ -57,13 +57,7 @@ def load_encoder(model_config):
         path = candidate
     elif not os.path.exists(path):
         raise ModelError(path, "encoder not found (model.encoder: 'scratch', a pretraining run or a .keras)")
-    try:
-        encoder = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:  # Keras raises ValueError, OSError, KeyError... for bad files
-        raise ModelError(path, f"cannot be loaded ({type(error).__name__}: {error})")
-    if not isinstance(encoder, WaveformEncoder):
-        raise ModelError(path, f"holds a {type(encoder).__name__}, not a WaveformEncoder")
-    return encoder
+    return load_keras_file(path, WaveformEncoder, "an encoder")
 
 
 def build_regressor(config: FinetuneConfig):
