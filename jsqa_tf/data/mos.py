@@ -76,6 +76,7 @@ def count_labelled(data_dir: str, split: str, selection: Selection = Selection()
     Raises:
         CorpusError: none kept, or a kept file has no MOS (a folder corpus, not a MOS one).
     """
+    require_sample_rate(data_dir)
     keys = (*SELECT_KEYS, "mos")
     records = _records(data_dir, split, keys)
     if not selection.is_everything:
@@ -167,8 +168,14 @@ def labelled_files(data_dir: str, split: str, selection: Selection = Selection()
         )
 
 
-def sample_rate_of(data_dir: str) -> int:
-    """The rate the shards were prepared at."""
+def require_sample_rate(data_dir: str, sample_rate: int = 16_000) -> None:
+    """Raises CorpusError unless the shards hold audio at `sample_rate` (the encoder's rate)."""
     from jsqa_tf.data.prepare import load_manifest
 
-    return int(load_manifest(os.path.abspath(data_dir))["sample_rate"])
+    found = int(load_manifest(os.path.abspath(data_dir))["sample_rate"])
+    if found != sample_rate:
+        raise CorpusError(
+            data_dir,
+            f"prepared at {found} Hz; the model reads {sample_rate} Hz "
+            f"(prepare with --sample-rate {sample_rate})",
+        )
