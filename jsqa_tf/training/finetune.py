@@ -278,9 +278,9 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, verbose: int = 1, 
 
         state = run.state
         run.save_model(inference_copy(model), LAST_MODEL_FILE)
-        if not run.load_best(model):
+        best = inference_copy(model)  # uncompiled: the best epoch's optimizer may be another phase's
+        if not run.load_best(best):
             raise TrainingError(f"{run.run_dir}: no epoch had a finite validation RMSE; no model to save")
-        best = inference_copy(model)
         run.save_model(best, MODEL_FILE)
         summary = {
             "epochs_done": state["epoch"] + 1,
