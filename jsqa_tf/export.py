@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -64,9 +65,10 @@ QUANTIZATIONS = ("float32", "float16", "int8", "int8-full")
 activations); int8-full (int8 weights and activations, calibrated on a representative dataset
 drawn from prepared training shards; input and outputs stay float32)."""
 
-MOS_TOLERANCE = {"saved_model": 1e-5, "float32": 1e-4, "float16": 1e-2, "int8": 0.05}
-"""Largest |MOS - Keras MOS| `check_parity` accepts, per form. int8-full is reported, not
-enforced by default (its error depends on the calibration data); see `check_parity`."""
+MOS_TOLERANCE = {"saved_model": 1e-5, "float32": 1e-4, "float16": 1e-2, "int8": 0.05, "int8-full": 0.25}
+"""Largest |MOS - Keras MOS| `check_parity` accepts, per form. int8-full (activations in int8
+too) depends on its calibration data and is looser: 0.16 measured on the tests' tiny model, on
+a 0.25 s clip (0.006 to 0.03 on 1 to 10 s clips)."""
 
 WEIGHT_BYTES = {"float32": 4, "float16": 2, "int8": 1, "int8-full": 1}
 PARITY_SECONDS = (MIN_SECONDS, 1.0, 3.7, 10.0)
@@ -157,15 +159,20 @@ def _incomplete_folder(base_path: str):
 
 
 def _publish(temp_dir: str, base_path: str) -> tuple[int, str]:
-    """Renames the finished folder to the next free version; never replaces an existing one."""
+    """Renames the finished folder to the next free version; never replaces a version.
+
+    rename(2) of a folder onto a non-empty folder fails, so an export that lost a race for a
+    number to another one retries with the next; no empty or partial version folder ever exists.
+    """
     for _ in range(100):
         version = next_version(base_path)
         target = os.path.join(base_path, str(version))
         try:
-            os.mkdir(target)  # claims the number (fails if another export took it meanwhile)
-        except FileExistsError:
-            continue
-        os.rename(temp_dir, target)  # onto our own empty folder: atomic on POSIX
+            os.rename(temp_dir, target)
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                continue
+            raise
         return version, target
     raise ModelError(base_path, "could not claim a new version number")
 
