@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import json
 import logging
 import os
 import re
@@ -41,7 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 import jsqa_tf
-from jsqa_tf.atomic import atomic_path, write_json
+from jsqa_tf.atomic import write_json
 from jsqa_tf.audio import SAMPLE_RATE
 from jsqa_tf.errors import ModelError
 
@@ -476,11 +475,12 @@ def export_model(
     """Exports a trained model: `output_dir/name/<version>/` (+ TFLite files under
     `output_dir/name/tflite/<version>/`).
 
-    The SavedModel (with `assets.extra/tf_serving_warmup_requests` and the contract JSON) is
-    written under a temporary name and renamed to the next version when complete, so TF Serving
-    never sees a half version; a killed export leaves only a dot-folder, removed by the next one.
-    Each TFLite file is converted from that SavedModel, size-checked and test-run, and written
-    atomically with its contract JSON beside it.
+    Everything is written in a temporary dot-folder beside the versions: the SavedModel (with
+    `assets.extra/tf_serving_warmup_requests` and the contract JSON), each TFLite file
+    converted from it, size-checked and test-run, and with `check` the parity check of all of
+    them. Only then is the SavedModel renamed to the next version and the TFLite files moved
+    beside it with their contract JSONs; so TF Serving never sees a half or unchecked version,
+    and a killed export leaves only the dot-folder, which the next export removes.
 
     Args:
         model_path: a `.keras` file or a fine-tuning / `train` run folder.
@@ -515,50 +515,51 @@ def export_model(
     model = load_mos_regressor(source)
     base_path = os.path.abspath(os.path.join(os.fspath(output_dir), name))
 
-    with _incomplete_folder(base_path) as temp_dir:
+    with _incomplete_folder(base_path) as work_dir:
         step("writing the SavedModel")
-        sizes = save_serving_model(model, temp_dir)
-        write_warmup_requests(temp_dir, name)
-        write_json(os.path.join(temp_dir, "assets.extra", CONTRACT_FILE), contract(model, source=source))
-        version, version_dir = _publish(temp_dir, base_path)
-    summary = {
-        "name": name,
-        "version": version,
-        "base_path": base_path,
-        "saved_model": version_dir,
-        **sizes,
-        "tflite": {},
-    }
+        saved_model_dir = os.path.join(work_dir, "saved_model")
+        sizes = save_serving_model(model, saved_model_dir)
+        write_warmup_requests(saved_model_dir, name)
+        write_json(
+            os.path.join(saved_model_dir, "assets.extra", CONTRACT_FILE), contract(model, source=source)
+        )
 
-    tflite_paths = {}
-    for quantization in tflite:
-        step(f"converting to TFLite {quantization}")
-        representative = shard_clips(representative_data_dir) if quantization == "int8-full" else None
-        data = convert_tflite(version_dir, quantization, representative)
-        folder = os.path.join(base_path, TFLITE_DIR, str(version))
-        path = os.path.join(folder, f"{name}-{quantization}.tflite")
-        with atomic_path(path) as temp_path:
-            with open(temp_path, "wb") as stream:
-                stream.write(data)
-            size = check_tflite_size(temp_path, model, quantization)
+        converted = {}
+        for quantization in tflite:
+            step(f"converting to TFLite {quantization}")
+            representative = shard_clips(representative_data_dir) if quantization == "int8-full" else None
+            path = os.path.join(work_dir, f"{name}-{quantization}.tflite")
+            with open(path, "wb") as stream:
+                stream.write(convert_tflite(saved_model_dir, quantization, representative))
+            check_tflite_size(path, model, quantization)
             # A test run on the minimum length catches a model that outputs NaN.
             check_parity(
-                keras_scorer(model), {quantization: tflite_scorer(temp_path)}, example_clips((MIN_SECONDS,))
+                keras_scorer(model), {quantization: tflite_scorer(path)}, example_clips((MIN_SECONDS,))
             )
-        info = contract(model, quantization, source) | {"saved_model": version_dir, "size_bytes": size}
-        write_json(os.path.splitext(path)[0] + ".json", info)
-        tflite_paths[quantization] = path
-        summary["tflite"][quantization] = {"path": path, "size_bytes": size}
+            converted[quantization] = path
 
-    if check:
-        step("checking parity: Keras, SavedModel (v1 loader + PredictRequest), TFLite")
-        summary["parity"] = check_exported(model, version_dir, tflite_paths, name).as_dict()
-        for quantization, path in tflite_paths.items():
-            contract_path = os.path.splitext(path)[0] + ".json"
-            with open(contract_path, encoding="utf-8") as stream:
-                info = json.load(stream)
-            info["max_abs_diff_mos"] = summary["parity"]["max_abs_diff_mos"][quantization]
-            write_json(contract_path, info)
+        parity = None
+        if check:
+            step("checking: the SavedModel through the v1 loader and a PredictRequest, TFLite parity")
+            parity = check_exported(model, saved_model_dir, converted, name).as_dict()
+
+        # Everything is written and checked: only now does a version appear.
+        version, version_dir = _publish(saved_model_dir, base_path)
+        summary = {"name": name, "version": version, "base_path": base_path, "saved_model": version_dir}
+        summary |= sizes | {"tflite": {}}
+        folder = os.path.join(base_path, TFLITE_DIR, str(version))
+        for quantization, temp_path in converted.items():
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, os.path.basename(temp_path))
+            size = os.path.getsize(temp_path)
+            info = contract(model, quantization, source) | {"saved_model": version_dir, "size_bytes": size}
+            if parity:
+                info["max_abs_diff_mos"] = parity["max_abs_diff_mos"][quantization]
+            os.replace(temp_path, path)
+            write_json(os.path.splitext(path)[0] + ".json", info)
+            summary["tflite"][quantization] = {"path": path, "size_bytes": size}
+    if parity:
+        summary["parity"] = parity
     return summary
 
 

@@ -204,7 +204,7 @@ def test_a_killed_export_leaves_no_version_folder(tiny_mos_keras, tmp_path):
     killed = False
     while time.monotonic() < deadline and process.poll() is None:
         incomplete = [n for n in os.listdir(base) if n.startswith(".incomplete-")] if base.exists() else []
-        if incomplete and os.path.exists(base / incomplete[0] / "saved_model.pb"):  # mid-write
+        if incomplete and os.path.exists(base / incomplete[0] / "saved_model" / "saved_model.pb"):
             process.send_signal(signal.SIGKILL)
             killed = True
             break
