@@ -260,3 +260,14 @@ def test_cli_export_bad_input_is_one_line(tiny_mos_keras, tmp_path, args, messag
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(errors) == 1 and message in errors[0], result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_representative_data_comes_from_prepared_shards(tiny_demo, tmp_path):
+    from jsqa_tf.export import shard_clips
+
+    shards = tmp_path / "shards"
+    result = CliRunner().invoke(main, ["prepare", "nisqa", tiny_demo["nisqa"], str(shards), "-j", "0"])
+    assert result.exit_code == 0, result.output
+    clips = list(shard_clips(shards, num_clips=3, seconds=1.0)())
+    assert len(clips) == 3 and all(c.shape == (1, 16000) and c.dtype == np.float32 for c in clips)
+    assert all(0 < np.abs(c).max() <= 1 for c in clips)
