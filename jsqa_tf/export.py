@@ -145,12 +145,16 @@ def _remove_dead_incomplete(base_path: str) -> None:
 
 @contextlib.contextmanager
 def _incomplete_folder(base_path: str):
-    """A temporary folder beside the versions, removed unless the block renames it away."""
-    os.makedirs(base_path, exist_ok=True)
-    _remove_dead_incomplete(base_path)
+    """A temporary folder beside the versions, removed when the block ends (its contents are
+    renamed away when the export succeeds)."""
     name = f".incomplete-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     path = os.path.join(base_path, name)
-    os.mkdir(path)
+    try:
+        os.makedirs(base_path, exist_ok=True)
+        _remove_dead_incomplete(base_path)
+        os.mkdir(path)
+    except OSError as error:
+        raise ModelError(base_path, f"cannot write the export here ({error.strerror})")
     try:
         yield path
     finally:

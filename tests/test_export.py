@@ -271,3 +271,9 @@ def test_representative_data_comes_from_prepared_shards(tiny_demo, tmp_path):
     clips = list(shard_clips(shards, num_clips=3, seconds=1.0)())
     assert len(clips) == 3 and all(c.shape == (1, 16000) and c.dtype == np.float32 for c in clips)
     assert all(0 < np.abs(c).max() <= 1 for c in clips)
+
+
+def test_cli_export_to_an_unwritable_place_is_one_line(tiny_mos_keras):
+    result = CliRunner().invoke(main, ["export", tiny_mos_keras, "--name", "x", "--output-dir", "/proc/nope"])
+    assert result.exit_code == 1 and "cannot write the export here" in result.output
+    assert "Traceback" not in result.output
