@@ -277,3 +277,12 @@ def test_cli_export_to_an_unwritable_place_is_one_line(tiny_mos_keras):
     result = CliRunner().invoke(main, ["export", tiny_mos_keras, "--name", "x", "--output-dir", "/proc/nope"])
     assert result.exit_code == 1 and "cannot write the export here" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_failed_check_publishes_nothing(tiny_mos_keras, tmp_path, monkeypatch):
+    import jsqa_tf.export as export
+
+    monkeypatch.setitem(export.MOS_TOLERANCE, "int8", 0.0)  # no int8 model can pass this
+    with pytest.raises(ModelError, match="tolerance 0"):
+        export_model(tiny_mos_keras, "m", tmp_path, tflite=("int8",), check=True)
+    assert os.listdir(tmp_path / "m") == []
