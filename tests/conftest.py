@@ -57,3 +57,36 @@ def mos_demo(tmp_path_factory) -> dict[str, str]:
         shards["noise"],
     )
     return {**paths, **shards}
+
+
+@pytest.fixture(scope="session")
+def tiny_mos_keras(tmp_path_factory) -> str:
+    """A tiny `MOSRegressor` fitted for a few steps (louder clip -> higher MOS, so its outputs
+    spread over the scale instead of sitting at the sigmoid's middle), saved as a .keras file."""
+    import keras
+
+    from jsqa_tf.export import example_clips
+    from jsqa_tf.models import MOSRegressor, WaveformEncoder
+
+    keras.utils.set_random_seed(0)
+    model = MOSRegressor(
+        WaveformEncoder.from_preset("tiny", name="encoder"), hidden_dims=(16, 8), name="mos_regressor"
+    )
+    rng = np.random.default_rng(0)
+    gain = rng.uniform(0.02, 1.0, (32, 1)).astype(np.float32)
+    clips = np.stack([clip[:8000] for clip in example_clips([0.5] * 32, seed=1)]) * gain
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    model.fit(clips, 1.0 + 4.0 * gain[:, 0], batch_size=8, epochs=6, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_mos_keras) -> dict:
+    """`export_model` of the tiny model: the SavedModel and the float32/float16/int8 TFLite files."""
+    from jsqa_tf.export import export_model
+
+    output_dir = tmp_path_factory.mktemp("saved_models")
+    summary = export_model(tiny_mos_keras, "tiny", output_dir, tflite=("float32", "float16", "int8"))
+    return summary | {"output_dir": str(output_dir)}

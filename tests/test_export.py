@@ -1,0 +1,288 @@
+"""Export: the SavedModel through TF Serving's loader and wire format, versions, TFLite parity."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from tensorflow_serving.apis import prediction_log_pb2
+
+from jsqa_tf.cli import main
+from jsqa_tf.errors import ModelError
+from jsqa_tf.export import (
+    CONTRACT_FILE,
+    MIN_SAMPLES,
+    MOS_TOLERANCE,
+    WARMUP_FILE,
+    check_parity,
+    check_tflite_size,
+    convert_tflite,
+    example_clips,
+    export_model,
+    keras_scorer,
+    serving_scorer,
+    tflite_scorer,
+)
+from jsqa_tf.models import load_mos_regressor
+
+# Several real lengths: the minimum, short, typical and long (speech-like, noisy).
+CLIPS_SECONDS = (MIN_SAMPLES / 16000, 1.0, 3.7, 10.0)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_mos_keras):
+    return load_mos_regressor(tiny_mos_keras)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return example_clips(CLIPS_SECONDS, seed=11)
+
+
+def test_the_fixture_model_is_not_saturated(model, clips):
+    mos = [float(model(clip[None])[0]) for clip in clips]
+    assert all(1.2 < m < 4.8 for m in mos) and np.ptp(mos) > 0.05, mos
+
+
+def test_saved_model_through_v1_loader_and_predict_request_matches_keras(model, clips, tiny_export):
+    version_dir = tiny_export["saved_model"]
+    assert os.path.basename(version_dir) == "1"
+    # The variables are stored once: about the size of the float32 weights.
+    assert tiny_export["variables_bytes"] < 1.25 * tiny_export["weights_bytes"] + 8192
+
+    serve, close = serving_scorer(version_dir, "tiny")
+    try:
+        report = check_parity(keras_scorer(model), {"saved_model": serve}, clips)
+    finally:
+        close()
+    assert report.max_abs_diff_mos["saved_model"] <= 1e-5
+    assert set(report.per_length["saved_model"]) == {f"{s:g}" for s in CLIPS_SECONDS}
+
+
+def test_signature_batch_outputs_in_the_v1_loader(model, tiny_export):
+    batch = np.stack([clip[:16000] for clip in example_clips([1.0] * 3, seed=2)])
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], tiny_export["saved_model"])
+        signature = meta_graph.signature_def["serving_default"]
+        assert signature.method_name == "tensorflow/serving/predict"
+        assert list(signature.inputs) == ["waveform"] and set(signature.outputs) == {"mos", "embedding"}
+        outputs = session.run(
+            {name: info.name for name, info in signature.outputs.items()},
+            {signature.inputs["waveform"].name: batch},
+        )
+    assert outputs["mos"].shape == (3,) and outputs["embedding"].shape == (3, model.embedding_width)
+    np.testing.assert_allclose(outputs["mos"], model(batch).numpy(), atol=1e-5)
+    np.testing.assert_allclose(outputs["embedding"], model.embed(batch).numpy(), atol=1e-5)
+
+
+def test_warmup_requests_and_contract(tiny_export):
+    extra = os.path.join(tiny_export["saved_model"], "assets.extra")
+    records = list(tf.data.TFRecordDataset(os.path.join(extra, WARMUP_FILE)).as_numpy_iterator())
+    assert records
+    for record in records:
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        assert request.model_spec.name == "tiny" and request.model_spec.signature_name == "serving_default"
+        assert tf.make_ndarray(request.inputs["waveform"]).dtype == np.float32
+    info = json.loads(open(os.path.join(extra, CONTRACT_FILE)).read())
+    assert info["input"]["sample_rate"] == 16000 and info["input"]["min_samples"] == MIN_SAMPLES
+    assert info["outputs"]["mos"]["range"] == [1.0, 5.0]
+
+
+@pytest.mark.parametrize("quantization", ["float32", "float16", "int8"])
+def test_tflite_parity_on_several_lengths(model, clips, tiny_export, quantization):
+    path = tiny_export["tflite"][quantization]["path"]
+    report = check_parity(keras_scorer(model), {quantization: tflite_scorer(path)}, clips)
+    assert report.max_abs_diff_mos[quantization] <= MOS_TOLERANCE[quantization]
+    assert MOS_TOLERANCE[quantization] == {"float32": 1e-4, "float16": 1e-2, "int8": 0.05}[quantization]
+    # The contract beside the model.
+    info = json.loads(open(path[: -len(".tflite")] + ".json").read())
+    assert info["quantization"] == quantization and info["input"]["min_samples"] == MIN_SAMPLES
+    assert info["versions"]["tensorflow"] == tf.__version__ and info["source"].endswith("tiny.keras")
+    assert info["size_bytes"] == os.path.getsize(path)
+
+
+def test_tflite_uses_builtin_ops_and_variable_length(tiny_export):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=tiny_export["tflite"]["int8"]["path"])
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "CONV_2D" in ops and not any(op.startswith("Flex") for op in ops), ops
+    assert list(interpreter.get_input_details()[0]["shape_signature"]) == [-1, -1]
+
+
+def test_tflite_sizes_follow_the_quantization(tiny_export):
+    sizes = {q: tiny_export["tflite"][q]["size_bytes"] for q in ("float32", "float16", "int8")}
+    assert sizes["float32"] > sizes["float16"] > sizes["int8"] > 0.25 * tiny_export["weights_bytes"]
+
+
+def test_int8_full_integer_with_representative_data(model, clips, tiny_export, tmp_path):
+    calibration = example_clips([2.0] * 8, seed=3)
+    data = convert_tflite(tiny_export["saved_model"], "int8-full", lambda: (c[None] for c in calibration))
+    path = tmp_path / "full.tflite"
+    path.write_bytes(data)
+    check_tflite_size(str(path), model, "int8-full")
+    report = check_parity(keras_scorer(model), {"int8-full": tflite_scorer(str(path))}, clips)
+    assert report.max_abs_diff_mos["int8-full"] <= MOS_TOLERANCE["int8-full"], report.per_length
+
+
+def test_the_checks_catch_the_known_traps(model, tiny_export, tmp_path):
+    # `tf.saved_model.save` of a module that tracks the Keras model converts to a NaN model.
+    class Tracked(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.serve = tf.function(
+                lambda waveform: {"mos": model(waveform)},
+                input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")],
+            )
+
+    module = Tracked()
+    tf.saved_model.save(
+        module, str(tmp_path / "trap"), {"serving_default": module.serve.get_concrete_function()}
+    )
+    (tmp_path / "trap.tflite").write_bytes(convert_tflite(tmp_path / "trap", "float32"))
+    with pytest.raises(ModelError, match="finite MOS"):
+        check_parity(keras_scorer(model), {"float32": tflite_scorer(str(tmp_path / "trap.tflite"))})
+    # An empty or truncated model is far smaller than its weights.
+    (tmp_path / "empty.tflite").write_bytes(
+        open(tiny_export["tflite"]["float32"]["path"], "rb").read()[:2000]
+    )
+    with pytest.raises(ModelError, match="lost the model"):
+        check_tflite_size(str(tmp_path / "empty.tflite"), model, "float32")
+    # A difference above tolerance.
+    with pytest.raises(ModelError, match="tolerance"):
+        check_parity(keras_scorer(model), {"int8": lambda w: keras_scorer(model)(w) + 0.1})
+
+
+def test_versions_increment_and_never_overwrite(tiny_mos_keras, tmp_path):
+    first = export_model(tiny_mos_keras, "m", tmp_path)
+    pb = os.path.join(first["saved_model"], "saved_model.pb")
+    before = (os.path.getmtime(pb), open(pb, "rb").read())
+    os.makedirs(tmp_path / "m" / "7")  # a later version from elsewhere: the next export takes 8
+    second = export_model(tiny_mos_keras, "m", tmp_path)
+    assert (first["version"], second["version"]) == (1, 8)
+    assert (os.path.getmtime(pb), open(pb, "rb").read()) == before
+    assert sorted(os.listdir(tmp_path / "m")) == ["1", "7", "8"]  # no temporary folder left
+
+
+def test_an_export_that_fails_midway_leaves_nothing(tiny_mos_keras, tmp_path, monkeypatch):
+    import jsqa_tf.export as export
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "write_warmup_requests", crash)
+    with pytest.raises(RuntimeError):
+        export_model(tiny_mos_keras, "m", tmp_path)
+    assert os.listdir(tmp_path / "m") == []
+
+
+def test_a_killed_export_leaves_no_version_folder(tiny_mos_keras, tmp_path):
+    base = tmp_path / "m"
+    command = [
+        sys.executable,
+        "-m",
+        "jsqa_tf",
+        "export",
+        tiny_mos_keras,
+        "--name",
+        "m",
+        "--output-dir",
+        tmp_path,
+    ]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    process = subprocess.Popen(
+        [str(c) for c in command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    killed = False
+    while time.monotonic() < deadline and process.poll() is None:
+        incomplete = [n for n in os.listdir(base) if n.startswith(".incomplete-")] if base.exists() else []
+        if incomplete and os.path.exists(base / incomplete[0] / "saved_model" / "saved_model.pb"):
+            process.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.002)
+    process.wait()
+    assert killed, "the export finished before it could be killed"
+    names = os.listdir(base)
+    assert not [n for n in names if n.isdigit()], names  # TF Serving sees no version at all
+    assert [n for n in names if n.startswith(".incomplete-")]
+    # The next export cleans the dead one's folder up and takes version 1.
+    assert export_model(tiny_mos_keras, "m", tmp_path)["version"] == 1
+    assert os.listdir(base) == ["1"]
+
+
+def test_cli_export_with_check(tiny_mos_keras, tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            tiny_mos_keras,
+            "--name",
+            "tiny",
+            "--output-dir",
+            str(tmp_path),
+            "--tflite",
+            "float16",
+            "--check",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["version"] == 1 and summary["parity"]["max_abs_diff_mos"]["saved_model"] <= 1e-5
+    assert summary["parity"]["max_abs_diff_mos"]["float16"] <= 1e-2
+    assert os.path.isfile(summary["tflite"]["float16"]["path"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{tmp}/missing.keras", "--name", "x"], "model not found"),
+        (["{tmp}", "--name", "x"], "no trained model here"),
+        (["{model}", "--name", "a/b"], "not a valid model name"),
+        (["{model}", "--name", "x", "--tflite", "int8-full"], "needs --representative-data"),
+        (["{bad}", "--name", "x"], "not a Keras model file"),
+    ],
+)
+def test_cli_export_bad_input_is_one_line(tiny_mos_keras, tmp_path, args, message):
+    (tmp_path / "bad.keras").write_bytes(b"not a zip")
+    paths = {"tmp": tmp_path, "model": tiny_mos_keras, "bad": tmp_path / "bad.keras"}
+    args = [a.format(**paths) for a in args] + ["--output-dir", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, ["export", *args])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_representative_data_comes_from_prepared_shards(tiny_demo, tmp_path):
+    from jsqa_tf.export import shard_clips
+
+    shards = tmp_path / "shards"
+    result = CliRunner().invoke(main, ["prepare", "nisqa", tiny_demo["nisqa"], str(shards), "-j", "0"])
+    assert result.exit_code == 0, result.output
+    clips = list(shard_clips(shards, num_clips=3, seconds=1.0)())
+    assert len(clips) == 3 and all(c.shape == (1, 16000) and c.dtype == np.float32 for c in clips)
+    assert all(0 < np.abs(c).max() <= 1 for c in clips)
+
+
+def test_cli_export_to_an_unwritable_place_is_one_line(tiny_mos_keras):
+    result = CliRunner().invoke(main, ["export", tiny_mos_keras, "--name", "x", "--output-dir", "/proc/nope"])
+    assert result.exit_code == 1 and "cannot write the export here" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_failed_check_publishes_nothing(tiny_mos_keras, tmp_path, monkeypatch):
+    import jsqa_tf.export as export
+
+    monkeypatch.setitem(export.MOS_TOLERANCE, "int8", 0.0)  # no int8 model can pass this
+    with pytest.raises(ModelError, match="tolerance 0"):
+        export_model(tiny_mos_keras, "m", tmp_path, tflite=("int8",), check=True)
+    assert os.listdir(tmp_path / "m") == []
