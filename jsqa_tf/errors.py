@@ -9,7 +9,23 @@ class JSQAError(Exception):
     """Base class of every error jsqa-tf reports to a user."""
 
 
-class AudioError(JSQAError):
+class _PathError(JSQAError):
+    """An error about one file or folder: `str(error)` is "<path>: <reason>".
+
+    Picklable (it crosses from worker processes to the parent), unlike an exception whose
+    `__init__` takes other arguments than its message.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
+
+class AudioError(_PathError):
     """A file that cannot be used as audio.
 
     Args:
@@ -17,13 +33,8 @@ class AudioError(JSQAError):
         reason: what is wrong with it, in words a user can act on.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
-
-class CorpusError(JSQAError):
+class CorpusError(_PathError):
     """A corpus listing, CSV or prepared-data folder that cannot be used.
 
     Args:
@@ -31,17 +42,12 @@ class CorpusError(JSQAError):
         reason: what is wrong with it.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
 
 class ConfigError(JSQAError):
     """A configuration file or value that cannot be used."""
 
 
-class ModelError(JSQAError):
+class ModelError(_PathError):
     """A model file or run folder that cannot be loaded or used.
 
     Args:
@@ -49,7 +55,11 @@ class ModelError(JSQAError):
         reason: what is wrong with it.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+
+class OutputError(_PathError):
+    """An output file or folder that cannot be written (nothing was written).
+
+    Args:
+        path: the file or folder asked for.
+        reason: why it cannot be written.
+    """
