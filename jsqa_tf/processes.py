@@ -88,6 +88,9 @@ class _QuietLoader(importlib.abc.Loader):
         with _stderr_to_devnull():
             self.loader.exec_module(module)
 
+    def __getattr__(self, name):  # get_resource_reader, is_package, ...: the real loader's
+        return getattr(self.loader, name)
+
 
 class _QuietTensorFlow(importlib.abc.MetaPathFinder):
     """Finds `tensorflow` as usual, but loads it with stderr (fd 2) sent to /dev/null."""
