@@ -129,7 +129,7 @@ def crop_warnings(config: PairConfig) -> list[str]:
         if longest is not None and longest < crop:
             warnings.append(
                 f"crop_seconds {crop:g} is longer than every {what} file of {where} (longest "
-                f"{longest:.2f} s): each crop is at least {1 - longest / crop:.0%} {effect}"
+                f"{longest:.2f} s): each crop is at least {int(100 * (1 - longest / crop))}% {effect}"
             )
         elif median < crop:
             warnings.append(
