@@ -50,3 +50,21 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, data: object) -> None:
     """Writes `data` as indented JSON atomically."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raises `OutputError` now, before any work, when `path` could not be written later:
+    a file stands where a folder of its path should be, or the folder is not writable."""
+    from jsqa_tf.errors import OutputError
+
+    path = os.path.abspath(os.fspath(path))
+    ancestor = os.path.dirname(path)
+    while not os.path.exists(ancestor):
+        parent = os.path.dirname(ancestor)
+        if parent == ancestor:
+            break
+        ancestor = parent
+    if not os.path.isdir(ancestor):
+        raise OutputError(path, f"cannot be written: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(path, f"cannot be written: no permission to write in {ancestor}")

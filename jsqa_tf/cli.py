@@ -1,15 +1,22 @@
 """The `jsqa-tf` command line: parses, calls library functions, prints.
 
 Logs and progress bars go to stderr; machine-readable results (JSON) go to stdout.
-Errors the user can act on (`JSQAError`) print as one line and exit with status 1.
+
+One error boundary (`_Group.invoke`): whatever exception reaches it prints one line,
+`error: <file>: <reason>`, and exits with status 1; `-vv` prints the traceback first. Errors
+the user can act on are `JSQAError`s, OS errors (a full disk) and TensorFlow read errors
+(turned into the shard at fault); anything else is reported as unexpected, pointing at -vv.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
+import traceback
 
 import click
 
@@ -19,35 +26,125 @@ from jsqa_tf.errors import JSQAError
 logger = logging.getLogger("jsqa_tf")
 
 
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter is not for the user; set before TF is imported.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _quiet_tensorflow(verbose: int) -> None:
+    """TensorFlow's C++ start-up chatter is not for the user (-v shows warnings and errors,
+    -vv all of it); set before TensorFlow is imported."""
+    if verbose == 0:
+        from jsqa_tf.processes import quiet_tensorflow_import
+
+        quiet_tensorflow_import()
+    elif verbose == 1:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
 def _echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
+class _Failure(click.ClickException):
+    """One line on stderr, `error: <message>`, exit status 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", str(text).strip())
+
+
+def error_line(error: BaseException) -> str:
+    """What the CLI says about an exception, in one line (without "error: ")."""
+    if isinstance(error, JSQAError):
+        return _one_line(error)
+    from jsqa_tf.data.integrity import explain_read_error
+
+    explained = explain_read_error(error)
+    if explained is not None:
+        return _one_line(explained)
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename or error.filename2
+        return _one_line(f"{where}: {error.strerror}" if where else error.strerror)
+    if isinstance(error, MemoryError):
+        return "out of memory: use smaller batches or crops, or fewer workers (-j)"
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(error, tf.errors.OpError):
+        first = ((error.message or "").strip().splitlines() or [type(error).__name__])[0]
+        return _one_line(f"TensorFlow: {first} (-vv shows the traceback)")
+    return _one_line(
+        f"unexpected {type(error).__name__}: {error} (a bug in jsqa-tf? Run the same command with -vv "
+        "for the traceback, and please report it)"
+    )
+
+
 class _Group(click.Group):
-    """A click group that turns project errors into one clear line instead of a traceback."""
+    """The CLI's error boundary: any exception from a command becomes one line and status 1."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except JSQAError as error:
-            raise click.ClickException(str(error)) from error
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:
+            if ctx.params.get("verbose", 0) >= 2:
+                traceback.print_exception(error, file=sys.stderr)
+            raise _Failure(error_line(error)) from error
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record comes (click's test runner swaps it)."""
+
+    def emit(self, record):
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+class _Formatter(logging.Formatter):
+    """`warning: ...` lines by default; times and logger names with -v."""
+
+    def __init__(self, verbose: int):
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "%(levelname)s: %(message)s"
+        super().__init__(fmt)
+        self.verbose = verbose
+
+    def format(self, record):
+        text = super().format(record)
+        return text if self.verbose else text.replace(record.levelname, record.levelname.lower(), 1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(jsqa_tf.__version__, prog_name="jsqa-tf")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug and tracebacks).")
 def main(verbose: int) -> None:
     """jsqa-tf: JSQA speech quality assessment (JND contrastive pretraining, MOS fine-tuning)."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    _quiet_tensorflow()
+    root = logging.getLogger()
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter(verbose))
+    root.handlers = [h for h in root.handlers if not isinstance(h, _StderrHandler)] + [handler]
+    root.setLevel(level)
+    _quiet_tensorflow(verbose)
+
+
+@contextlib.contextmanager
+def _progress_bars():
+    """`progress(label, length) -> update(n)` for the library (one bar a task, on stderr)."""
+    current = []
+
+    def progress(label: str, length: int):
+        if current:
+            current.pop().__exit__(None, None, None)
+        bar = _progress(length, label)
+        bar.__enter__()
+        current.append(bar)
+        return bar.update
+
+    try:
+        yield progress
+    finally:
+        if current:
+            current.pop().__exit__(None, None, None)
 
 
 @main.command("demo-data")
@@ -64,7 +161,16 @@ def demo_data(directory: str, seed: int, small: bool) -> None:
 
     sizes = SMALL_DEMO if small else {}
     logger.info("writing the demo corpus to %s", directory)
-    _echo_json(make_demo_corpus(directory, seed, **sizes))
+    with _progress_bars() as progress:
+        update = []
+        paths = make_demo_corpus(
+            directory,
+            seed,
+            on_start=lambda steps: update.append(progress("writing the demo corpus", steps)),
+            on_progress=lambda n: update[0](n),
+            **sizes,
+        )
+    _echo_json(paths)
 
 
 @main.command()
@@ -97,6 +203,12 @@ def demo_data(directory: str, seed: int, small: bool) -> None:
 @click.option("--sample-rate", type=int, help="Stored rate in Hz (default 16000).")
 @click.option("--seed", type=int, help="Seed of the split and the shard order (default 0).")
 @click.option("-j", "--num-workers", type=int, help="Decoding processes (default 2; 0: none).")
+@click.option(
+    "--mos-range",
+    nargs=2,
+    type=float,
+    help="MOS scale LOW HIGH of a nisqa or csv corpus (default 1 5); a row outside it is an error.",
+)
 @click.option("--strict", is_flag=True, help="Fail if any file is missing or unreadable.")
 def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
     """Converts a corpus into sharded TFRecords (16 kHz int16) plus manifest.json.
@@ -112,10 +224,12 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
     Resumable: rerun the same command after an interruption and finished shards are kept.
     Prints a summary of the manifest as JSON.
     """
+    from jsqa_tf.atomic import check_writable
     from jsqa_tf.config import PrepareConfig, from_dict, load_yaml
     from jsqa_tf.data.prepare import list_corpus
     from jsqa_tf.data.prepare import prepare as run_prepare
 
+    check_writable(os.path.join(output_dir, "manifest.json"))
     settings = load_yaml(config_path) if config_path else {}
     settings.update(corpus=corpus, source=os.path.abspath(source))
     for name, value in options.items():  # every option is a PrepareConfig field; unset ones are None
@@ -125,7 +239,11 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
 
     listing = list_corpus(config)
     if strict and listing.problems:
-        raise JSQAError(f"--strict: {listing.summary()}")
+        first = listing.problems[0]
+        raise JSQAError(
+            f"--strict: {len(listing.problems)} problem file(s), e.g. {first.path}: {first.reason} "
+            "(without --strict they are skipped and listed)"
+        )
 
     bar = None
 
@@ -171,6 +289,33 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
         for name, split in manifest["splits"].items()
     }
     _echo_json(summary)
+
+
+@main.command()
+@click.argument("folders", metavar="SHARDS...", nargs=-1, required=True, type=click.Path())
+@click.option("--records", is_flag=True, help="Also read every record (TFRecord CRCs) and count them.")
+@click.option("--quick", is_flag=True, help="Sizes only (what every reader checks when it opens shards).")
+def check(folders, records, quick) -> None:
+    """Checks prepared shards against their manifest.json: present, byte size, SHA-256.
+
+    SHARDS: folders written by `jsqa-tf prepare`. Shards of a jsqa-tf that recorded no
+    checksum have every record read instead. Prints a JSON report; with a damaged shard,
+    names each on stderr and exits with status 1.
+    """
+    from jsqa_tf.data.integrity import verify_shards
+
+    reports = [verify_shards(folder, checksum=not quick, records=records) for folder in folders]
+    _echo_json(reports)
+    problems = [problem for report in reports for problem in report["problems"]]
+    for problem in problems:
+        click.echo(f"damaged: {problem['file']}: {problem['reason']}", err=True)
+    if problems:
+        total = sum(report["num_shards"] for report in reports)
+        raise JSQAError(
+            f"{len(problems)} of {total} shard(s) damaged, e.g. {problems[0]['file']}: copy them again, "
+            "or prepare the corpus again"
+        )
+    click.echo(f"{sum(r['num_shards'] for r in reports)} shard(s) intact", err=True)
 
 
 def _progress(length: int, label: str):
@@ -249,9 +394,12 @@ def pairs(
     """
     from jsqa_tf.config import PairConfig, from_dict, load_yaml
     from jsqa_tf.data.pairs import write_pairs
+    from jsqa_tf.data.prepare import load_manifest
 
     settings = load_yaml(config_path) if config_path else {}
     settings.update(clean_dir=os.path.abspath(clean_dir), noise_dir=os.path.abspath(noise_dir), split=split)
+    # Pairs are drawn at the rate the speech was prepared at (the noise must match it).
+    settings.setdefault("sample_rate", load_manifest(clean_dir).get("sample_rate", 16_000))
     if crop_seconds is not None:
         settings["crop_seconds"] = crop_seconds
     if seed is not None:
@@ -291,6 +439,11 @@ def _report_skipped(reasons: list[str], what: str) -> int:
         examples = "".join(f"\n  {r}" for r in failed[:3])
         click.echo(f"warning: {len(failed)} {what} skipped; e.g.:{examples}", err=True)
     return len(failed)
+
+
+def _pair_name(pair) -> str:
+    """A list's pair as a user finds it: its line and its two files."""
+    return f"line {pair.line_number} ({os.path.basename(pair.first)} / {os.path.basename(pair.second)})"
 
 
 _KINDS_HELP = "Kinds of degradation to use, comma-separated: additive (noise types; gain-named), mp3, reverb."
@@ -342,6 +495,7 @@ def jnd_fit(
     """
     import numpy as np
 
+    from jsqa_tf.atomic import check_writable
     from jsqa_tf.jnd import (
         JNDClassifier,
         check_fit_settings,
@@ -356,6 +510,7 @@ def jnd_fit(
     kinds = parse_kinds(kinds_text)
     if os.path.exists(out_path):
         raise JSQAError(f"{out_path}: exists already; choose another name (nothing was overwritten)")
+    check_writable(out_path)  # now, not after the features are computed
     listed = read_labelled_pairs(pair_list, audio_root)
     labelled = [p for p in listed if p.kind in kinds]
     if not labelled:
@@ -370,7 +525,10 @@ def jnd_fit(
             num_workers=num_workers,
             on_progress=bar.update,
         )
+    reasons = [reason and f"{_pair_name(p)}: {reason}" for p, reason in zip(labelled, reasons, strict=True)]
     skipped = _report_skipped(reasons, "pair(s) could not be scored and were")
+    if skipped == len(labelled):
+        raise JSQAError(f"{pair_list}: no pair could be scored; e.g. {reasons[0]}")
     classifier = JNDClassifier.fit(
         features[ok],
         labels[ok],
@@ -418,6 +576,7 @@ def jnd_validate(classifier_path, pairs_dir, num_workers) -> None:
         files.append((a, b) if float(row["snr_a_db"]) >= float(row["snr_b_db"]) else (b, a))
     with _progress(len(files), "PESQ + SI-SDR") as bar:
         features, ok, reasons = extract_features(files, num_workers=num_workers, on_progress=bar.update)
+    reasons = [reason and f"pair {row['pair']}: {reason}" for row, reason in zip(rows, reasons, strict=True)]
     skipped = _report_skipped(reasons, "pair(s) could not be scored and were")
     scored = int(ok.sum())
     if scored == 0:
@@ -498,6 +657,10 @@ def jnd_curve(
 
     kinds = parse_kinds(kinds_text)
     check_curve_settings(bin_width_db=bin_width, drop=drop, num_bootstrap=bootstrap, targets=targets)
+    if plot_path:
+        from jsqa_tf.atomic import check_writable
+
+        check_writable(plot_path)
     if fit_max_db is not None and not fit_max_db > 0:
         raise JSQAError(f"--fit-max-db must be > 0, got {fit_max_db}")
     settings = _pair_settings({}, snr_range, snr_window, snr_window_low, max_abs_delta)
@@ -642,8 +805,42 @@ def pretrain(
     overrides.update(_assignments(assignments))
     settings = apply_overrides(load_yaml(config_path), overrides)
     config = from_dict(PretrainConfig, settings, where=config_path)
+    _check_run_dir(config.run_dir)
+    if config.data.demo_dir:  # written and prepared once, with progress bars (~20 s)
+        from jsqa_tf.training import demo_shards
+
+        with _progress_bars() as progress:
+            demo_shards(config.data.demo_dir, progress)
     summary = run_pretrain(config, resume=resume)
     _echo_json({k: v for k, v in summary.items() if k != "history"})
+
+
+def _check_run_dir(run_dir: str) -> None:
+    from jsqa_tf.atomic import check_writable
+
+    check_writable(os.path.join(run_dir, "config.yaml"))
+
+
+def _demo_data_for(raw: dict) -> None:
+    """Writes and prepares the demo data a pipeline file names (data.demo_dir of its
+    pretraining and fine-tuning sections), with progress bars, before the stages run."""
+    from jsqa_tf.training import demo_mos_shards, demo_shards
+
+    def demo_dir(section) -> str | None:
+        data = section.get("data") if isinstance(section, dict) else None
+        value = data.get("demo_dir") if isinstance(data, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    pretrain_section = raw.get("pretrain") or {}
+    if not isinstance(pretrain_section, dict):
+        pretrain_section = {}
+    sections = [pretrain_section] if "data" in pretrain_section else list(pretrain_section.values())
+    wanted = [(demo_shards, demo_dir(section)) for section in sections]
+    wanted.append((demo_mos_shards, demo_dir(raw.get("finetune"))))
+    with _progress_bars() as progress:
+        for make, folder in wanted:
+            if folder:
+                make(folder, progress)
 
 
 _TRAINING_OPTIONS = [
@@ -842,6 +1039,7 @@ def train(config_path, run_dir, precision, jit_compile, strategy, assignments, r
     """
     from jsqa_tf.config import apply_overrides, load_yaml
     from jsqa_tf.training import train as run_train
+    from jsqa_tf.training.pipeline import plan
 
     raw = load_yaml(config_path)
     overrides = {"run_dir": run_dir} if run_dir else {}
@@ -856,7 +1054,10 @@ def train(config_path, run_dir, precision, jit_compile, strategy, assignments, r
         if value is not None:
             overrides.update({f"{stage}.training.{key}": value for stage in stages})
     overrides.update(_assignments(assignments))
-    _echo_json(run_train(apply_overrides(raw, overrides), resume=resume, where=config_path))
+    raw = apply_overrides(raw, overrides)
+    plan(raw, config_path)  # every setting checked before the demo data is written
+    _demo_data_for(raw)
+    _echo_json(run_train(raw, resume=resume, where=config_path))
 
 
 @main.command()

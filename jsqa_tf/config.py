@@ -2,6 +2,11 @@
 
 Leaf names equal the keyword arguments of the functions they feed; unknown keys are rejected
 with the offending key named, so a typo in a YAML file never passes silently.
+
+Every numeric setting is checked in one place, `jsqa_tf.ranges.RANGES`, by `check_ranges`,
+which each config's `__post_init__` calls first: a value out of range is refused when the
+config is built, with the field's path and the value (`training.learning_rate must be > 0,
+got -0.001`); `from_dict` adds the file (or command) it came from.
 """
 
 from __future__ import annotations
@@ -18,6 +23,15 @@ import yaml
 
 from jsqa_tf.atomic import write_text
 from jsqa_tf.errors import ConfigError
+from jsqa_tf.ranges import (
+    DECIMATIONS,
+    ENCODER_PRESETS,
+    MOS_RANGE,
+    Range,
+    check_choice,
+    check_interval,
+    check_ranges,
+)
 
 T = TypeVar("T")
 
@@ -42,6 +56,8 @@ class PrepareConfig:
         databases: NISQA `db` values to keep (empty: all).
         chime3_channels: "first" (CH1 only) or "all" (every channel file as its own noise).
         num_workers: decoding processes; 0 decodes in this process.
+        mos_range: the MOS scale [low, high] of a nisqa or csv corpus; a row outside it is an
+            error naming the row.
     """
 
     corpus: str
@@ -57,20 +73,14 @@ class PrepareConfig:
     databases: tuple[str, ...] = ()
     chime3_channels: str = "first"
     num_workers: int = 2
+    mos_range: tuple[float, ...] = MOS_RANGE
 
     def __post_init__(self):
-        if self.shard_seconds <= 0:
-            raise ConfigError(f"shard_seconds must be > 0, got {self.shard_seconds}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check_ranges(self)
         if self.val_fraction and self.val_databases:
             raise ConfigError("give val_fraction or val_databases, not both")
-        if self.sample_rate <= 0:
-            raise ConfigError(f"sample_rate must be > 0, got {self.sample_rate}")
-        if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
-        if self.chime3_channels not in ("first", "all"):
-            raise ConfigError(f"chime3_channels must be 'first' or 'all', not {self.chime3_channels!r}")
+        check_choice("chime3_channels", self.chime3_channels, ("first", "all"))
+        check_interval("mos_range", self.mos_range)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,21 +123,8 @@ class PairConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if len(self.snr_range_db) != 2 or self.snr_range_db[0] >= self.snr_range_db[1]:
-            raise ConfigError(f"snr_range_db must be [low, high] with low < high, got {self.snr_range_db}")
-        low, high = self.snr_range_db
-        if not 0 < self.snr_window_db <= high - low:
-            raise ConfigError(
-                f"snr_window_db must be in (0, {high - low:g}] (the range's width), got {self.snr_window_db}"
-            )
-        window_low = self.snr_window_low_db
-        if window_low is not None and not low <= window_low <= high - self.snr_window_db:
-            raise ConfigError(
-                f"snr_window_low_db={window_low} puts the window outside snr_range_db {self.snr_range_db}"
-            )
-        if self.crop_seconds <= 0 or self.pairs_per_batch < 2:
-            raise ConfigError("crop_seconds must be > 0 and pairs_per_batch >= 2")
-        _check_max_abs_delta(self.max_abs_delta_db, self.snr_window_db)
+        check_ranges(self)
+        _check_snr_window(self, "")
 
     @property
     def crop_samples(self) -> int:
@@ -139,11 +136,23 @@ class PairConfig:
         return expected_mean_abs_delta_db(self.snr_window_db, self.max_abs_delta_db)
 
 
-def _check_max_abs_delta(max_abs_delta_db: float | None, snr_window_db: float) -> None:
-    if max_abs_delta_db is not None and not 0 < max_abs_delta_db <= snr_window_db:
+def _check_snr_window(config, section: str) -> None:
+    """The SNR window of a `PairConfig` or `PretrainDataConfig`: inside its range, the cap
+    inside the window."""
+    check_interval(f"{section}snr_range_db", config.snr_range_db)
+    low, high = config.snr_range_db
+    window = Range(0.0, high - low, low_closed=False, unit="dB (the range's width)")
+    if config.snr_window_db not in window:
+        raise ConfigError(f"{section}snr_window_db must be {window}, got {config.snr_window_db}")
+    window_low = config.snr_window_low_db
+    if window_low is not None and not low <= window_low <= high - config.snr_window_db:
         raise ConfigError(
-            f"max_abs_delta_db must be in (0, {snr_window_db:g}] (snr_window_db), got {max_abs_delta_db}"
+            f"{section}snr_window_low_db={window_low} puts the window outside snr_range_db "
+            f"{list(config.snr_range_db)}"
         )
+    cap = Range(0.0, config.snr_window_db, low_closed=False, unit="dB (snr_window_db)")
+    if config.max_abs_delta_db is not None and config.max_abs_delta_db not in cap:
+        raise ConfigError(f"{section}max_abs_delta_db must be {cap}, got {config.max_abs_delta_db}")
 
 
 def abs_delta_snr_density(
@@ -199,7 +208,8 @@ class PretrainDataConfig:
     val_batches: int = 50
 
     def __post_init__(self):
-        _check_max_abs_delta(self.max_abs_delta_db, self.snr_window_db)
+        check_ranges(self)
+        _check_snr_window(self, "data.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +234,12 @@ class EncoderConfig:
     decimation: str | None = None
     projection: bool = True
     projection_dropout: float = 0.1
+
+    def __post_init__(self):
+        check_ranges(self)
+        check_choice("model.preset", self.preset, ENCODER_PRESETS)
+        if self.decimation is not None:
+            check_choice("model.decimation", self.decimation, DECIMATIONS)
 
     def overrides(self) -> dict:
         """The `WaveformEncoder` arguments that differ from the preset."""
@@ -274,12 +290,9 @@ class PretrainTrainingConfig:
     audio_examples: int = 3
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"strategy must be one of {STRATEGIES}, not {self.strategy!r}")
-        if self.epochs < 1 or self.steps_per_epoch < 1:
-            raise ConfigError("epochs and steps_per_epoch must be >= 1")
+        check_ranges(self)
+        check_choice("training.precision", self.precision, PRECISIONS)
+        check_choice("training.strategy", self.strategy, STRATEGIES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,28 +334,29 @@ def apply_overrides(data: dict, overrides: dict) -> dict:
     return result
 
 
-def _convert(value: Any, annotation: Any, where: str) -> Any:
-    """Checks and converts one YAML value to the field's annotated type."""
+def _convert(value: Any, annotation: Any, path: str) -> Any:
+    """Checks and converts one YAML value to the field's annotated type; `path` is the field's
+    dotted path (training.learning_rate), named in errors."""
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
-        return from_dict(annotation, value, where)
+        return _build(annotation, value, f"{path}.")
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
+        options = [option for option in typing.get_args(annotation) if option is not type(None)]
+        nullable = len(options) < len(typing.get_args(annotation))
+        if value is None and nullable:
             return None
+        errors = []
         for option in options:
-            if option is type(None):
-                continue
             try:
-                return _convert(value, option, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where}: {value!r} is not a valid {annotation}")
+                return _convert(value, option, path)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] + (" (or null)" if nullable else ""))
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
         (item_type, *_) = typing.get_args(annotation)
-        return tuple(_convert(item, item_type, f"{where}[{i}]") for i, item in enumerate(value))
+        return tuple(_convert(item, item_type, f"{path}[{i}]") for i, item in enumerate(value))
     if annotation is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as text
             try:
@@ -350,39 +364,55 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
         return value
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected text, got {value!r}")
+            raise ConfigError(f"{path}: expected text, got {value!r}")
         return value
     return value
 
 
-def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
-    """Builds dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+def _build(cls: type[T], data: Any, prefix: str) -> T:
+    """`from_dict` for a section whose keys' paths start with `prefix` ("" or "training.")."""
+    section = prefix.rstrip(".")
+    here = f"{section}: " if section else ""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{here}expected a mapping, got {type(data).__name__}")
     fields = {field.name: field for field in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        raise ConfigError(f"{here}unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    missing = [
+        name
+        for name, field in fields.items()
+        if name not in data
+        and field.default is dataclasses.MISSING
+        and field.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{here}missing key(s) {', '.join(missing)}")
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    kwargs = {name: _convert(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
+    return cls(**kwargs)  # __post_init__ checks the values, naming each field's path
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """Builds dataclass `cls` from a mapping, rejecting unknown keys, wrong types and values
+    out of range; errors read "<where>: <field path> ...", `where` being the file (or the
+    command) the mapping came from."""
     try:
-        return cls(**kwargs)
-    except TypeError as error:  # a required key is missing
-        raise ConfigError(f"{where}: {error}")
-    except ConfigError as error:  # a value out of range: say in which file / section
-        raise ConfigError(f"{where}: {error}")
+        return _build(cls, data, "")
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def to_dict(config: Any) -> dict:
@@ -457,14 +487,7 @@ class MOSDataConfig:
     length_bucket_seconds: float = 1.0
 
     def __post_init__(self):
-        if not 0.0 < self.train_fraction <= 1.0:
-            raise ConfigError(f"data.train_fraction must be in (0, 1], got {self.train_fraction}")
-        if self.crop_seconds is not None and self.crop_seconds <= 0:
-            raise ConfigError(f"data.crop_seconds must be > 0 or null (whole files), got {self.crop_seconds}")
-        if self.batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
-        if self.window_seconds <= 0 or self.length_bucket_seconds <= 0:
-            raise ConfigError("data.window_seconds and data.length_bucket_seconds must be > 0")
+        check_ranges(self)  # crop_seconds: > 0, or null for whole files
 
 
 ENCODER_SOURCES = ("best", "last")
@@ -496,20 +519,17 @@ class MOSModelConfig:
     mos_range: tuple[float, ...] = (1.0, 5.0)
 
     def __post_init__(self):
+        check_ranges(self)
+        check_choice("model.preset", self.preset, ENCODER_PRESETS)
         if self.encoder_checkpoint not in ENCODER_SOURCES:
             raise ConfigError(
                 f"model.encoder_checkpoint must be one of {ENCODER_SOURCES}, not {self.encoder_checkpoint!r}"
             )
         if self.embedding not in ("full", "contrastive"):
             raise ConfigError(f"model.embedding must be 'full' or 'contrastive', not {self.embedding!r}")
-        if not self.hidden_dims or any(width < 1 for width in self.hidden_dims):
-            raise ConfigError(f"model.hidden_dims must be positive widths, got {list(self.hidden_dims)}")
-        if len(self.mos_range) != 2 or self.mos_range[0] >= self.mos_range[1]:
-            raise ConfigError(
-                f"model.mos_range must be [low, high] with low < high, got {list(self.mos_range)}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if not self.hidden_dims:
+            raise ConfigError("model.hidden_dims must list at least one width, got []")
+        check_interval("model.mos_range", self.mos_range)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,27 +564,9 @@ class FinetuneTrainingConfig:
     keep_checkpoints: int = 3
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"training.precision must be one of {PRECISIONS}, not {self.precision!r}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"training.strategy must be one of {STRATEGIES}, not {self.strategy!r}")
-        if self.epochs < 1 or (self.steps_per_epoch is not None and self.steps_per_epoch < 1):
-            raise ConfigError("training.epochs and training.steps_per_epoch must be >= 1")
-        if self.learning_rate <= 0 or (
-            self.encoder_learning_rate is not None and self.encoder_learning_rate < 0
-        ):
-            raise ConfigError(
-                f"training.learning_rate must be > 0 and encoder_learning_rate >= 0, got "
-                f"{self.learning_rate}, {self.encoder_learning_rate}"
-            )
-        if self.weight_decay < 0 or self.freeze_encoder_epochs < 0 or self.keep_checkpoints < 1:
-            raise ConfigError(
-                "training.weight_decay, freeze_encoder_epochs must be >= 0, keep_checkpoints >= 1"
-            )
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ConfigError(
-                f"training.early_stopping_patience must be >= 1, got {self.early_stopping_patience}"
-            )
+        check_ranges(self)
+        check_choice("training.precision", self.precision, PRECISIONS)
+        check_choice("training.strategy", self.strategy, STRATEGIES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -600,5 +602,4 @@ class EvaluateConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.window_seconds <= 0 or self.batch_size < 1 or self.num_bootstrap < 0:
-            raise ConfigError("evaluate: window_seconds must be > 0, batch_size >= 1, num_bootstrap >= 0")
+        check_ranges(self)

@@ -10,7 +10,10 @@ class JSQAError(Exception):
 
 
 class PathError(JSQAError):
-    """Something wrong with one file or folder: the message is `<path>: <reason>`.
+    """Something wrong with one file or folder: `str(error)` is "<path>: <reason>".
+
+    Picklable (it crosses from worker processes to the parent), unlike an exception whose
+    `__init__` takes other arguments than its message.
 
     Args:
         path: the file or folder at fault.
@@ -21,6 +24,9 @@ class PathError(JSQAError):
         self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
 
 
 class AudioError(PathError):
@@ -33,6 +39,10 @@ class CorpusError(PathError):
 
 class ModelError(PathError):
     """A model file or run folder that cannot be loaded or used."""
+
+
+class OutputError(PathError):
+    """An output file or folder that cannot be written (nothing was written)."""
 
 
 class ConfigError(JSQAError):

@@ -19,13 +19,11 @@ The label-only curve (no audio) is in `jsqa_tf.jnd_curve`.
 
 from __future__ import annotations
 
-import concurrent.futures
 import csv
 import dataclasses
 import functools
 import json
 import math
-import multiprocessing
 import os
 import re
 import warnings
@@ -117,17 +115,35 @@ def pair_features(
 
 
 def _features_of_files(paths: tuple[str, str], names: Sequence[str] = FEATURE_NAMES):
-    """Worker: features of (reference path, degraded path), or (None, the reason)."""
+    """Worker: features of (reference path, degraded path), or (None, the reason).
+
+    Never raises for one pair: whatever PESQ makes of odd input (silence, NaN) becomes the
+    pair's reason, so a list's other features are kept."""
     from pesq import PesqError
+
+    from jsqa_tf.audio import is_silent
 
     try:
         reference, degraded = (read_audio(path) for path in paths)
-        return pair_features(reference, degraded, names=names), ""
     except AudioError as error:
         return None, str(error)
+    if "pesq_wb" in names:
+        for path, samples in zip(paths, (reference, degraded), strict=True):
+            if is_silent(samples):
+                return None, f"{path}: silent (below -60 dBFS); PESQ needs speech"
+    try:
+        values = pair_features(reference, degraded, names=names)
     except PesqError as error:
         reason = error.args[0].decode() if error.args and isinstance(error.args[0], bytes) else str(error)
         return None, f"PESQ: {reason}"
+    except (ValueError, ArithmeticError) as error:  # pesq on NaN-producing input
+        return None, f"PESQ failed ({type(error).__name__}: {error})"
+    if not np.all(np.isfinite(values)):
+        return (
+            None,
+            f"features not finite ({', '.join(f'{n}={v}' for n, v in zip(names, values, strict=True))})",
+        )
+    return values, ""
 
 
 def extract_features(
@@ -148,8 +164,9 @@ def extract_features(
     features = np.full((len(pairs), len(names)), np.nan)
     reasons = [""] * len(pairs)
     if num_workers > 0 and len(pairs) > 1:
-        context = multiprocessing.get_context("spawn")
-        pool = concurrent.futures.ProcessPoolExecutor(min(num_workers, len(pairs)), mp_context=context)
+        from jsqa_tf.processes import process_pool
+
+        pool = process_pool(min(num_workers, len(pairs)))  # workers die with this process
         results = pool.map(work, pairs, chunksize=4)
     else:
         pool, results = None, map(work, pairs)
@@ -250,55 +267,75 @@ def read_cdpam_list(
         raise CorpusError(path, "pair list not found")
     root = os.fspath(audio_root) if audio_root is not None else os.path.dirname(os.path.abspath(path))
     pairs = []
-    with open(path, encoding="utf-8") as stream:
-        for line_number, line in enumerate(stream, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            fields = [field.strip() for field in line.split("\t")]
-            if len(fields) not in (3, 4) or not fields[0] or not fields[1]:
-                raise CorpusError(
-                    path,
-                    f"line {line_number}: expected ref<TAB>per<TAB>label[<TAB>type], "
-                    f"got {len(fields)} field(s): {line[:80]!r}",
-                )
-            noise_type = fields[3] if len(fields) == 4 else ""
+    for line_number, line in enumerate(_text_lines(path), start=1):
+        line = line.rstrip("\r\n")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = [field.strip() for field in line.split("\t")]
+        if len(fields) not in (3, 4) or not fields[0] or not fields[1]:
+            raise CorpusError(
+                path,
+                f"line {line_number}: expected ref<TAB>per<TAB>label[<TAB>type], "
+                f"got {len(fields)} field(s): {line[:80]!r}",
+            )
+        noise_type = fields[3] if len(fields) == 4 else ""
 
-            def resolve(name, noise_type=noise_type):
-                direct = os.path.join(root, name)
-                nested = os.path.join(root, f"{noise_type}_list", name)
-                return (
-                    nested if noise_type and not os.path.exists(direct) and os.path.exists(nested) else direct
-                )
+        def resolve(name, noise_type=noise_type):
+            direct = os.path.join(root, name)
+            nested = os.path.join(root, f"{noise_type}_list", name)
+            return nested if noise_type and not os.path.exists(direct) and os.path.exists(nested) else direct
 
-            label = _parse_label(fields[2], path, line_number)
-            pairs.append(LabelledPair(resolve(fields[0]), resolve(fields[1]), label, noise_type, line_number))
+        label = _parse_label(fields[2], path, line_number)
+        pairs.append(LabelledPair(resolve(fields[0]), resolve(fields[1]), label, noise_type, line_number))
     if not pairs:
         raise CorpusError(path, "no pairs in the list")
     return pairs
 
 
+def _text_lines(path: str) -> list[str]:
+    """The lines of a UTF-8 text file (a BOM is dropped); a clear error for other encodings."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
+            return list(stream)
+    except UnicodeDecodeError as error:
+        raise CorpusError(path, f"not UTF-8 text (a byte {error.object[error.start]:#04x}); save it as UTF-8")
+
+
 def read_pair_csv(path: str | os.PathLike) -> list[LabelledPair]:
-    """Reads a CSV with columns `ref, deg, label[, type]`; paths relative to the CSV."""
+    """Reads a CSV with columns `ref, deg, label[, type]`; paths relative to the CSV.
+
+    A row with a field missing or too many fields stops with its line number."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CorpusError(path, "pair CSV not found")
     root = os.path.dirname(os.path.abspath(path))
-    with open(path, newline="", encoding="utf-8-sig") as stream:
-        reader = csv.DictReader(stream)
-        missing = {"ref", "deg", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise CorpusError(path, f"missing column(s) {', '.join(sorted(missing))}")
-        pairs = [
+    reader = csv.DictReader(_text_lines(path))
+    columns = [name.strip() for name in reader.fieldnames or []]
+    missing = {"ref", "deg", "label"} - set(columns)
+    if missing:
+        raise CorpusError(path, f"missing column(s) {', '.join(sorted(missing))}")
+    reader.fieldnames = columns
+    pairs = []
+    for row in reader:
+        line_number = reader.line_num
+        if None in row or any(row[name] is None for name in ("ref", "deg", "label")):
+            given = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+            raise CorpusError(
+                path,
+                f"line {line_number}: {given} field(s), expected those of the header: {', '.join(columns)}",
+            )
+        ref, deg, label = (row[name].strip() for name in ("ref", "deg", "label"))
+        if not ref or not deg:
+            raise CorpusError(path, f"line {line_number}: empty ref or deg")
+        pairs.append(
             LabelledPair(
-                os.path.join(root, row["ref"].strip()),
-                os.path.join(root, row["deg"].strip()),
-                _parse_label(row["label"], path, line_number),
+                os.path.join(root, ref),
+                os.path.join(root, deg),
+                _parse_label(label, path, line_number),
                 (row.get("type") or "").strip(),
                 line_number,
             )
-            for line_number, row in enumerate(reader, start=2)
-        ]
+        )
     if not pairs:
         raise CorpusError(path, "no pairs in the CSV")
     return pairs

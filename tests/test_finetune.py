@@ -123,6 +123,21 @@ def test_selections_are_nested_and_databases_filter(mos_demo):
         count_labelled(mos_demo["clean"], "train")
 
 
+def test_mos_data_must_be_16_khz(tiny_demo, tmp_path):
+    """Shards prepared at another rate are refused, not read as 16 kHz (issue 12.3)."""
+    from jsqa_tf.config import PrepareConfig
+    from jsqa_tf.data.mos import mos_train_dataset
+    from jsqa_tf.data.prepare import prepare
+
+    prepare(
+        PrepareConfig(corpus="nisqa", source=tiny_demo["nisqa"], sample_rate=8000, num_workers=0), tmp_path
+    )
+    with pytest.raises(CorpusError, match="prepared at 8000 Hz, but 16000 Hz audio is needed"):
+        count_labelled(str(tmp_path), "train")
+    with pytest.raises(CorpusError, match="prepared at 8000 Hz"):
+        mos_train_dataset(str(tmp_path), "train", batch_size=2, seed=0, num_files=6)
+
+
 def test_bad_settings_are_refused_with_the_field_named(mos_demo, tmp_path):
     with pytest.raises(ConfigError, match="training.learning_rate"):
         FinetuneTrainingConfig(learning_rate=-1e-3)

@@ -178,8 +178,42 @@ def test_unscorable_pairs_are_counted_not_fatal(tmp_path):
     progress = []
     features, ok, reasons = extract_features(pairs, num_workers=0, on_progress=progress.append)
     assert ok.tolist() == [True, False, False] and len(progress) == 3
-    assert "No utterances" in reasons[1] and "missing.wav: file not found" in reasons[2]
+    assert "silence.wav: silent" in reasons[1] and "missing.wav: file not found" in reasons[2]
     assert np.isnan(features[1]).all() and features[0, 0] > 4.0
+
+
+def test_a_pair_pesq_fails_on_is_skipped_and_the_others_are_kept(tmp_path, monkeypatch):
+    """Issue 12.5: PESQ's `ValueError: cannot convert float NaN to integer` on one pair ended
+    `jnd fit`, losing every feature computed so far."""
+    from jsqa_tf import jnd
+
+    rng = np.random.default_rng(3)
+    write_wav(tmp_path / "speech.wav", 0.1 * synth_speech(rng, 2.0))
+    real, calls = jnd.pair_features, []
+
+    def fails_once(reference, degraded, sample_rate=16_000, names=jnd.FEATURE_NAMES):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("cannot convert float NaN to integer")
+        return real(reference, degraded, sample_rate, names)
+
+    monkeypatch.setattr(jnd, "pair_features", fails_once)
+    pair = (str(tmp_path / "speech.wav"), str(tmp_path / "speech.wav"))
+    features, ok, reasons = extract_features([pair] * 3, names=("pesq_wb",), num_workers=0)
+    assert ok.tolist() == [True, False, True] and np.isfinite(features[[0, 2]]).all()
+    assert reasons[1] == "PESQ failed (ValueError: cannot convert float NaN to integer)"
+
+
+def test_malformed_pair_csvs_name_the_line(tmp_path):
+    (tmp_path / "p.csv").write_text("ref,deg,label\na.wav,b.wav,1\n\nc.wav,d.wav\n")
+    with pytest.raises(CorpusError, match="p.csv: line 4: 2 field"):
+        read_pair_csv(tmp_path / "p.csv")
+    (tmp_path / "p.csv").write_text("ref,deg,label\na.wav,b.wav,1,x\n")
+    with pytest.raises(CorpusError, match="line 2: 4 field"):
+        read_pair_csv(tmp_path / "p.csv")
+    (tmp_path / "l.txt").write_bytes("0.1_é.wav\t0.2_é.wav\t1\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match="l.txt: not UTF-8 text"):
+        read_cdpam_list(tmp_path / "l.txt")
 
 
 def test_classifier_fits_and_round_trips_without_pickle(labelled_list, tmp_path):

@@ -109,8 +109,13 @@ def test_loss_falls_and_the_run_folder_is_complete(shards, tmp_path):
         "jnd_pairs/a_then_b",
     } <= tags
 
+    # The same command again does nothing (and changes nothing); other settings are refused.
+    state = (run / "checkpoints" / "state.json").read_bytes()
+    again = pretrain(tiny_config(run, shards, epochs=4, steps_per_epoch=12), verbose=0)
+    assert again["epochs_done"] == 4 and again["loss"] == summary["loss"]
+    assert (run / "checkpoints" / "state.json").read_bytes() == state
     with pytest.raises(TrainingError, match="holds a run already"):
-        pretrain(tiny_config(run, shards, epochs=4, steps_per_epoch=12), verbose=0)
+        pretrain(tiny_config(run, shards, epochs=5, steps_per_epoch=12), verbose=0)
     with pytest.raises(TrainingError, match="all 4 epochs are done"):
         pretrain(tiny_config(run, shards, epochs=4, steps_per_epoch=12), resume=True, verbose=0)
     with pytest.raises(TrainingError, match="other settings.*training.learning_rate"):
@@ -232,6 +237,24 @@ def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_training_and_validation_streams_never_run_dry(shards):
+    """Issue 12.11: the two-worker test failed 1 run in 6 with `Incompatible shapes: [0,8006,8]
+    vs. [16]`. Under a multi-worker strategy tf.distribute hands a worker that has run out of
+    a finite dataset an empty batch; an infinite one turns that partial-batch handling off.
+    The stages state their steps, so the repetition is never read."""
+    import tensorflow as tf
+
+    from jsqa_tf.training.pretrain import train_dataset, val_dataset
+
+    config = tiny_config("unused", shards)
+    val = val_dataset(config, *shards, 4)
+    train = train_dataset(config, *shards, 4)
+    assert val.cardinality() == train.cardinality() == tf.data.INFINITE_CARDINALITY
+    batches = [batch["snr_db"].numpy() for _, batch in zip(range(4), val, strict=False)]
+    np.testing.assert_array_equal(batches[0], batches[2])  # the same val_batches (2) every pass
+    assert not np.array_equal(batches[0], batches[1])
 
 
 @pytest.mark.slow  # ~10 s: two worker processes, each importing TensorFlow, over gRPC

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from jsqa_tf.audio import audio_info
 from jsqa_tf.errors import AudioError, CorpusError
+from jsqa_tf.ranges import MOS_RANGE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3")
 CHIME3_ENVIRONMENTS = ("BUS", "CAF", "PED", "STR")
@@ -115,12 +116,21 @@ def _require_folder(root: str) -> str:
 
 
 def _is_inside(path: str, root: str) -> bool:
-    return os.path.commonpath([os.path.realpath(path), os.path.realpath(root)]) == (os.path.realpath(root))
+    """Whether `path` lies below `root` as written (`..` resolved, symlinks not): a CSV row
+    cannot climb out of the corpus, while a corpus that reaches its files through symlinks
+    (a folder of links into a shared store) is read."""
+    path, root = os.path.normpath(os.path.abspath(path)), os.path.normpath(os.path.abspath(root))
+    return os.path.commonpath([path, root]) == root
 
 
 def _walk_audio(root: str, suffixes: Sequence[str] = AUDIO_SUFFIXES) -> list[str]:
-    found = []
+    found, seen = [], set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink loop, or a second link to a folder already read
+            subfolders[:] = []
+            continue
+        seen.add(real)
         subfolders.sort()
         for name in sorted(files):
             if name.lower().endswith(tuple(suffixes)) and not name.startswith("."):
@@ -257,7 +267,11 @@ def read_chime3_backgrounds(
 # --- CSV-based corpora -------------------------------------------------------------------------
 
 
-def _read_csv_rows(csv_path: str, required: Sequence[str]) -> list[dict]:
+def _read_csv_rows(csv_path: str, required: Sequence[str]) -> list[tuple[int, dict]]:
+    """(line number, row) of every row of a CSV, fields stripped.
+
+    Line numbers are those of the file (blank lines counted), for messages a user can follow.
+    """
     if not os.path.isfile(csv_path):
         raise CorpusError(csv_path, "CSV file not found")
     try:
@@ -272,18 +286,26 @@ def _read_csv_rows(csv_path: str, required: Sequence[str]) -> list[dict]:
                 )
             rows = []
             for row in reader:
-                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
-            return rows
+                if None in row:  # more fields than the header names
+                    raise CorpusError(
+                        csv_path,
+                        f"line {reader.line_num}: {len(columns) + len(row[None])} fields, the "
+                        f"header has {len(columns)} (a comma inside an unquoted field?)",
+                    )
+                rows.append((reader.line_num, {(k or "").strip(): (v or "").strip() for k, v in row.items()}))
     except UnicodeDecodeError as error:
-        raise CorpusError(csv_path, f"not a UTF-8 text CSV ({error.reason})")
+        byte = error.object[error.start]
+        raise CorpusError(csv_path, f"not UTF-8 text (a byte {byte:#04x}); save it as UTF-8")
     except csv.Error as error:
         raise CorpusError(csv_path, f"malformed CSV ({error})")
-
-
-MOS_RANGE = (1.0, 5.0)  # the ACR scale of NISQA and P.800
+    if not rows:
+        raise CorpusError(csv_path, "holds no rows below its header")
+    return rows
 
 
 def _parse_mos(text: str, csv_path: str, line_number: int, mos_range=MOS_RANGE) -> float:
+    if not text:
+        raise CorpusError(csv_path, f"line {line_number}: no MOS")
     try:
         value = float(text)
     except ValueError:
@@ -293,7 +315,9 @@ def _parse_mos(text: str, csv_path: str, line_number: int, mos_range=MOS_RANGE) 
     low, high = mos_range
     if not low <= value <= high:
         raise CorpusError(
-            csv_path, f"line {line_number}: MOS {value:g} is outside the scale [{low:g}, {high:g}]"
+            csv_path,
+            f"line {line_number}: MOS {value:g} is outside the scale [{low:g}, {high:g}] "
+            "(another scale: mos_range in the prepare config)",
         )
     return value
 
@@ -303,7 +327,9 @@ def _with_line_numbers(problems: list[Problem], lines: dict[str, int]) -> list[P
     return [Problem(p.path, f"line {lines[p.path]}: {p.reason}") if p.path in lines else p for p in problems]
 
 
-def read_nisqa(csv_path: str | os.PathLike, databases: Sequence[str] = ()) -> Corpus:
+def read_nisqa(
+    csv_path: str | os.PathLike, databases: Sequence[str] = (), mos_range: tuple[float, float] = MOS_RANGE
+) -> Corpus:
     """Lists a NISQA corpus CSV (`NISQA_corpus_file.csv` or `<DB>/<DB>_file.csv`).
 
     Args:
@@ -311,6 +337,7 @@ def read_nisqa(csv_path: str | os.PathLike, databases: Sequence[str] = ()) -> Co
             `filepath_deg` is relative to the corpus root: the CSV's folder for the corpus
             file, its parent for a per-database file.
         databases: keep only rows whose `db` is one of these (e.g. NISQA_TRAIN_SIM).
+        mos_range: the MOS scale; a row outside it is an error naming its line.
     """
     csv_path = os.path.abspath(os.fspath(csv_path))
     rows = _read_csv_rows(csv_path, ("db", "con", "filepath_deg", "mos"))
@@ -320,12 +347,12 @@ def read_nisqa(csv_path: str | os.PathLike, databases: Sequence[str] = ()) -> Co
     per_database = name == f"{os.path.basename(folder)}_file.csv"
     root = os.path.dirname(folder) if per_database else folder
 
-    known = sorted({row["db"] for row in rows})
+    known = sorted({row["db"] for _, row in rows})
     unknown = sorted(set(databases) - set(known))
     if unknown:
         raise CorpusError(csv_path, f"no rows for db {', '.join(unknown)}; the CSV has {', '.join(known)}")
-    candidates = []
-    for line_number, row in enumerate(rows, start=2):
+    candidates, lines = [], {}
+    for line_number, row in rows:
         if databases and row["db"] not in databases:
             continue
         if not row["filepath_deg"]:
@@ -333,37 +360,43 @@ def read_nisqa(csv_path: str | os.PathLike, databases: Sequence[str] = ()) -> Co
         fields = dict(
             database=row["db"],
             condition=row["con"],
-            mos=_parse_mos(row["mos"], csv_path, line_number),
+            mos=_parse_mos(row["mos"], csv_path, line_number, mos_range),
             group=f"{row['db']}/{row['con']}",
         )
         path = os.path.normpath(os.path.join(root, row["filepath_deg"].replace("\\", "/")))
+        _check_listed_once(path, row["filepath_deg"], line_number, lines, csv_path)
         candidates.append((path, fields))
     records, problems = _probe(candidates, root)
-    return Corpus("nisqa", root, records, problems)
+    return Corpus("nisqa", root, records, _with_line_numbers(problems, lines))
 
 
-def read_mos_csv(csv_path: str | os.PathLike) -> Corpus:
+def _check_listed_once(path: str, text: str, line_number: int, lines: dict[str, int], csv_path: str) -> None:
+    if path in lines:
+        raise CorpusError(
+            csv_path, f"line {line_number}: {text} is listed already, on line {lines[path]} (one MOS a file)"
+        )
+    lines[path] = line_number
+
+
+def read_mos_csv(csv_path: str | os.PathLike, mos_range: tuple[float, float] = MOS_RANGE) -> Corpus:
     """Lists a generic MOS CSV with columns `path, mos[, condition]`.
 
-    Paths resolve relative to the CSV's folder, which is the corpus root.
+    Paths resolve relative to the CSV's folder, which is the corpus root. A MOS outside
+    `mos_range`, or a file listed twice, is an error naming the line.
     """
     csv_path = os.path.abspath(os.fspath(csv_path))
     rows = _read_csv_rows(csv_path, ("path", "mos"))
     root = os.path.dirname(csv_path)
     candidates, lines = [], {}
-    for line_number, row in enumerate(rows, start=2):
+    for line_number, row in rows:
         if not row["path"]:
             raise CorpusError(csv_path, f"line {line_number}: empty path")
         path = os.path.normpath(os.path.join(root, row["path"]))
-        if path in lines:
-            raise CorpusError(
-                csv_path, f"line {line_number}: {row['path']} is listed already, on line {lines[path]}"
-            )
-        lines[path] = line_number
+        _check_listed_once(path, row["path"], line_number, lines, csv_path)
         condition = row.get("condition", "")
         fields = dict(
             condition=condition,
-            mos=_parse_mos(row["mos"], csv_path, line_number),
+            mos=_parse_mos(row["mos"], csv_path, line_number, mos_range),
             group=condition or os.path.relpath(path, root),
         )
         candidates.append((path, fields))
@@ -389,6 +422,7 @@ def read_corpus(
     subsets: Sequence[str] = (),
     databases: Sequence[str] = (),
     chime3_channels: str = "first",
+    mos_range: tuple[float, float] = MOS_RANGE,
 ) -> Corpus:
     """Dispatches to the reader for `kind` (one of `CORPUS_KINDS`)."""
     if kind == "librispeech":
@@ -396,9 +430,9 @@ def read_corpus(
     if kind == "chime3":
         return read_chime3_backgrounds(source, channels=chime3_channels)
     if kind == "nisqa":
-        return read_nisqa(source, databases)
+        return read_nisqa(source, databases, mos_range)
     if kind == "folder":
         return read_audio_folder(source)
     if kind == "csv":
-        return read_mos_csv(source)
+        return read_mos_csv(source, mos_range)
     raise CorpusError(os.fspath(source), f"unknown corpus kind {kind!r}; one of {CORPUS_KINDS}")

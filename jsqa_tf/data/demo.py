@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import numpy as np
 
@@ -319,7 +320,7 @@ def _degrade(rng, clean):
 # --- the corpus ------------------------------------------------------------------------------------
 
 
-def _write_librispeech(rng, root, num_speakers, chapters_per_speaker, utterances_per_chapter):
+def _write_librispeech(rng, root, num_speakers, chapters_per_speaker, utterances_per_chapter, tick):
     utterances = []
     for s in range(num_speakers):
         speaker = str(1000 + 37 * s)
@@ -345,11 +346,12 @@ def _write_librispeech(rng, root, num_speakers, chapters_per_speaker, utterances
                 write_audio(os.path.join(folder, f"{utt_id}.flac"), speech, SAMPLE_RATE)
                 lines.append(f"{utt_id} SYNTHETIC DEMO UTTERANCE {u}")
                 utterances.append((utt_id, s, speech))
+                tick()
             atomic.write_text(os.path.join(folder, f"{speaker}-{chapter}.trans.txt"), "\n".join(lines) + "\n")
     return utterances
 
 
-def _write_chime3(rng, root, noise_seconds, recordings_per_environment, noise_channels):
+def _write_chime3(rng, root, noise_seconds, recordings_per_environment, noise_channels, tick):
     folder = os.path.join(root, CHIME3_DIR)
     number = 10
     for environment in _ENVIRONMENTS:
@@ -361,9 +363,10 @@ def _write_chime3(rng, root, noise_seconds, recordings_per_environment, noise_ch
                 name = f"BGD_150203_{number:03d}_{environment}.CH{channel}.wav"
                 write_audio(os.path.join(folder, name), np.clip(signal, -1, 1), SAMPLE_RATE)
             number += 1
+            tick()
 
 
-def _write_nisqa(rng, root, utterances, num_mos_files, val_speakers):
+def _write_nisqa(rng, root, utterances, num_mos_files, val_speakers, tick):
     corpus_root = os.path.join(root, "NISQA_Corpus")
     rows_by_db = {"NISQA_TRAIN_SIM": [], "NISQA_VAL_SIM": []}
     for index in range(num_mos_files):
@@ -402,6 +405,7 @@ def _write_nisqa(rng, root, utterances, num_mos_files, val_speakers):
         for key in ("noi", "col", "dis", "loud", "mos"):
             row[f"{key}_std"] = float(np.round(rng.uniform(0.5, 1.0), 3))
         rows_by_db[db].append(row)
+        tick()
 
     def write_csv(path, rows):
         buffer = io.StringIO()
@@ -437,12 +441,17 @@ def make_demo_corpus(
     recordings_per_environment: int = 2,
     noise_channels: int = 2,
     num_mos_files: int = 60,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, str]:
     """Writes the demo corpus under `root` (see the module docstring); returns `demo_paths`.
 
     The tree is built in a temporary folder and renamed into place, so `root` is either
     absent, or complete. A `root` that holds the same demo already is left as it is; any
     other non-empty `root` is refused.
+
+    `on_start(steps)` is called once when there is something to write, `on_progress(1)` after
+    each of those steps (an utterance, a noise scene, a MOS file): for a progress bar.
     """
     root = os.path.abspath(os.fspath(root))
     settings = dict(
@@ -469,15 +478,23 @@ def make_demo_corpus(
 
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
+    if on_start:
+        num_utterances = num_speakers * chapters_per_speaker * utterances_per_chapter
+        on_start(num_utterances + len(_ENVIRONMENTS) * recordings_per_environment + num_mos_files)
+
+    def tick():
+        if on_progress:
+            on_progress(1)
+
     staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(root)}.tmp-")
     try:
         rng = np.random.default_rng(seed)
         utterances = _write_librispeech(
-            rng, staging, num_speakers, chapters_per_speaker, utterances_per_chapter
+            rng, staging, num_speakers, chapters_per_speaker, utterances_per_chapter, tick
         )
-        _write_chime3(rng, staging, noise_seconds, recordings_per_environment, noise_channels)
+        _write_chime3(rng, staging, noise_seconds, recordings_per_environment, noise_channels, tick)
         val_speakers = set(range(num_speakers - max(1, num_speakers // 3), num_speakers))
-        _write_nisqa(rng, staging, utterances, num_mos_files, val_speakers)
+        _write_nisqa(rng, staging, utterances, num_mos_files, val_speakers, tick)
         atomic.write_json(os.path.join(staging, MARKER_NAME), settings)
         if os.path.isdir(root):
             os.rmdir(root)  # empty, checked above

@@ -25,6 +25,7 @@ from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm
 from jsqa_tf.errors import CorpusError
 
 _HASH_BUCKETS = 2**30
+SAMPLE_RATE = 16_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +64,8 @@ SELECT_KEYS = ("source_path", "database")
 def _records(data_dir: str, split: str, keys: tuple[str, ...]) -> tf.data.Dataset:
     """Every example of a split in shard order, parsed to `keys` (no audio unless asked)."""
     spec = {key: FEATURE_SPEC[key] for key in keys}
-    return tf.data.TFRecordDataset(shard_paths(data_dir, split)).map(
+    paths = shard_paths(data_dir, split, sample_rate=SAMPLE_RATE)  # the models take 16 kHz
+    return tf.data.TFRecordDataset(paths).map(
         lambda serialized: tf.io.parse_single_example(serialized, spec),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
@@ -126,6 +128,7 @@ def mos_train_dataset(
         select=select,
         select_keys=SELECT_KEYS if select else (),
         num_selected=num_files if select else None,
+        sample_rate=SAMPLE_RATE,
     )
 
     def to_inputs(batch):

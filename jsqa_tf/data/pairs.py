@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from collections.abc import Callable
 
@@ -21,10 +22,12 @@ import tensorflow as tf
 from jsqa_tf import atomic
 from jsqa_tf.audio import write_wav
 from jsqa_tf.config import PairConfig, to_dict
-from jsqa_tf.data.pipeline import make_dataset
+from jsqa_tf.data.pipeline import make_dataset, split_info
 from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.mixing import mix_pair
 from jsqa_tf.plots import delta_snr_histogram_png
+
+logger = logging.getLogger(__name__)
 
 
 def sample_snr_pairs(
@@ -80,6 +83,7 @@ def make_pair_dataset(
         batch_size=config.pairs_per_batch,
         keys=keys,
         repeat=True,
+        sample_rate=config.sample_rate,  # clean and noise at the rate the pairs are drawn at
     )
     clean = make_dataset(config.clean_dir, crop_mode="random", seed=seed, **common)
     noise = make_dataset(config.noise_dir, crop_mode="circular", skip_silent=True, seed=seed + 1, **common)
@@ -102,6 +106,37 @@ def make_pair_dataset(
 
     dataset = tf.data.Dataset.zip((clean, noise, counter))
     return dataset.map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def crop_warnings(config: PairConfig) -> list[str]:
+    """Warnings, in words, when the crops of `config` would be mostly zero padding (clean
+    files shorter than the crop) or short noises looped many times; checks the sample rates.
+
+    Raises:
+        CorpusError: a folder is missing, incomplete, or prepared at another sample rate.
+    """
+    warnings = []
+    for data_dir, what, effect in (
+        (config.clean_dir, "speech", "zero-padded"),
+        (config.noise_dir, "noise", "looped"),
+    ):
+        info = split_info(data_dir, config.split, config.sample_rate)
+        lengths = info.get("file_seconds") or {}
+        longest = lengths.get("max")
+        median = lengths.get("median", info["total_seconds"] / max(1, info["num_records"]))
+        crop = config.crop_seconds
+        where = f"{os.path.abspath(data_dir)} ({config.split})"
+        if longest is not None and longest < crop:
+            warnings.append(
+                f"crop_seconds {crop:g} is longer than every {what} file of {where} (longest "
+                f"{longest:.2f} s): each crop is at least {int(100 * (1 - longest / crop))}% {effect}"
+            )
+        elif median < crop:
+            warnings.append(
+                f"crop_seconds {crop:g} is longer than most {what} files of {where} (median "
+                f"{median:.2f} s): their crops are {effect}"
+            )
+    return warnings
 
 
 PAIRS_CSV = "pairs.csv"
@@ -130,6 +165,9 @@ def write_pairs(
         raise CorpusError(output_dir, f"already holds {PAIRS_CSV}; choose another folder")
     if num_pairs < 1:
         raise ConfigError(f"num_pairs must be >= 1, got {num_pairs}")
+    atomic.check_writable(output_dir)
+    for warning in crop_warnings(config):
+        logger.warning(warning)
     rows, first_batch = [], None
     dataset = make_pair_dataset(config, with_ids=True)
     for clean, noise, snr_db, ids in dataset:

@@ -9,6 +9,10 @@ Per epoch: shuffled shard order -> interleave across shards -> shuffle buffer ->
 crop taken on the PCM bytes before conversion (so a 15 s file costs a 4 s conversion) ->
 batch; two epochs are read at once, their batches alternating, then prefetch. Crop offsets
 come from stateless RNG keyed on (seed, epoch, position): the same seed gives the same batches.
+
+Opening a split checks each shard's size against the manifest (`jsqa_tf.data.integrity`); an
+epoch that yields too few examples to fill a batch (shards emptied or replaced since) stops the
+endless stream with an error instead of spinning through empty epochs forever.
 """
 
 from __future__ import annotations
@@ -17,29 +21,70 @@ import os
 
 import tensorflow as tf
 
+from jsqa_tf.data import integrity
 from jsqa_tf.data.prepare import load_manifest
 from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm
 from jsqa_tf.errors import CorpusError
 
 
-def _split(data_dir: str | os.PathLike, split: str) -> tuple[list[str], dict]:
-    """(shard files, the manifest's entry) of one split of a prepared folder."""
+def _split(data_dir: str | os.PathLike, split: str, sample_rate: int | None = None) -> tuple[list[str], dict]:
+    """(shard files, the manifest's entry) of one split of a prepared folder, each shard
+    checked to exist with the size `prepare` recorded; with `sample_rate`, the folder checked
+    to be prepared at that rate."""
     data_dir = os.path.abspath(os.fspath(data_dir))
     manifest = load_manifest(data_dir)
     if split not in manifest["splits"]:
         hint = "; prepare it with --val-fraction or --val-db" if split == "val" else ""
         raise CorpusError(data_dir, f"has no {split!r} split; it has {', '.join(manifest['splits'])}{hint}")
+    if sample_rate is not None and manifest.get("sample_rate") != sample_rate:
+        raise CorpusError(
+            data_dir,
+            f"prepared at {manifest.get('sample_rate')} Hz, but {sample_rate} Hz audio is needed here: "
+            f"prepare the corpus again with --sample-rate {sample_rate}",
+        )
     info = manifest["splits"][split]
     paths = [os.path.join(data_dir, shard["file"]) for shard in info["shards"]]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise CorpusError(missing[0], f"shard listed in manifest.json is missing ({len(missing)} missing)")
+    for path, entry in zip(paths, info["shards"], strict=True):
+        integrity.check_size(path, entry)
+    integrity.remember_opened(paths)
     return paths, info
 
 
-def shard_paths(data_dir: str | os.PathLike, split: str = "train") -> list[str]:
-    """The shard files of one split of a prepared folder, checked to exist."""
-    return _split(data_dir, split)[0]
+def shard_paths(
+    data_dir: str | os.PathLike, split: str = "train", sample_rate: int | None = None
+) -> list[str]:
+    """The shard files of one split of a prepared folder, checked to exist with their
+    recorded sizes (and, with `sample_rate`, to hold audio at that rate)."""
+    return _split(data_dir, split, sample_rate)[0]
+
+
+def split_info(data_dir: str | os.PathLike, split: str, sample_rate: int | None = None) -> dict:
+    """The manifest's entry of one split (counts, seconds, file lengths, shards), checked as
+    `shard_paths` checks it."""
+    return _split(data_dir, split, sample_rate)[1]
+
+
+def _fail_if_short(records: tf.data.Dataset, spec: dict, needed: int, tag: str) -> tf.data.Dataset:
+    """`records`, and an error at the end of them when there were fewer than `needed`.
+
+    A sentinel element marks the end; a scan counts the real ones. The sentinel is removed
+    again, so the elements (and their order) are those of `records`.
+    """
+    sentinel = ({key: tf.zeros([], feature.dtype) for key, feature in spec.items()}, False)
+    marked = records.map(lambda example: (example, True)).concatenate(tf.data.Dataset.from_tensors(sentinel))
+
+    def count(seen, item):
+        _, real = item
+        enough = tf.logical_or(real, seen >= needed)
+        check = tf.debugging.Assert(enough, [tf.constant(tag)])
+        with tf.control_dependencies([check]):
+            return seen + tf.cast(real, tf.int64), item
+
+    counted = marked.scan(tf.constant(0, tf.int64), count)
+    return counted.filter(lambda example, real: real).map(lambda example, real: example)
 
 
 def random_crop_pcm(
@@ -128,6 +173,7 @@ def make_dataset(
     select=None,
     select_keys: tuple[str, ...] = (),
     num_selected: int | None = None,
+    sample_rate: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of random crops (or whole files) from a prepared folder.
 
@@ -158,16 +204,17 @@ def make_dataset(
         select_keys: the features `select` reads.
         num_selected: how many files `select` keeps (so that a small selection still fills
             its batches); required with `select`.
+        sample_rate: refuse a folder prepared at another rate (CorpusError).
     """
     unknown = sorted(set(keys) - set(FEATURE_SPEC))
     if unknown:
         raise ValueError(f"unknown feature(s) {unknown}; available: {sorted(FEATURE_SPEC)}")
     if crop_mode not in CROP_MODES:
         raise ValueError(f"crop_mode must be one of {CROP_MODES}, not {crop_mode!r}")
-    paths, split_info = _split(data_dir, split)
+    paths, info = _split(data_dir, split, sample_rate)
     if select is not None and num_selected is None:
         raise ValueError("num_selected is required with select")
-    usable = split_info["num_records"] - (split_info["num_silent"] if skip_silent else 0)
+    usable = info["num_records"] - (info["num_silent"] if skip_silent else 0)
     if select is not None:
         usable = num_selected
     if usable <= 0:
@@ -219,6 +266,10 @@ def make_dataset(
             records = records.filter(lambda example: tf.equal(example["is_silent"], 0))
         if select is not None:
             records = records.filter(select)
+        if repeat:  # an endless stream of epochs too short to fill a batch would spin forever
+            needed = batch_size if drop_remainder else 1
+            tag = f"{integrity.EMPTY_EPOCH_TAG}|{os.path.abspath(os.fspath(data_dir))}|{split}|{needed}"
+            records = _fail_if_short(records, spec, needed, tag)
         # Crop offsets: stateless RNG keyed on (seed, epoch, position in the epoch).
         records = records.enumerate().map(
             lambda index, example: to_element(example, tf.stack([epoch_seed, index])),

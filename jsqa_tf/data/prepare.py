@@ -3,7 +3,8 @@
 Output folder:
     plan.json                       the shard plan and its fingerprint (written first)
     train-00000-of-00004.tfrecord   shards (see `jsqa_tf.data.tfrecords` for the format)
-    train-00000-of-00004.json       what went into that shard (written before the shard)
+    train-00000-of-00004.json       what went into that shard, its size and SHA-256 (written
+                                    before the shard)
     val-00000-of-00001.tfrecord     only with a validation split
     manifest.json                   counts, seconds, shards, config, tool version (written last)
 
@@ -23,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -35,6 +35,7 @@ from jsqa_tf import atomic
 from jsqa_tf.audio import is_silent, read_audio, to_int16
 from jsqa_tf.config import PrepareConfig, to_dict
 from jsqa_tf.data.corpora import AudioRecord, Corpus, Problem, read_corpus
+from jsqa_tf.data.integrity import file_digest
 from jsqa_tf.errors import AudioError, CorpusError
 
 logger = logging.getLogger(__name__)
@@ -127,10 +128,18 @@ def plan_shards(records: list[AudioRecord], split: str, shard_seconds: float, se
     return [ShardPlan(split, index, len(buckets), tuple(bucket)) for index, bucket in enumerate(buckets)]
 
 
+# Settings added after format 1 was fixed, with their defaults: left out of the fingerprint at
+# their default, so that a folder prepared before they existed still resumes.
+_LATER_SETTINGS = {"mos_range": [1.0, 5.0]}
+
+
 def _fingerprint(config: PrepareConfig, shards: list[ShardPlan]) -> str:
     settings = to_dict(config)
     settings.pop("num_workers")  # how many processes decode does not change the output
     settings.pop("source")  # the same corpus named by another path is the same corpus
+    for name, default in _LATER_SETTINGS.items():
+        if settings.get(name) == default:
+            settings.pop(name)
     content = {
         "format": FORMAT_VERSION,
         "config": settings,
@@ -142,7 +151,8 @@ def _fingerprint(config: PrepareConfig, shards: list[ShardPlan]) -> str:
 def write_shard(shard: ShardPlan, output_dir: str, sample_rate: int, channel: int | None) -> dict:
     """Decodes the files of one shard and writes it atomically; returns its statistics.
 
-    Runs in a worker process. Files that fail to decode are reported, not fatal.
+    Runs in a worker process. Files that fail to decode are reported, not fatal. A shard that
+    cannot be written (a full disk) raises `CorpusError` naming it; finished shards are kept.
     """
     import tensorflow as tf  # here, so that listing a corpus never pays for importing TF
 
@@ -151,24 +161,33 @@ def write_shard(shard: ShardPlan, output_dir: str, sample_rate: int, channel: in
     stats = {"name": shard.name, "num_records": 0, "num_samples": 0, "num_silent": 0}
     problems = []
     path = os.path.join(output_dir, f"{shard.name}.tfrecord")
-    with atomic.atomic_path(path) as temp_path:
-        with tf.io.TFRecordWriter(temp_path) as writer:
-            for record in shard.records:
-                try:
-                    samples = read_audio(record.path, sample_rate, channel=channel)
-                except AudioError as error:
-                    problems.append({"path": error.path, "reason": error.reason})
-                    continue
-                silent = is_silent(samples)
-                pcm = to_int16(samples)
-                writer.write(encode_example(pcm, sample_rate, record, is_silent=silent))
-                stats["num_records"] += 1
-                stats["num_samples"] += int(pcm.shape[0])
-                stats["num_silent"] += int(silent)
-        stats["seconds"] = stats["num_samples"] / sample_rate
-        stats["problems"] = problems
-        # The statistics land before the shard: a shard's presence means both are complete.
-        atomic.write_json(os.path.join(output_dir, f"{shard.name}.json"), stats)
+    try:
+        with atomic.atomic_path(path) as temp_path:
+            with tf.io.TFRecordWriter(temp_path) as writer:
+                for record in shard.records:
+                    try:
+                        samples = read_audio(record.path, sample_rate, channel=channel)
+                    except AudioError as error:
+                        problems.append({"path": error.path, "reason": error.reason})
+                        continue
+                    silent = is_silent(samples)
+                    pcm = to_int16(samples)
+                    writer.write(encode_example(pcm, sample_rate, record, is_silent=silent))
+                    stats["num_records"] += 1
+                    stats["num_samples"] += int(pcm.shape[0])
+                    stats["num_silent"] += int(silent)
+            stats["seconds"] = stats["num_samples"] / sample_rate
+            stats["problems"] = problems
+            stats.update(file_digest(temp_path))  # num_bytes, sha256: checked when read
+            # The statistics land before the shard: a shard's presence means both are complete.
+            atomic.write_json(os.path.join(output_dir, f"{shard.name}.json"), stats)
+    except (OSError, tf.errors.OpError) as error:
+        reason = error.strerror if isinstance(error, OSError) else error.message.strip().splitlines()[0]
+        raise CorpusError(
+            path,
+            f"cannot be written ({reason}); is the disk full? Free some space and run the same "
+            "command again: finished shards are kept",
+        )
     return stats
 
 
@@ -177,8 +196,33 @@ def _shard_done(output_dir: str, shard: ShardPlan) -> dict | None:
     stats_path = os.path.join(output_dir, f"{shard.name}.json")
     if not (os.path.exists(shard_path) and os.path.exists(stats_path)):
         return None
-    with open(stats_path, encoding="utf-8") as stream:
-        return json.load(stream)
+    try:
+        with open(stats_path, encoding="utf-8") as stream:
+            stats = json.load(stream)
+    except (OSError, json.JSONDecodeError):
+        return None  # written again
+    if not isinstance(stats, dict):
+        return None
+    expected = stats.get("num_bytes")
+    size = os.path.getsize(shard_path)
+    if (expected is not None and size != expected) or (size == 0 and stats.get("num_records", 0) > 0):
+        logger.warning("%s: %d bytes, %s expected; writing it again", shard_path, size, expected)
+        return None
+    return stats
+
+
+def _damaged_shards(output_dir: str, manifest: dict) -> list[str]:
+    """Shards of a finished preparation that are missing or not of their recorded size."""
+    from jsqa_tf.data.integrity import check_size
+
+    damaged = []
+    for split in manifest.get("splits", {}).values():
+        for entry in split["shards"]:
+            try:
+                check_size(os.path.join(output_dir, entry["file"]), entry)
+            except CorpusError:
+                damaged.append(entry["file"])
+    return damaged
 
 
 def _remove_stale_temporaries(output_dir: str) -> None:
@@ -239,6 +283,7 @@ def list_corpus(config: PrepareConfig) -> Corpus:
         subsets=config.subsets,
         databases=config.databases,
         chime3_channels=config.chime3_channels,
+        mos_range=tuple(config.mos_range),
     )
 
 
@@ -273,7 +318,13 @@ def prepare(
         else:
             records.append(record)
     if not records:
-        raise CorpusError(corpus.root, f"no usable audio files ({len(problems)} problem file(s))")
+        if not problems:
+            raise CorpusError(corpus.root, "no usable audio files: the corpus lists none")
+        examples = "; ".join(f"{p['path']}: {p['reason']}" for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CorpusError(
+            corpus.root, f"no usable audio files; {len(problems)} problem file(s), e.g. {examples}{more}"
+        )
 
     if config.val_databases:
         by_split = split_by_database(records, config.val_databases, corpus.root)
@@ -289,9 +340,15 @@ def prepare(
     os.makedirs(output_dir, exist_ok=True)
     manifest_path = os.path.join(output_dir, MANIFEST_NAME)
     if os.path.exists(manifest_path):
-        logger.info("%s is complete already; nothing to do", output_dir)
         with open(manifest_path, encoding="utf-8") as stream:
-            return json.load(stream)
+            manifest = json.load(stream)
+        damaged = _damaged_shards(output_dir, manifest)
+        if not damaged:
+            logger.info("%s is complete already; nothing to do", output_dir)
+            return manifest
+        # A shard cut short since (a copy, a full disk): written again, the rest kept.
+        logger.warning("%s: %s damaged; writing it again", output_dir, ", ".join(damaged))
+        os.remove(manifest_path)
     atomic.write_json(
         os.path.join(output_dir, PLAN_NAME),
         {"fingerprint": fingerprint, "shards": [[s.name, len(s.records)] for s in shards]},
@@ -315,10 +372,11 @@ def prepare(
         for shard in todo:
             finished(write_shard(shard, *args))
     elif todo:
+        from jsqa_tf.processes import process_pool
+
         # spawn, not fork: the parent may hold TensorFlow's threads, which fork does not copy.
-        context = multiprocessing.get_context("spawn")
-        workers = min(config.num_workers, len(todo))
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        # The workers die with this process, even under `kill -9`.
+        with process_pool(min(config.num_workers, len(todo))) as pool:
             futures = [pool.submit(write_shard, shard, *args) for shard in todo]
             try:
                 for future in concurrent.futures.as_completed(futures):
@@ -342,14 +400,22 @@ def _manifest(config, corpus, output_dir, shards, stats, problems, by_split) -> 
                 "file": f"{s.name}.tfrecord",
                 "num_records": stats[s.name]["num_records"],
                 "seconds": round(stats[s.name]["seconds"], 3),
+                **{key: stats[s.name][key] for key in ("num_bytes", "sha256") if key in stats[s.name]},
             }
             for s in split_shards
         ]
+        durations = [r.duration_seconds for r in by_split[split]]
         splits[split] = {
             "num_records": sum(e["num_records"] for e in entries),
             "total_seconds": round(sum(stats[s.name]["seconds"] for s in split_shards), 3),
             "num_silent": sum(stats[s.name]["num_silent"] for s in split_shards),
             "labels": _summarise_labels(by_split[split]),
+            # from the headers: how much of a crop will be padding (pairs and pretrain warn)
+            "file_seconds": {
+                "min": round(float(np.min(durations)), 3),
+                "median": round(float(np.median(durations)), 3),
+                "max": round(float(np.max(durations)), 3),
+            },
             "shards": entries,
         }
     for s in shards:

@@ -13,12 +13,15 @@ what an uninterrupted run reads from that epoch on.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import keras
 
 from jsqa_tf.config import PretrainConfig
-from jsqa_tf.training.run import Run, TrainingError, demo_shards, distributable
+from jsqa_tf.training.run import Run, TrainingError, demo_shards, distributable, finished_run
+
+logger = logging.getLogger(__name__)
 
 ENCODER_FILE = "encoder.keras"
 BEST_ENCODER_FILE = "encoder-best.keras"
@@ -49,14 +52,31 @@ def train_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs, in
     return distributable(dataset.map(_as_inputs))
 
 
-def val_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
-    """The same `val_batches` batches of held-out speakers and noises every epoch."""
-
+def val_pairs(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
+    """The `val_batches` batches of held-out speakers and noises that validation uses."""
     from jsqa_tf.data.pairs import make_pair_dataset
 
     pairs = config.pair_config("val", clean_dir, noise_dir, global_pairs)
-    dataset = make_pair_dataset(pairs, seed=config.training.seed + 10_007).take(config.data.val_batches)
-    return distributable(dataset.map(_as_inputs).cache())
+    return make_pair_dataset(pairs, seed=config.training.seed + 10_007).take(config.data.val_batches)
+
+
+def val_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
+    """The same `val_batches` batches every epoch (validation reads `val_batches` steps from
+    the start each epoch; `distributable` repeats them, so no worker of a multi-worker
+    strategy runs dry and is handed an empty batch)."""
+    dataset = val_pairs(config, clean_dir, noise_dir, global_pairs).map(_as_inputs)
+    return distributable(dataset.cache())
+
+
+def check_data(config: PretrainConfig, clean_dir, noise_dir) -> None:
+    """Checks both folders (splits, shard sizes, 16 kHz) before any training, and warns when
+    the crops would be mostly padding."""
+    from jsqa_tf.data.pairs import crop_warnings
+
+    for split in ("train", "val"):
+        for warning in crop_warnings(config.pair_config(split, clean_dir, noise_dir, 2)):
+            if split == "train":
+                logger.warning(warning)
 
 
 # --- model -------------------------------------------------------------------------------------
@@ -152,6 +172,8 @@ def pretrain(
     """
     import numpy as np
 
+    if not resume and (done := finished_run(config)) is not None:
+        return done  # the same command again: nothing to do
     with Run(config, resume) as run:
         config, training = run.config, run.config.training
         clean_dir, noise_dir = config.data.clean_dir, config.data.noise_dir
@@ -159,6 +181,7 @@ def pretrain(
             raise TrainingError("data.clean_dir and data.noise_dir must be set (--clean-dir, --noise-dir)")
         if config.data.demo_dir:
             clean_dir, noise_dir = demo_shards(config.data.demo_dir)
+        check_data(config, clean_dir, noise_dir)
         global_pairs = config.data.pairs_per_batch * run.strategy.num_replicas
         with run.strategy.scope():
             model = build_pretrainer(config)
@@ -168,9 +191,8 @@ def pretrain(
         train = train_dataset(config, clean_dir, noise_dir, global_pairs, run.initial_epoch)
         val = val_dataset(config, clean_dir, noise_dir, global_pairs)
         stage_callbacks = list(callbacks or [])
-        if training.audio_examples:
-            example = next(iter(val))
-            example_batch = (example["clean"], example["noise"], example["snr_db"])
+        if training.audio_examples:  # from a pipeline of its own: `val`'s cache is never read halfway
+            example_batch = next(iter(val_pairs(config, clean_dir, noise_dir, global_pairs)))
             stage_callbacks.append(_PairExamples(run.log_dir, example_batch, config))
         run.fit(
             model,

@@ -49,43 +49,89 @@ class TrainingError(JSQAError):
 # --- data ---------------------------------------------------------------------------------------
 
 
-def demo_shards(demo_dir: str) -> tuple[str, str]:
-    """Writes the demo corpus and prepares clean and noise shards under `demo_dir` (once)."""
-    from jsqa_tf.config import PrepareConfig
+def _progress_callbacks(progress, label: str) -> dict:
+    """`prepare`'s on_start / on_shard driving `progress` (nothing without it)."""
+    if progress is None:
+        return {}
+    update = []
+
+    def on_start(seconds: float, num_shards: int) -> None:
+        if num_shards:
+            update.append(progress(f"{label}: {num_shards} shard(s)", max(1, round(seconds))))
+
+    def on_shard(stats: dict) -> None:
+        if update:
+            update[0](round(stats["seconds"]))
+
+    return {"on_start": on_start, "on_shard": on_shard}
+
+
+def _demo_corpus(demo_dir: str, progress) -> dict:
     from jsqa_tf.data.demo import make_demo_corpus
+
+    update = []
+    callbacks = {}
+    if progress is not None:
+        callbacks = {
+            "on_start": lambda steps: update.append(progress("writing the demo corpus", steps)),
+            "on_progress": lambda n: update[0](n),
+        }
+    return make_demo_corpus(os.path.join(demo_dir, "corpus"), **callbacks)
+
+
+def demo_shards(demo_dir: str, progress=None) -> tuple[str, str]:
+    """Writes the demo corpus and prepares clean and noise shards under `demo_dir` (once).
+
+    `progress(label, length)`, when given, starts a task and returns its `update(n)`; the
+    next call ends it (the CLI draws them as progress bars)."""
+    from jsqa_tf.config import PrepareConfig
     from jsqa_tf.data.prepare import prepare
 
-    paths = make_demo_corpus(os.path.join(demo_dir, "corpus"))
+    paths = _demo_corpus(demo_dir, progress)
     clean, noise = os.path.join(demo_dir, "shards", "clean"), os.path.join(demo_dir, "shards", "noise")
-    prepare(PrepareConfig(corpus="librispeech", source=paths["librispeech"], val_fraction=0.2), clean)
+    prepare(
+        PrepareConfig(corpus="librispeech", source=paths["librispeech"], val_fraction=0.2),
+        clean,
+        **_progress_callbacks(progress, "preparing the demo speech"),
+    )
     noise_config = PrepareConfig(
         corpus="chime3", source=paths["chime3"], chime3_channels="all", val_fraction=0.25
     )
-    prepare(noise_config, noise)
+    prepare(noise_config, noise, **_progress_callbacks(progress, "preparing the demo noise"))
     return clean, noise
 
 
-def demo_mos_shards(demo_dir: str) -> str:
+def demo_mos_shards(demo_dir: str, progress=None) -> str:
     """Writes the demo corpus and prepares its NISQA part under `demo_dir` (once): train is
     NISQA_TRAIN_SIM, val is NISQA_VAL_SIM (other speakers)."""
     from jsqa_tf.config import PrepareConfig
-    from jsqa_tf.data.demo import make_demo_corpus
     from jsqa_tf.data.prepare import prepare
 
-    paths = make_demo_corpus(os.path.join(demo_dir, "corpus"))
+    paths = _demo_corpus(demo_dir, progress)
     mos = os.path.join(demo_dir, "shards", "mos")
-    prepare(PrepareConfig(corpus="nisqa", source=paths["nisqa"], val_databases=("NISQA_VAL_SIM",)), mos)
+    prepare(
+        PrepareConfig(corpus="nisqa", source=paths["nisqa"], val_databases=("NISQA_VAL_SIM",)),
+        mos,
+        **_progress_callbacks(progress, "preparing the demo MOS data"),
+    )
     return mos
 
 
 def distributable(dataset):
-    """Shards by element (not by file) under a multi-worker strategy; prefetches."""
+    """Repeats without end, shards by element (not by file) under a multi-worker strategy,
+    and prefetches.
+
+    Stages state their steps (steps_per_epoch, validation_steps), so the repetition is never
+    read; it makes the dataset infinite, which turns off tf.distribute's partial-batch
+    handling: with a finite dataset, a multi-worker strategy hands a worker that has run out
+    an empty batch (`Incompatible shapes: [0,...]`) to keep the workers in step.
+    """
     import tensorflow as tf
 
     options = tf.data.Options()
     # Our sources are zipped and flat-mapped streams, not plain file lists: shard by element.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return dataset.repeat().with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 # --- strategies and random state -----------------------------------------------------------------
@@ -262,6 +308,31 @@ def config_differences(config) -> list[str]:
     saved = flatten(to_dict(from_dict(type(config), load_yaml(config_path), where=config_path)))
     wanted = flatten(to_dict(config))
     return sorted(key for key in wanted if key != "run_dir" and saved.get(key) != wanted[key])
+
+
+def finished_run(config, summary_file: str = "summary.json") -> dict | None:
+    """The saved summary when `config.run_dir` holds a finished run of exactly these settings
+    (wherever the folder now lies), else None: the same command run twice does nothing new."""
+    from jsqa_tf.errors import ConfigError
+
+    run_dir = config.run_dir
+    summary_path = os.path.join(run_dir, summary_file)
+    if not (os.path.exists(summary_path) and os.path.exists(os.path.join(run_dir, "config.yaml"))):
+        return None
+    try:
+        if config_differences(config):
+            return None
+        with open(summary_path, encoding="utf-8") as stream:
+            summary = json.load(stream)
+    except (ConfigError, OSError, json.JSONDecodeError):
+        return None
+    logger.warning(
+        "%s holds a finished run of these settings (%s epochs); nothing to do. Another --run-dir "
+        "starts a new run; --resume with more --epochs continues this one",
+        run_dir,
+        summary.get("epochs_done", "all"),
+    )
+    return summary
 
 
 def _open_run_dir(config, resume: bool) -> dict:

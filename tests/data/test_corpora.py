@@ -123,7 +123,8 @@ def test_nisqa_corpus_file_with_real_columns(nisqa):
     assert (record.database, record.condition, record.mos) == ("NISQA_TRAIN_SIM", "c00000", 1.5)
     assert record.sample_rate == 48000 and record.relative_path == "NISQA_TRAIN_SIM/deg/c00000_x.wav"
     reasons = sorted(p.reason for p in corpus.problems)
-    assert reasons[0] == "file not found" and reasons[1].startswith("outside the corpus root")
+    # each named with the line of the CSV that lists it
+    assert reasons[0] == "line 7: file not found" and reasons[1].startswith("line 8: outside the corpus root")
 
 
 def test_nisqa_per_database_file_and_db_filter(nisqa):
@@ -186,3 +187,58 @@ def test_demo_corpus_reads_through_every_reader(tiny_demo):
     assert len(mos.records) == 6 and not mos.problems
     assert {r.database for r in mos.records} == {"NISQA_TRAIN_SIM", "NISQA_VAL_SIM"}
     assert all(1.0 <= r.mos <= 5.0 for r in mos.records)
+
+
+def test_a_corpus_reached_through_symlinks_is_read(tmp_path):
+    """Issue 12.8: every file of a folder corpus reached through a symlink was "outside the
+    corpus root". Paths that climb out of the root as written are still refused."""
+    store = tmp_path / "store"
+    touch_audio(store / "a.wav")
+    touch_audio(store / "deep" / "b.wav")
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    (corpus_dir / "a.wav").symlink_to(store / "a.wav")  # a linked file
+    (corpus_dir / "sub").symlink_to(store / "deep")  # a linked folder
+    (corpus_dir / "sub" / "loop").symlink_to(corpus_dir)  # a loop: read once, never forever
+    (tmp_path / "root_link").symlink_to(corpus_dir)  # the root itself through a link
+    for root in (corpus_dir, tmp_path / "root_link"):
+        corpus = read_audio_folder(root)
+        assert [r.relative_path for r in corpus.records] == ["a.wav", "sub/b.wav"], corpus.problems
+        assert not corpus.problems
+    touch_audio(tmp_path / "outside.wav")
+    (corpus_dir / "list.csv").write_text("path,mos\na.wav,3\n../outside.wav,4\n")
+    listed = read_mos_csv(corpus_dir / "list.csv")
+    assert [r.relative_path for r in listed.records] == ["a.wav"]
+    assert listed.problems[0].reason.startswith("line 3: outside the corpus root")
+
+
+def test_csv_rows_are_named_by_their_line_in_the_file(tmp_path):
+    touch_audio(tmp_path / "a.wav")
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text("path,mos\n\na.wav,3\n\n\nb.wav,7\n")  # blank lines count
+    with pytest.raises(CorpusError, match=r"list.csv: line 6: MOS 7 is outside the scale \[1, 5\]"):
+        read_mos_csv(csv_path)
+    assert read_mos_csv(csv_path, mos_range=(0, 10)).records[0].mos == 3.0  # another scale
+    csv_path.write_text("path,mos\na.wav,3,extra\n")
+    with pytest.raises(CorpusError, match="line 2: 3 fields, the header has 2"):
+        read_mos_csv(csv_path)
+    csv_path.write_text("path,mos\n")
+    with pytest.raises(CorpusError, match="list.csv: holds no rows below its header"):
+        read_mos_csv(csv_path)
+    csv_path.write_bytes("path,mos\nà.wav,3\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match="list.csv: not UTF-8 text"):
+        read_mos_csv(csv_path)
+    csv_path.write_text("path,mos\na.wav,\n")
+    with pytest.raises(CorpusError, match="line 2: no MOS"):
+        read_mos_csv(csv_path)
+
+
+def test_nisqa_refuses_a_file_listed_twice(nisqa):
+    csv_path = nisqa / "NISQA_corpus_file.csv"
+    rows = list(csv.DictReader(csv_path.open()))
+    rows.append(dict(rows[0], mos="4.9"))
+    write_nisqa_csv(csv_path, rows)
+    with pytest.raises(
+        CorpusError, match=r"line 9: NISQA_TRAIN_SIM/deg/c00000_x.wav is listed already, on line 2"
+    ):
+        read_nisqa(csv_path)

@@ -145,3 +145,34 @@ def test_write_pairs_files_summary_and_tensorboard(prepared_pairs, tmp_path):
     assert {"jnd_pairs/a_then_b", "jnd_pairs/abs_delta_snr_histogram"} <= tags
     with pytest.raises(CorpusError, match="already holds pairs.csv"):
         write_pairs(prepared_pairs, tmp_path / "out", 10)
+
+
+def test_speech_and_noise_must_be_at_the_pairs_rate(prepared_pairs, tiny_demo, tmp_path):
+    """Issue 12.3: 8 kHz speech was mixed with 16 kHz noise and written as 16 kHz."""
+    narrow = PrepareConfig(
+        corpus="librispeech", source=tiny_demo["librispeech"], sample_rate=8000, num_workers=0
+    )
+    prepare(narrow, tmp_path / "clean8k")
+    mixed = PairConfig(str(tmp_path / "clean8k"), prepared_pairs.noise_dir, pairs_per_batch=2)
+    with pytest.raises(CorpusError, match="clean8k: prepared at 8000 Hz, but 16000 Hz audio is needed"):
+        make_pair_dataset(mixed)
+    at_8k = PairConfig(
+        str(tmp_path / "clean8k"), prepared_pairs.noise_dir, pairs_per_batch=2, sample_rate=8000
+    )
+    with pytest.raises(CorpusError, match="noise: prepared at 16000 Hz, but 8000 Hz audio is needed"):
+        write_pairs(at_8k, tmp_path / "pairs", 2)
+    assert not (tmp_path / "pairs").exists()
+
+
+def test_crops_that_would_be_mostly_padding_are_warned_about(prepared_pairs):
+    from jsqa_tf.data.pairs import crop_warnings
+
+    assert crop_warnings(prepared_pairs) == []  # 1 s crops of 3-7 s files
+    long_crops = crop_warnings(
+        PairConfig(prepared_pairs.clean_dir, prepared_pairs.noise_dir, crop_seconds=1000)
+    )
+    assert len(long_crops) == 2
+    assert "crop_seconds 1000 is longer than every speech file" in long_crops[0]
+    assert "each crop is at least 99% zero-padded" in long_crops[0] and "looped" in long_crops[1]
+    median = crop_warnings(PairConfig(prepared_pairs.clean_dir, prepared_pairs.noise_dir, crop_seconds=4.5))
+    assert "crop_seconds 4.5 is longer than most speech files" in median[0]  # median 3-4 s, longest 5 s

@@ -186,3 +186,27 @@ def test_named_databases_form_the_val_split(tiny_demo, tmp_path):
     assert manifest["splits"]["train"]["labels"]["databases"] == {"NISQA_TRAIN_SIM": 4}
     with pytest.raises(CorpusError, match="no files of val database.*NISQA_VAL_LIVE"):
         prepare(config(tiny_demo["nisqa"], "nisqa", val_databases=("NISQA_VAL_LIVE",)), tmp_path / "x")
+
+
+def test_a_folder_prepared_before_mos_range_existed_still_resumes(tiny_demo):
+    """New settings at their default leave the plan's fingerprint as it was."""
+    import hashlib
+
+    from jsqa_tf.config import to_dict
+    from jsqa_tf.data.corpora import read_librispeech
+    from jsqa_tf.data.prepare import FORMAT_VERSION, _fingerprint, plan_shards
+
+    settings = config(tiny_demo["librispeech"])
+    shards = plan_shards(read_librispeech(tiny_demo["librispeech"]).records, "train", 6.0, 0)
+    before = to_dict(settings)
+    for name in ("num_workers", "source", "mos_range"):
+        before.pop(name)
+    content = {
+        "format": FORMAT_VERSION,
+        "config": before,
+        "shards": [[s.name, [r.relative_path for r in s.records]] for s in shards],
+    }
+    expected = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    assert _fingerprint(settings, shards) == expected
+    other_scale = config(tiny_demo["librispeech"], mos_range=(0.0, 10.0))
+    assert _fingerprint(other_scale, shards) != expected
