@@ -256,7 +256,7 @@ def test_cli_export_bad_input_is_one_line(tiny_mos_keras, tmp_path, args, messag
     paths = {"tmp": tmp_path, "model": tiny_mos_keras, "bad": tmp_path / "bad.keras"}
     args = [a.format(**paths) for a in args] + ["--output-dir", str(tmp_path / "out")]
     result = CliRunner().invoke(main, ["export", *args])
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(errors) == 1 and message in errors[0], result.output
     assert not (tmp_path / "out").exists()

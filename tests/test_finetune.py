@@ -67,8 +67,14 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(mos_demo, tmp_pa
     finetune(whole, verbose=0)
     part = tiny_config(tmp_path / "part", mos_demo["mos"], epochs=1, freeze_encoder_epochs=1)
     finetune(part, verbose=0)
-    with pytest.raises(TrainingError, match="holds a run already"):
-        finetune(part, verbose=0)
+    again = finetune(part, verbose=0)  # the same command again: reports, trains nothing
+    assert (
+        again["epochs_done"] == 1 and len((tmp_path / "part" / "history.csv").read_text().splitlines()) == 2
+    )
+    with pytest.raises(TrainingError, match="holds a run already"):  # other settings, no --resume
+        finetune(
+            tiny_config(tmp_path / "part", mos_demo["mos"], epochs=2, freeze_encoder_epochs=1), verbose=0
+        )
     finetune(
         tiny_config(tmp_path / "part", mos_demo["mos"], epochs=3, freeze_encoder_epochs=1),
         resume=True,

@@ -26,7 +26,7 @@ import numpy as np
 from jsqa_tf.config import FinetuneConfig
 from jsqa_tf.errors import ModelError
 from jsqa_tf.models.saving import LAST_MODEL_FILE, MODEL_FILE, load_keras_file
-from jsqa_tf.training.run import Run, TrainingError, demo_mos_shards, distributable
+from jsqa_tf.training.run import Run, TrainingError, demo_mos_shards, distributable, finished_run
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +226,8 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, verbose: int = 1, 
     """
     from jsqa_tf.data.mos import Selection, count_labelled, labelled_files
 
+    if not resume and (done := finished_run(config)) is not None:
+        return done  # the same command again: nothing to do
     with Run(config, resume) as run:
         config, data, training = run.config, run.config.data, run.config.training
         data_dir = _data_dir(config)
