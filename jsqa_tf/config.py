@@ -207,8 +207,10 @@ class EncoderConfig:
     """The encoder (a `WaveformEncoder` preset, any field overridden) and projection head.
 
     Args:
-        preset: jsqa (the paper's, 512-d), cdpam (1024-d), small or tiny.
-        first_filters ... decimation: `WaveformEncoder` arguments; None keeps the preset's.
+        preset: jsqa (512-d, the paper's stated width), cdpam (1024-d, the paper's stated
+            ~26 M parameters), small or tiny (README, "Presets").
+        first_filters ... batch_norm_epsilon: `WaveformEncoder` arguments; None keeps the
+            preset's.
         projection: add the 2-layer projection head.
         projection_dropout: its dropout rate.
     """
@@ -222,6 +224,7 @@ class EncoderConfig:
     embedding_dim: int | None = None
     contrastive_dim: int | None = None
     decimation: str | None = None
+    batch_norm_epsilon: float | None = None
     projection: bool = True
     projection_dropout: float = 0.1
 
@@ -236,6 +239,7 @@ class EncoderConfig:
             "embedding_dim",
             "contrastive_dim",
             "decimation",
+            "batch_norm_epsilon",
         )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
