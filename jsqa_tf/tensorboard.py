@@ -15,6 +15,7 @@ def log_pairs(
     noise: tf.Tensor,
     snr_db: tf.Tensor,
     *,
+    num_valid_samples: tf.Tensor | None = None,
     step: int,
     snr_window_db: float,
     max_abs_delta_db: float | None = None,
@@ -26,14 +27,16 @@ def log_pairs(
 
     Args:
         writer: where to write.
-        clean, noise, snr_db: one batch from `make_pair_dataset`.
+        clean, noise, snr_db, num_valid_samples: one batch from `make_pair_dataset`.
         step: the summary step.
         snr_window_db, max_abs_delta_db: for the expected density drawn on the histogram.
         sample_rate: of the audio, in Hz.
         max_outputs: pairs written as audio.
         all_abs_delta_db: |ΔSNR| of more pairs for the histogram (default: this batch's).
     """
-    view_a, view_b = mix_pair(clean, noise, snr_db, prevent_clipping=True)
+    view_a, view_b = mix_pair(
+        clean, noise, snr_db, num_valid_samples=num_valid_samples, prevent_clipping=True
+    )
     gap = tf.zeros([tf.shape(view_a)[0], sample_rate // 2])
     joined = tf.concat([view_a, gap, view_b], axis=1)[:max_outputs]
     deltas = all_abs_delta_db

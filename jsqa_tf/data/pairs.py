@@ -1,11 +1,15 @@
 """JND pair sampler: clean crops, noise excerpts and SNR pairs, as a tf.data pipeline.
 
-Each batch is `(clean, noise, snr_db)`:
-    clean   float32 [pairs, samples]  crops of different utterances (zero-padded if short)
-    noise   float32 [pairs, samples]  excerpts of different noise files (looped if short,
-                                      random offset; files flagged silent are skipped)
-    snr_db  float32 [pairs, 2]        the two SNRs of each pair (see `PairConfig`)
-The mixing itself (`jsqa_tf.mixing.mix_pair`) runs in the model's step on the accelerator.
+Each batch is `(clean, noise, snr_db, num_valid_samples)`:
+    clean              float32 [pairs, samples]  crops of different utterances (zero-padded
+                                                 if short)
+    noise              float32 [pairs, samples]  excerpts of different noise files (looped if
+                                                 short, random offset; files flagged silent
+                                                 are skipped)
+    snr_db             float32 [pairs, 2]        the two SNRs of each pair (see `PairConfig`)
+    num_valid_samples  int32   [pairs]           samples of each clean crop that are speech
+The mixing itself (`jsqa_tf.mixing.mix_pair`, SNRs over the speech's real samples) runs in the
+model's step on the accelerator.
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ def sample_snr_pairs(
 def make_pair_dataset(
     config: PairConfig, *, with_ids: bool = False, seed: int | tf.Tensor | None = None
 ) -> tf.data.Dataset:
-    """Endless batches of `(clean, noise, snr_db)`; with `with_ids`, a 4th element
-    `{"clean_id": [pairs], "noise_id": [pairs]}` naming the source files.
+    """Endless batches of `(clean, noise, snr_db, num_valid_samples)`; with `with_ids`, a 5th
+    element `{"clean_id": [pairs], "noise_id": [pairs]}` naming the source files.
 
     `seed` (default `config.seed`) may be an int64 scalar tensor: pretraining derives one per
     epoch, so that a resumed run reads the same pairs as an uninterrupted one."""
@@ -94,7 +98,7 @@ def make_pair_dataset(
             config.snr_window_low_db,
             config.max_abs_delta_db,
         )
-        pair = (clean_batch["audio"], noise_batch["audio"], snr_db)
+        pair = (clean_batch["audio"], noise_batch["audio"], snr_db, clean_batch["num_valid_samples"])
         if with_ids:
             ids = {"clean_id": clean_batch["source_path"], "noise_id": noise_batch["source_path"]}
             return (*pair, ids)
@@ -132,9 +136,10 @@ def write_pairs(
         raise ConfigError(f"num_pairs must be >= 1, got {num_pairs}")
     rows, first_batch = [], None
     dataset = make_pair_dataset(config, with_ids=True)
-    for clean, noise, snr_db, ids in dataset:
+    for clean, noise, snr_db, num_valid, ids in dataset:
         if write_audio:
-            view_a, view_b = (np.asarray(v) for v in mix_pair(clean, noise, snr_db, prevent_clipping=True))
+            views = mix_pair(clean, noise, snr_db, num_valid_samples=num_valid, prevent_clipping=True)
+            view_a, view_b = (np.asarray(v) for v in views)
         taken = min(len(snr_db), num_pairs - len(rows))
         for i in range(taken):
             n = len(rows)
@@ -155,7 +160,7 @@ def write_pairs(
                     write_wav(os.path.join(output_dir, name), samples, config.sample_rate)
                     row[f"file_{view}"] = name
             rows.append(row)
-        first_batch = first_batch or (clean, noise, snr_db)
+        first_batch = first_batch or (clean, noise, snr_db, num_valid)
         if on_progress:
             on_progress(taken)
         if len(rows) >= num_pairs:
@@ -186,12 +191,13 @@ def write_pairs(
         from jsqa_tf.tensorboard import log_pairs
 
         writer = tf.summary.create_file_writer(os.fspath(tensorboard_dir))
-        clean, noise, snr_db = first_batch
+        clean, noise, snr_db, num_valid = first_batch
         log_pairs(
             writer,
             clean,
             noise,
             snr_db,
+            num_valid_samples=num_valid,
             step=0,
             snr_window_db=config.snr_window_db,
             max_abs_delta_db=config.max_abs_delta_db,

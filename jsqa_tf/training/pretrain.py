@@ -27,8 +27,8 @@ BEST_ENCODER_FILE = "encoder-best.keras"
 # --- data ----------------------------------------------------------------------------------
 
 
-def _as_inputs(clean, noise, snr_db):
-    return {"clean": clean, "noise": noise, "snr_db": snr_db}
+def _as_inputs(clean, noise, snr_db, num_valid_samples):
+    return {"clean": clean, "noise": noise, "snr_db": snr_db, "num_valid_samples": num_valid_samples}
 
 
 def train_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs, initial_epoch=0):
@@ -96,6 +96,7 @@ def _build_state(model, config: PretrainConfig) -> None:
             "clean": np.zeros((2, samples), "float32"),
             "noise": np.zeros((2, samples), "float32"),
             "snr_db": np.zeros((2, 2), "float32"),
+            "num_valid_samples": np.full((2,), samples, "int32"),
         }
     )
     model.optimizer.build(model.trainable_variables)
@@ -121,12 +122,13 @@ class _PairExamples(keras.callbacks.Callback):
 
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "examples"))
-        clean, noise, snr_db = self.example_batch
+        clean, noise, snr_db, num_valid = self.example_batch
         log_pairs(
             self.writer,
             clean,
             noise,
             snr_db,
+            num_valid_samples=num_valid,
             step=epoch + 1,
             snr_window_db=self.config.data.snr_window_db,
             max_abs_delta_db=self.config.data.max_abs_delta_db,
@@ -170,7 +172,7 @@ def pretrain(
         stage_callbacks = list(callbacks or [])
         if training.audio_examples:
             example = next(iter(val))
-            example_batch = (example["clean"], example["noise"], example["snr_db"])
+            example_batch = tuple(example[k] for k in ("clean", "noise", "snr_db", "num_valid_samples"))
             stage_callbacks.append(_PairExamples(run.log_dir, example_batch, config))
         run.fit(
             model,

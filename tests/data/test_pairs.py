@@ -16,6 +16,7 @@ from jsqa_tf.config import (
 from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, write_pairs
 from jsqa_tf.data.prepare import prepare
 from jsqa_tf.errors import ConfigError, CorpusError
+from jsqa_tf.mixing import mix_pair
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_capped_abs_delta_snr_matches_its_stated_density():
 
 def test_the_pipeline_applies_the_cap(prepared_pairs):
     capped = PairConfig(**{**prepared_pairs.__dict__, "max_abs_delta_db": 0.5})
-    for _, _, snr_db in make_pair_dataset(capped).take(1):
+    for _, _, snr_db, _ in make_pair_dataset(capped).take(1):
         assert float(tf.reduce_max(tf.abs(snr_db[:, 0] - snr_db[:, 1]))) <= 0.5 + 1e-5
 
 
@@ -102,13 +103,30 @@ def test_bad_pair_configs(settings, message):
 
 def test_batches_pair_different_utterances_with_different_noises(prepared_pairs):
     dataset = make_pair_dataset(prepared_pairs, with_ids=True)
-    for clean, noise, snr_db, ids in dataset.take(6):
+    for clean, noise, snr_db, num_valid, ids in dataset.take(6):
         assert clean.shape == noise.shape == (4, 16000) and snr_db.shape == (4, 2)
+        assert num_valid.numpy().tolist() == [16000] * 4  # 1 s crops of 3-7 s utterances
         assert len(set(ids["clean_id"].numpy())) == 4
         assert len(set(ids["noise_id"].numpy())) == 4
         assert float(tf.reduce_min(tf.math.reduce_std(noise, axis=1))) > 0.001  # excerpts, not padding
     plain = next(iter(make_pair_dataset(prepared_pairs)))
-    assert len(plain) == 3
+    assert len(plain) == 4
+
+
+def test_utterances_shorter_than_the_crop_are_mixed_at_the_nominal_snr(prepared_pairs):
+    """8 s crops of 3-7 s utterances: zero-padded, and the SNR measured over the utterance's
+    real samples is the nominal one (to 0.01 dB) in both views."""
+    long_crops = PairConfig(**{**prepared_pairs.__dict__, "crop_seconds": 8.0})
+    clean, noise, snr_db, num_valid = next(iter(make_pair_dataset(long_crops)))
+    views = mix_pair(clean, noise, snr_db, num_valid_samples=num_valid)
+    clean, num_valid = clean.numpy().astype(np.float64), num_valid.numpy()
+    assert np.all(num_valid < 128_000)
+    for column, view in enumerate(views):
+        for i, n in enumerate(num_valid):
+            assert not clean[i, n:].any()
+            speech, added = clean[i, :n], np.asarray(view, np.float64)[i, :n] - clean[i, :n]
+            measured = 10 * np.log10(np.mean(speech**2) / np.mean(added**2))
+            assert measured == pytest.approx(float(snr_db[i, column]), abs=0.01)
 
 
 def test_same_seed_same_pairs(prepared_pairs):
