@@ -594,7 +594,7 @@ _SET_OPTION = click.option(
 @click.option("--clean-dir", type=click.Path(file_okay=False), help="Prepared clean speech (train + val).")
 @click.option("--noise-dir", type=click.Path(file_okay=False), help="Prepared noise (train + val).")
 @click.option("--epochs", type=int, help="Training epochs.")
-@click.option("--steps-per-epoch", type=int, help="Batches per epoch.")
+@click.option("--steps-per-epoch", type=int, help="Batches per epoch (instead of the file's epoch_hours).")
 @click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]))
 @click.option("--jit-compile/--no-jit-compile", default=None, help="Compile the step with XLA.")
 @click.option(
@@ -639,6 +639,8 @@ def pretrain(
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if clean_dir or noise_dir:
         overrides["data.demo_dir"] = None
+    if steps_per_epoch is not None:  # the option wins over an epoch length in hours
+        overrides["training.epoch_hours"] = None
     overrides.update(_assignments(assignments))
     settings = apply_overrides(load_yaml(config_path), overrides)
     config = from_dict(PretrainConfig, settings, where=config_path)

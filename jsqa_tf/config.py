@@ -250,7 +250,13 @@ class PretrainTrainingConfig:
 
     Args:
         epochs: training epochs.
-        steps_per_epoch: batches per epoch.
+        steps_per_epoch: batches per epoch; give it or `epoch_hours`, not both (neither:
+            `DEFAULT_STEPS_PER_EPOCH`).
+        epoch_hours: the length of an epoch as hours of audio through the encoder, from
+            which the steps are derived (`PretrainConfig.epoch_steps`): a pair counts twice
+            (its two mixtures), so a step is pairs_per_batch × replicas × 2 × crop_seconds
+            of audio (64 s at 8 pairs of 4 s on one device), and an epoch of H hours is
+            round(H × 3600 / that) steps, whatever the number of devices.
         learning_rate: Adam's.
         temperature: τ of NT-Xent.
         precision: float32, mixed_float16 or mixed_bfloat16.
@@ -265,7 +271,8 @@ class PretrainTrainingConfig:
     """
 
     epochs: int = 45
-    steps_per_epoch: int = 1000
+    steps_per_epoch: int | None = None
+    epoch_hours: float | None = None
     learning_rate: float = 1e-3
     temperature: float = 1.0
     precision: str = "float32"
@@ -282,8 +289,19 @@ class PretrainTrainingConfig:
             raise ConfigError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {STRATEGIES}, not {self.strategy!r}")
-        if self.epochs < 1 or self.steps_per_epoch < 1:
+        if self.epochs < 1 or (self.steps_per_epoch is not None and self.steps_per_epoch < 1):
             raise ConfigError("epochs and steps_per_epoch must be >= 1")
+        if self.steps_per_epoch is not None and self.epoch_hours is not None:
+            raise ConfigError(
+                "give training.steps_per_epoch or training.epoch_hours, not both "
+                f"(got {self.steps_per_epoch} and {self.epoch_hours})"
+            )
+        if self.epoch_hours is not None and not self.epoch_hours > 0:
+            raise ConfigError(f"training.epoch_hours must be > 0, got {self.epoch_hours}")
+
+
+DEFAULT_STEPS_PER_EPOCH = 1000
+"""Pretraining steps per epoch when neither steps_per_epoch nor epoch_hours is given."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,6 +312,21 @@ class PretrainConfig:
     data: PretrainDataConfig = PretrainDataConfig()
     model: EncoderConfig = EncoderConfig()
     training: PretrainTrainingConfig = PretrainTrainingConfig()
+
+    def step_audio_seconds(self, num_replicas: int = 1) -> float:
+        """Seconds of audio one training step puts through the encoder: both mixtures of
+        every pair on every device."""
+        return self.data.pairs_per_batch * num_replicas * 2 * self.data.crop_seconds
+
+    def epoch_steps(self, num_replicas: int = 1) -> int:
+        """Steps per epoch: `training.steps_per_epoch`, or `training.epoch_hours` of audio
+        (rounded to whole steps, at least 1), or `DEFAULT_STEPS_PER_EPOCH`."""
+        training = self.training
+        if training.steps_per_epoch is not None:
+            return training.steps_per_epoch
+        if training.epoch_hours is None:
+            return DEFAULT_STEPS_PER_EPOCH
+        return max(1, round(training.epoch_hours * 3600 / self.step_audio_seconds(num_replicas)))
 
     def pair_config(self, split: str, clean_dir: str, noise_dir: str, pairs_per_batch: int) -> PairConfig:
         data = self.data

@@ -23,7 +23,7 @@ from jsqa_tf.config import (
     to_dict,
 )
 from jsqa_tf.data.prepare import prepare
-from jsqa_tf.errors import CorpusError
+from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.models import WaveformEncoder
 from jsqa_tf.training import TrainingError, pretrain
 
@@ -71,6 +71,38 @@ def test_pipelines_are_valid_configs():
         1.0,
     )
     assert (paper.data.pairs_per_batch, paper.training.epochs) == (8, 45)
+    # The paper's budget: 33 GB of 16-bit 16 kHz pairs = 286.46 h of audio per epoch.
+    assert paper.training.epoch_hours == 286.46 and paper.training.steps_per_epoch is None
+    assert paper.epoch_steps() == round(33e9 / 32_000 / 64) == 16_113
+    demo = from_dict(PretrainConfig, load_yaml(os.path.join(REPO, "pipelines", "pretrain_demo.yaml")))
+    assert demo.epoch_steps() == 25  # the demo stays fast: explicit steps
+
+
+def test_an_epoch_is_hours_of_audio_or_steps_not_both(shards, tmp_path):
+    def config(**training):
+        return PretrainConfig(
+            "run",
+            data=PretrainDataConfig(crop_seconds=4.0, pairs_per_batch=8),
+            training=PretrainTrainingConfig(**training),
+        )
+
+    # A step is pairs x replicas x 2 mixtures x crop seconds of audio: 64 s on one device.
+    assert config(epoch_hours=1.0).step_audio_seconds() == 64.0
+    assert config(epoch_hours=1.0).epoch_steps() == round(3600 / 64) == 56
+    assert config(epoch_hours=1.0).epoch_steps(num_replicas=2) == round(3600 / 128) == 28
+    assert config(steps_per_epoch=7).epoch_steps(num_replicas=4) == 7
+    assert config().epoch_steps() == 1000  # neither given
+    assert config(epoch_hours=1e-6).epoch_steps() == 1  # at least one step
+    with pytest.raises(ConfigError, match="steps_per_epoch or training.epoch_hours, not both"):
+        config(steps_per_epoch=10, epoch_hours=1.0)
+    with pytest.raises(ConfigError, match="epoch_hours must be > 0"):
+        config(epoch_hours=0.0)
+    # In a run: 0.5 s crops x 4 pairs x 2 = 4 s per step; 12 s of audio per epoch = 3 steps.
+    hours = tiny_config(
+        tmp_path / "run", shards, epochs=1, steps_per_epoch=None, epoch_hours=12 / 3600, audio_examples=0
+    )
+    summary = pretrain(hours, verbose=0)
+    assert summary["steps_per_epoch"] == 3 and summary["epoch_audio_hours"] == pytest.approx(12 / 3600)
 
 
 def test_loss_falls_and_the_run_folder_is_complete(shards, tmp_path):

@@ -31,19 +31,26 @@ def _as_inputs(clean, noise, snr_db, num_valid_samples):
     return {"clean": clean, "noise": noise, "snr_db": snr_db, "num_valid_samples": num_valid_samples}
 
 
-def train_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs, initial_epoch=0):
-    """Exactly `steps_per_epoch` batches per epoch from `initial_epoch` on, seeded per epoch."""
+def epoch_seed(seed: int, epoch):
+    """The pair sampler's seed for one training epoch (an int64 scalar tensor): shuffles,
+    crops, excerpts, SNRs and the utterance-to-noise pairing all change with the epoch, and a
+    resumed run reads what an uninterrupted one reads."""
+    import tensorflow as tf
+
+    return tf.constant(seed, tf.int64) * 7919 + tf.cast(epoch, tf.int64)
+
+
+def train_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs, steps, initial_epoch=0):
+    """Exactly `steps` batches per epoch from `initial_epoch` on, seeded per epoch."""
     import tensorflow as tf
 
     from jsqa_tf.data.pairs import make_pair_dataset
 
     pairs = config.pair_config("train", clean_dir, noise_dir, global_pairs)
-    steps = config.training.steps_per_epoch
 
     @tf.autograph.experimental.do_not_convert  # plain Python that builds a pipeline
     def epoch_pairs(epoch):
-        seed = tf.constant(config.training.seed, tf.int64) * 7919 + epoch
-        return make_pair_dataset(pairs, seed=seed).take(steps)
+        return make_pair_dataset(pairs, seed=epoch_seed(config.training.seed, epoch)).take(steps)
 
     dataset = tf.data.Dataset.range(initial_epoch, config.training.epochs).flat_map(epoch_pairs)
     return distributable(dataset.map(_as_inputs))
@@ -167,7 +174,8 @@ def pretrain(
             _build_state(model, config)  # before fit: building from a distributed batch fails
             model.rank_one_logs = training.strategy == "multi-worker"  # see compute_metrics
             run.restore(model)
-        train = train_dataset(config, clean_dir, noise_dir, global_pairs, run.initial_epoch)
+        steps = config.epoch_steps(run.strategy.num_replicas)
+        train = train_dataset(config, clean_dir, noise_dir, global_pairs, steps, run.initial_epoch)
         val = val_dataset(config, clean_dir, noise_dir, global_pairs)
         stage_callbacks = list(callbacks or [])
         if training.audio_examples:
@@ -179,7 +187,7 @@ def pretrain(
             train,
             epochs=training.epochs,
             initial_epoch=run.initial_epoch,
-            steps_per_epoch=training.steps_per_epoch,
+            steps_per_epoch=steps,
             clips_per_step=2 * global_pairs,
             monitor="val_loss",
             validation_data=val,
@@ -194,6 +202,8 @@ def pretrain(
             "history": run.history,
             "best_epoch": state.get("best_epoch"),
             "best_val_loss": state.get("best_value"),
+            "steps_per_epoch": steps,
+            "epoch_audio_hours": steps * config.step_audio_seconds(run.strategy.num_replicas) / 3600,
             "encoder_parameters": int(sum(int(np.prod(v.shape)) for v in model.encoder.trainable_weights)),
             "replicas": run.strategy.num_replicas,
             "backend": keras.backend.backend(),
