@@ -215,6 +215,12 @@ def _snr_options(command):
 @click.option("--split", default="train", show_default=True, help="Split of both prepared folders.")
 @click.option("--crop-seconds", type=float, help="Length of each pair (default 4 s).")
 @_snr_options
+@click.option(
+    "--snr-placement",
+    type=click.Choice(["uniform_window", "uniform_snr"]),
+    help="Where the pairs' SNRs lie in the range: a uniformly placed window (default) or "
+    "uniform single SNRs (README, jsqa-tf pairs).",
+)
 @click.option("--seed", type=int, help="Seed of crops, excerpts and SNRs (default 0).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML with PairConfig fields.")
 @click.option("--audio/--no-audio", default=True, show_default=True, help="Write each pair's two WAV files.")
@@ -235,6 +241,7 @@ def pairs(
     snr_window,
     snr_window_low,
     max_abs_delta,
+    snr_placement,
     seed,
     config_path,
     audio,
@@ -243,9 +250,10 @@ def pairs(
     """Draws JND pairs from prepared CLEAN_DIR speech and NOISE_DIR noise into OUTPUT_DIR.
 
     Each pair: one clean crop and one noise excerpt mixed at two SNRs drawn from one 6 dB
-    window inside [-3, 9] dB (paper defaults; --max-abs-delta caps |ΔSNR|). Writes pairs.csv,
-    audio/*.wav, summary.json and the |ΔSNR| histogram (abs_delta_snr_histogram.png); prints the
-    summary as JSON.
+    window inside [-3, 9] dB (paper defaults; --max-abs-delta caps |ΔSNR|; --snr-placement
+    chooses where the SNRs lie in the range). Writes pairs.csv, audio/*.wav, summary.json, the
+    |ΔSNR| histogram (abs_delta_snr_histogram.png) and the single-SNR and |ΔSNR| distributions
+    (snr_distributions.png); prints the summary as JSON.
     """
     from jsqa_tf.config import PairConfig, from_dict, load_yaml
     from jsqa_tf.data.pairs import write_pairs
@@ -256,6 +264,8 @@ def pairs(
         settings["crop_seconds"] = crop_seconds
     if seed is not None:
         settings["seed"] = seed
+    if snr_placement is not None:
+        settings["snr_placement"] = snr_placement
     config = from_dict(
         PairConfig,
         _pair_settings(settings, snr_range, snr_window, snr_window_low, max_abs_delta),

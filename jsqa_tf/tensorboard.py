@@ -19,6 +19,8 @@ def log_pairs(
     step: int,
     snr_window_db: float,
     max_abs_delta_db: float | None = None,
+    snr_placement: str = "uniform_window",
+    snr_range_db: tuple[float, ...] | None = None,
     sample_rate: int = 16_000,
     max_outputs: int = 3,
     all_abs_delta_db: np.ndarray | None = None,
@@ -29,7 +31,8 @@ def log_pairs(
         writer: where to write.
         clean, noise, snr_db, num_valid_samples: one batch from `make_pair_dataset`.
         step: the summary step.
-        snr_window_db, max_abs_delta_db: for the expected density drawn on the histogram.
+        snr_window_db, max_abs_delta_db, snr_placement, snr_range_db: for the expected
+            density drawn on the histogram (`PairConfig`).
         sample_rate: of the audio, in Hz.
         max_outputs: pairs written as audio.
         all_abs_delta_db: |ΔSNR| of more pairs for the histogram (default: this batch's).
@@ -42,7 +45,13 @@ def log_pairs(
     deltas = all_abs_delta_db
     if deltas is None:
         deltas = np.abs(np.asarray(snr_db)[:, 0] - np.asarray(snr_db)[:, 1])
-    png = delta_snr_histogram_png(deltas, snr_window_db, max_abs_delta_db=max_abs_delta_db)
+    png = delta_snr_histogram_png(
+        deltas,
+        snr_window_db,
+        max_abs_delta_db=max_abs_delta_db,
+        snr_placement=snr_placement,
+        snr_range_db=snr_range_db,
+    )
     snr_text = ", ".join(
         f"pair {i}: {a:.2f} / {b:.2f} dB" for i, (a, b) in enumerate(np.asarray(snr_db)[:max_outputs])
     )

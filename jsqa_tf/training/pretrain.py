@@ -139,6 +139,8 @@ class _PairExamples(keras.callbacks.Callback):
             step=epoch + 1,
             snr_window_db=self.config.data.snr_window_db,
             max_abs_delta_db=self.config.data.max_abs_delta_db,
+            snr_placement=self.config.data.snr_placement,
+            snr_range_db=self.config.data.snr_range_db,
             max_outputs=self.config.training.audio_examples,
         )
 

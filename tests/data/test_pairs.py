@@ -12,6 +12,7 @@ from jsqa_tf.config import (
     PretrainDataConfig,
     abs_delta_snr_density,
     expected_mean_abs_delta_db,
+    single_snr_density,
 )
 from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, write_pairs
 from jsqa_tf.data.prepare import prepare
@@ -77,6 +78,72 @@ def test_capped_abs_delta_snr_matches_its_stated_density():
     assert pretrain.pair_config("train", "c", "n", 4).max_abs_delta_db == 1.5
     with pytest.raises(ConfigError, match="max_abs_delta_db must be in"):
         PretrainDataConfig(snr_window_db=4.0, max_abs_delta_db=5.0)
+
+
+def histogram_density(values, low, high, bins):
+    counts, edges = np.histogram(values, bins=bins, range=(low, high))
+    return counts / len(values) / (edges[1] - edges[0]), (edges[:-1] + edges[1:]) / 2
+
+
+@pytest.mark.parametrize(
+    "placement,cap,below_0,mean_abs_delta",
+    [
+        ("uniform_window", None, 0.125, 2.0),  # today's: single SNRs a triangle peaking at 3 dB
+        ("uniform_snr", None, 0.25, 1.75),  # single SNRs uniform over [-3, 9]
+        ("uniform_window", 2.0, None, None),
+        ("uniform_snr", 2.0, 0.25, None),
+    ],
+)
+def test_snr_placement_gives_its_stated_single_snr_and_abs_delta_distributions(
+    placement, cap, below_0, mean_abs_delta
+):
+    snr = sample_snr_pairs(
+        60_000, tf.constant([11, 12], tf.int64), max_abs_delta_db=cap, snr_placement=placement
+    ).numpy()
+    delta = np.abs(snr[:, 0] - snr[:, 1])
+    assert snr.min() >= -3 - 1e-5 and snr.max() <= 9 + 1e-5 and delta.max() <= (cap or 6.0) + 1e-5
+    settings = dict(snr_placement=placement, snr_range_db=(-3.0, 9.0))
+    expected_mean = expected_mean_abs_delta_db(6.0, cap, **settings)
+    assert delta.mean() == pytest.approx(expected_mean, abs=0.02)
+    if mean_abs_delta is not None:
+        assert expected_mean == pytest.approx(mean_abs_delta)
+    measured, centres = histogram_density(delta, 0.0, cap or 6.0, 12)
+    np.testing.assert_allclose(measured, abs_delta_snr_density(centres, 6.0, cap, **settings), atol=0.02)
+    for view in (snr[:, 0], snr[:, 1]):  # both views alike
+        measured, centres = histogram_density(view, -3.0, 9.0, 24)
+        expected = single_snr_density(centres, (-3.0, 9.0), 6.0, cap, snr_placement=placement)
+        np.testing.assert_allclose(measured, expected, atol=0.006)
+        if below_0 is not None:
+            assert np.mean(view < 0) == pytest.approx(below_0, abs=0.006)
+    assert np.mean(snr[:, 0] > snr[:, 1]) == pytest.approx(0.5, abs=0.01)  # either view may be noisier
+    d = np.linspace(0, 6, 6001)
+    assert np.trapezoid(abs_delta_snr_density(d, 6.0, cap, **settings), d) == pytest.approx(1.0, abs=1e-3)
+    x = np.linspace(-3, 9, 12001)
+    total = np.trapezoid(single_snr_density(x, (-3.0, 9.0), 6.0, cap, snr_placement=placement), x)
+    assert total == pytest.approx(1.0, abs=1e-3)
+
+
+def test_snr_placement_settings(prepared_pairs):
+    fixed = sample_snr_pairs(
+        40_000, tf.constant([1, 2], tf.int64), snr_window_low_db=1.0, max_abs_delta_db=3.0
+    )
+    measured, centres = histogram_density(fixed.numpy().ravel(), 1.0, 7.0, 12)
+    expected = single_snr_density(centres, (-3.0, 9.0), 6.0, 3.0, snr_window_low_db=1.0)
+    np.testing.assert_allclose(measured, expected, atol=0.01)
+    with pytest.raises(ConfigError, match="snr_placement must be one of"):
+        PairConfig("c", "n", snr_placement="middle")
+    with pytest.raises(ConfigError, match="uniform_window' only"):
+        PairConfig("c", "n", snr_window_low_db=0.0, snr_placement="uniform_snr")
+    with pytest.raises(ConfigError, match="uniform_window' only"):
+        PretrainDataConfig(snr_window_low_db=0.0, snr_placement="uniform_snr")
+    pretrain = PretrainConfig("run", data=PretrainDataConfig(snr_placement="uniform_snr"))
+    assert pretrain.pair_config("train", "c", "n", 4).snr_placement == "uniform_snr"
+    uniform = PairConfig(**{**prepared_pairs.__dict__, "snr_placement": "uniform_snr"})
+    assert uniform.expected_mean_abs_delta_db == pytest.approx(1.75)
+    _, _, snr_db, _ = next(iter(make_pair_dataset(uniform)))  # the pipeline draws with it
+    seed = tf.stack([tf.constant(uniform.seed + 2, tf.int64), tf.constant(0, tf.int64)])
+    expected = sample_snr_pairs(uniform.pairs_per_batch, seed, snr_placement="uniform_snr")
+    np.testing.assert_array_equal(snr_db.numpy(), expected.numpy())
 
 
 def test_the_pipeline_applies_the_cap(prepared_pairs):
@@ -156,6 +223,10 @@ def test_write_pairs_files_summary_and_tensorboard(prepared_pairs, tmp_path):
     )
     assert sum(summary["histogram"]["counts"]) == 10
     assert (tmp_path / "out" / "abs_delta_snr_histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out" / "snr_distributions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["snr_placement"] == "uniform_window" and sum(summary["snr_histogram"]["counts"]) == 20
+    snrs = [float(r[key]) for r in rows for key in ("snr_a_db", "snr_b_db")]
+    assert summary["share_snr_below_0_db"] == pytest.approx(np.mean(np.array(snrs) < 0))
     tags = set()
     for event_file in (tmp_path / "tb").iterdir():
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
@@ -163,3 +234,21 @@ def test_write_pairs_files_summary_and_tensorboard(prepared_pairs, tmp_path):
     assert {"jnd_pairs/a_then_b", "jnd_pairs/abs_delta_snr_histogram"} <= tags
     with pytest.raises(CorpusError, match="already holds pairs.csv"):
         write_pairs(prepared_pairs, tmp_path / "out", 10)
+
+
+def test_pairs_command_takes_the_snr_placement(prepared_pairs, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from jsqa_tf.cli import main
+
+    out = tmp_path / "uniform"
+    args = ["pairs", prepared_pairs.clean_dir, prepared_pairs.noise_dir, str(out), "-n", "8", "--no-audio"]
+    result = CliRunner().invoke(main, [*args, "--crop-seconds", "1", "--snr-placement", "uniform_snr"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["snr_placement"] == "uniform_snr" and summary[
+        "expected_mean_abs_delta_db"
+    ] == pytest.approx(1.75)
+    assert (out / "snr_distributions.png").exists() and (out / "abs_delta_snr_histogram.png").exists()
