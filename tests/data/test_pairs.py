@@ -252,3 +252,30 @@ def test_pairs_command_takes_the_snr_placement(prepared_pairs, tmp_path):
         "expected_mean_abs_delta_db"
     ] == pytest.approx(1.75)
     assert (out / "snr_distributions.png").exists() and (out / "abs_delta_snr_histogram.png").exists()
+
+
+def test_batches_and_pairing_change_with_the_epoch_on_a_one_shard_split(prepared_pairs):
+    """Training seeds each epoch's sampler with a tensor (`epoch_seed`) after setting the global
+    seed: on a split of one shard the batches' utterances and the utterance-to-noise pairing
+    still change from epoch to epoch, and a rerun reads the same pairs."""
+    import keras
+
+    from jsqa_tf.data.pipeline import shard_paths
+    from jsqa_tf.training.pretrain import epoch_seed
+
+    assert len(shard_paths(prepared_pairs.clean_dir)) == len(shard_paths(prepared_pairs.noise_dir)) == 1
+    keras.utils.set_random_seed(0)  # as training does (Run.__enter__)
+
+    def epoch(number):
+        dataset = make_pair_dataset(prepared_pairs, with_ids=True, seed=epoch_seed(0, number))
+        batches = []
+        for *_, ids in dataset.take(3):
+            clean, noise = (ids[key].numpy().tolist() for key in ("clean_id", "noise_id"))
+            batches.append((tuple(sorted(clean)), tuple(sorted(zip(clean, noise, strict=True)))))
+        return batches
+
+    first, second, third = epoch(0), epoch(1), epoch(2)
+    for a, b in ((first, second), (second, third), (first, third)):
+        assert [batch[0] for batch in a] != [batch[0] for batch in b]  # which utterances share a batch
+        assert {pair for batch in a for pair in batch[1]} != {pair for batch in b for pair in batch[1]}
+    assert epoch(1) == second  # reruns alike
