@@ -42,7 +42,9 @@ class _Group(click.Group):
 @click.version_option(jsqa_tf.__version__, prog_name="jsqa-tf")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
-    """jsqa-tf: JSQA speech quality assessment (JND contrastive pretraining, MOS fine-tuning)."""
+    """jsqa-tf: JSQA in Keras: JND pairs, contrastive pretraining of a waveform encoder, MOS
+    fine-tuning and evaluation on labelled data. Scoring new files from the command line
+    (predict) is not implemented yet."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -630,8 +632,11 @@ def pretrain(
     """Contrastive pretraining of the encoder on JND pairs (NT-Xent).
 
     Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
-    encoder.keras, summary.json); prints the summary as JSON. Ctrl-C, then the same command
-    with --resume, continues from the last finished epoch.
+    encoder.keras = the last epoch, encoder-best.keras = the lowest validation loss,
+    summary.json); prints the summary as JSON. Ctrl-C, then the same command with --resume,
+    continues from the last finished epoch. The logged pair accuracy shows that the two views
+    of a pair are told apart from the others (recognising the utterance or the noise is
+    enough), not that the encoder learned anything perceptual (README).
     """
     from jsqa_tf.config import PretrainConfig, apply_overrides, from_dict, load_yaml
     from jsqa_tf.training import pretrain as run_pretrain
