@@ -149,6 +149,37 @@ def test_loss_falls_and_the_run_folder_is_complete(shards, tmp_path):
         pretrain(tiny_config(run, shards, epochs=5, steps_per_epoch=12, learning_rate=1e-2), resume=True)
 
 
+def test_a_resumed_run_keeps_the_encoder_numerics_it_started_with(shards, tmp_path, caplog):
+    """The state records the encoder's decimation and BatchNorm epsilon; a resume builds the
+    same, and a run started before the record (when every preset had stride and 1e-3) resumes
+    with those, not with what its preset computes now."""
+
+    def config(run, epochs):
+        base = tiny_config(run, shards, epochs=epochs, steps_per_epoch=2, audio_examples=0)
+        small_cdpam = EncoderConfig(preset="cdpam", first_filters=2, num_blocks=2, embedding_dim=8)
+        return dataclasses.replace(base, model=small_cdpam)
+
+    def numerics(run):
+        encoder = keras.saving.load_model(run / "encoder.keras")
+        return encoder.decimation, encoder.batch_norm_epsilon
+
+    recorded, older = tmp_path / "recorded", tmp_path / "older"
+    for run in (recorded, older):
+        pretrain(config(run, 1), verbose=0)
+        assert numerics(run) == ("subsample", 1e-5)  # the preset's, CDPAM's
+    state_path = older / "checkpoints" / "state.json"
+    state = json.loads(state_path.read_text())
+    assert state["encoder_numerics"] == {"decimation": "subsample", "batch_norm_epsilon": 1e-5}
+    del state["encoder_numerics"]
+    state_path.write_text(json.dumps(state))  # as a run started before the record
+    pretrain(config(recorded, 2), resume=True, verbose=0)
+    assert numerics(recorded) == ("subsample", 1e-5)
+    pretrain(config(older, 2), resume=True, verbose=0)
+    assert numerics(older) == ("stride", 1e-3)
+    assert "started before the encoder's numerics were recorded" in caplog.text
+    assert json.loads(state_path.read_text())["encoder_numerics"]["decimation"] == "stride"
+
+
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_trains_and_the_pretrainer_round_trips(shards, tmp_path, precision):
     config = tiny_config(tmp_path / "run", shards, epochs=1, steps_per_epoch=4, precision=precision)

@@ -18,7 +18,14 @@ import os
 import keras
 
 from jsqa_tf.config import PretrainConfig
-from jsqa_tf.training.run import Run, TrainingError, demo_shards, distributable
+from jsqa_tf.training.run import (
+    Run,
+    TrainingError,
+    demo_shards,
+    distributable,
+    record_encoder_numerics,
+    resumed_encoder_numerics,
+)
 
 ENCODER_FILE = "encoder.keras"
 BEST_ENCODER_FILE = "encoder-best.keras"
@@ -69,11 +76,13 @@ def val_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
 # --- model -------------------------------------------------------------------------------------
 
 
-def build_pretrainer(config: PretrainConfig):
-    """The `ContrastivePretrainer` of a config, compiled with Adam."""
+def build_pretrainer(config: PretrainConfig, encoder_numerics: dict | None = None):
+    """The `ContrastivePretrainer` of a config, compiled with Adam; `encoder_numerics`
+    (decimation, batch_norm_epsilon) replace the preset's, and the config's own overrides win."""
     from jsqa_tf.models import ContrastivePretrainer, ProjectionHead, WaveformEncoder
 
-    encoder = WaveformEncoder.from_preset(config.model.preset, **config.model.overrides(), name="encoder")
+    arguments = {**(encoder_numerics or {}), **config.model.overrides()}
+    encoder = WaveformEncoder.from_preset(config.model.preset, **arguments, name="encoder")
     head = (
         ProjectionHead(encoder.contrastive_dim, dropout=config.model.projection_dropout, name="projection")
         if config.model.projection
@@ -172,7 +181,8 @@ def pretrain(
             clean_dir, noise_dir = demo_shards(config.data.demo_dir)
         global_pairs = config.data.pairs_per_batch * run.strategy.num_replicas
         with run.strategy.scope():
-            model = build_pretrainer(config)
+            model = build_pretrainer(config, resumed_encoder_numerics(run))
+            record_encoder_numerics(run, model.encoder)
             _build_state(model, config)  # before fit: building from a distributed batch fails
             model.rank_one_logs = training.strategy == "multi-worker"  # see compute_metrics
             run.restore(model)
