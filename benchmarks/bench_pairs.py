@@ -4,7 +4,7 @@
 
 CLEAN_DIR and NOISE_DIR are folders written by `jsqa-tf prepare` (LibriSpeech and CHiME-3);
 without them the built-in demo corpus is written and prepared in a temporary folder. The
-sampler yields (clean, noise, snr_db) batches of 8 pairs of 4 s (paper settings); mixing
+sampler yields (clean, noise, snr_db, num_valid_samples) batches of 8 pairs of 4 s (paper settings); mixing
 (`mix_pair`, both views) is timed on one such batch inside a tf.function, as in a train step.
 """
 
@@ -32,21 +32,24 @@ def time_sampler(config: PairConfig, batches: int, warmup: int) -> float:
         next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
-        clean, _, _ = next(iterator)
+        clean, *_ = next(iterator)
         float(clean[0, 0])  # touch the data
     return batches * config.pairs_per_batch / (time.perf_counter() - start)
 
 
 def time_mixing(config: PairConfig, repeats: int) -> tuple[float, float]:
-    clean, noise, snr_db = next(iter(make_pair_dataset(config)))
-    compiled = tf.function(lambda c, n, s: mix_pair(c, n, s, prevent_clipping=True))
+    clean, noise, snr_db, num_valid = next(iter(make_pair_dataset(config)))
+
+    def mix(c, n, s, v):
+        return mix_pair(c, n, s, num_valid_samples=v, prevent_clipping=True)
+
     results = []
-    for function in (compiled, lambda c, n, s: mix_pair(c, n, s, prevent_clipping=True)):
+    for function in (tf.function(mix), mix):
         for _ in range(5):
-            float(function(clean, noise, snr_db)[0][0, 0])
+            float(function(clean, noise, snr_db, num_valid)[0][0, 0])
         start = time.perf_counter()
         for _ in range(repeats):
-            float(function(clean, noise, snr_db)[0][0, 0])
+            float(function(clean, noise, snr_db, num_valid)[0][0, 0])
         results.append(1000 * (time.perf_counter() - start) / repeats)
     return results[0], results[1]
 

@@ -117,7 +117,9 @@ class _Formatter(logging.Formatter):
 @click.version_option(jsqa_tf.__version__, prog_name="jsqa-tf")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug and tracebacks).")
 def main(verbose: int) -> None:
-    """jsqa-tf: JSQA speech quality assessment (JND contrastive pretraining, MOS fine-tuning)."""
+    """jsqa-tf: JSQA in Keras: JND pairs, contrastive pretraining of a waveform encoder, MOS
+    fine-tuning and evaluation on labelled data, export for TF Serving and TFLite, and
+    scoring new files (predict)."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     root = logging.getLogger()
     handler = _StderrHandler()
@@ -360,6 +362,12 @@ def _snr_options(command):
 @click.option("--split", default="train", show_default=True, help="Split of both prepared folders.")
 @click.option("--crop-seconds", type=float, help="Length of each pair (default 4 s).")
 @_snr_options
+@click.option(
+    "--snr-placement",
+    type=click.Choice(["uniform_window", "uniform_snr"]),
+    help="Where the pairs' SNRs lie in the range: a uniformly placed window (default) or "
+    "uniform single SNRs (README, jsqa-tf pairs).",
+)
 @click.option("--seed", type=int, help="Seed of crops, excerpts and SNRs (default 0).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML with PairConfig fields.")
 @click.option("--audio/--no-audio", default=True, show_default=True, help="Write each pair's two WAV files.")
@@ -380,6 +388,7 @@ def pairs(
     snr_window,
     snr_window_low,
     max_abs_delta,
+    snr_placement,
     seed,
     config_path,
     audio,
@@ -388,9 +397,10 @@ def pairs(
     """Draws JND pairs from prepared CLEAN_DIR speech and NOISE_DIR noise into OUTPUT_DIR.
 
     Each pair: one clean crop and one noise excerpt mixed at two SNRs drawn from one 6 dB
-    window inside [-3, 9] dB (paper defaults; --max-abs-delta caps |ΔSNR|). Writes pairs.csv,
-    audio/*.wav, summary.json and the |ΔSNR| histogram (abs_delta_snr_histogram.png); prints the
-    summary as JSON.
+    window inside [-3, 9] dB (paper defaults; --max-abs-delta caps |ΔSNR|; --snr-placement
+    chooses where the SNRs lie in the range). Writes pairs.csv, audio/*.wav, summary.json, the
+    |ΔSNR| histogram (abs_delta_snr_histogram.png) and the single-SNR and |ΔSNR| distributions
+    (snr_distributions.png); prints the summary as JSON.
     """
     from jsqa_tf.config import PairConfig, from_dict, load_yaml
     from jsqa_tf.data.pairs import write_pairs
@@ -404,6 +414,8 @@ def pairs(
         settings["crop_seconds"] = crop_seconds
     if seed is not None:
         settings["seed"] = seed
+    if snr_placement is not None:
+        settings["snr_placement"] = snr_placement
     config = from_dict(
         PairConfig,
         _pair_settings(settings, snr_range, snr_window, snr_window_low, max_abs_delta),
@@ -757,7 +769,7 @@ _SET_OPTION = click.option(
 @click.option("--clean-dir", type=click.Path(file_okay=False), help="Prepared clean speech (train + val).")
 @click.option("--noise-dir", type=click.Path(file_okay=False), help="Prepared noise (train + val).")
 @click.option("--epochs", type=int, help="Training epochs.")
-@click.option("--steps-per-epoch", type=int, help="Batches per epoch.")
+@click.option("--steps-per-epoch", type=int, help="Batches per epoch (instead of the file's epoch_hours).")
 @click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]))
 @click.option("--jit-compile/--no-jit-compile", default=None, help="Compile the step with XLA.")
 @click.option(
@@ -783,8 +795,11 @@ def pretrain(
     """Contrastive pretraining of the encoder on JND pairs (NT-Xent).
 
     Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
-    encoder.keras, summary.json); prints the summary as JSON. Ctrl-C, then the same command
-    with --resume, continues from the last finished epoch.
+    encoder.keras = the last epoch, encoder-best.keras = the lowest validation loss,
+    summary.json); prints the summary as JSON. Ctrl-C, then the same command with --resume,
+    continues from the last finished epoch. The logged pair accuracy shows that the two views
+    of a pair are told apart from the others (recognising the utterance or the noise is
+    enough), not that the encoder learned anything perceptual (README).
     """
     from jsqa_tf.config import PretrainConfig, apply_overrides, from_dict, load_yaml
     from jsqa_tf.training import pretrain as run_pretrain
@@ -802,6 +817,8 @@ def pretrain(
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if clean_dir or noise_dir:
         overrides["data.demo_dir"] = None
+    if steps_per_epoch is not None:  # the option wins over an epoch length in hours
+        overrides["training.epoch_hours"] = None
     overrides.update(_assignments(assignments))
     settings = apply_overrides(load_yaml(config_path), overrides)
     config = from_dict(PretrainConfig, settings, where=config_path)

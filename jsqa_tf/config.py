@@ -83,17 +83,37 @@ class PrepareConfig:
         check_interval("mos_range", self.mos_range)
 
 
+SNR_PLACEMENTS = ("uniform_window", "uniform_snr")
+"""How a pair's SNRs are placed in the SNR range (`PairConfig`): the paper says only that both
+come from "a 6 dB-wide window inside [-3, 9] dB"."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PairConfig:
     """How JND pairs are drawn: the same clean crop and noise excerpt at two SNRs.
 
-    Both SNRs of a pair are drawn independently from one uniform window `snr_window_db` wide,
-    placed uniformly at random inside `snr_range_db` for each pair (or fixed at
-    `snr_window_low_db`). |ΔSNR| is then triangular on [0, window], mean window / 3 (2 dB for
-    the paper's 6 dB window inside [-3, 9] dB). With `max_abs_delta_db` M, the pairs are those
-    same pairs conditioned on |ΔSNR| <= M (drawn directly, no rejection): |ΔSNR| has density
-    2 (W - d) / (2 W M - M²) on [0, M] (W the window), and given |ΔSNR| the pair lies uniformly
-    in the window, in random order. `abs_delta_snr_density` is that density.
+    Every pair's two SNRs lie inside `snr_range_db` and within `snr_window_db` of each other
+    (so inside one window that wide), placed by `snr_placement`:
+
+    "uniform_window" (the default): both SNRs are drawn independently from one uniform window
+    `snr_window_db` wide, placed uniformly at random inside `snr_range_db` for each pair (or
+    fixed at `snr_window_low_db`). |ΔSNR| is then triangular on [0, window], mean window / 3
+    (2 dB for the paper's 6 dB window inside [-3, 9] dB). Single SNRs are not uniform: the sum
+    of the window's place and the draw in it, a triangle on [-3, 9] peaking at 3 dB for the
+    paper's numbers (12.5% below 0 dB, against 25% for uniform SNRs).
+
+    "uniform_snr": single SNRs are uniform over `snr_range_db`. The first SNR is uniform over
+    the range; the second is the first plus a signed |ΔSNR| drawn from the same density as
+    above, reflected back into the range at its edges (so both SNRs are uniform, either may be
+    the higher, and |ΔSNR| is never larger than drawn). Near the range's edges the reflection
+    shortens |ΔSNR|: its density is f(d) (R - d) / R + (1 - F(d)) / R (R the range's width, f
+    and F the density and CDF above), mean 1.75 dB for the paper's numbers.
+
+    With `max_abs_delta_db` M, the pairs are those same pairs conditioned on |ΔSNR| <= M (drawn
+    directly, no rejection): |ΔSNR| has density 2 (W - d) / (2 W M - M²) on [0, M] (W the
+    window), and given |ΔSNR| the pair lies uniformly in the window, in random order (under
+    "uniform_snr", that is the drawn |ΔSNR| before reflection). `abs_delta_snr_density` and
+    `single_snr_density` are the resulting densities.
 
     Args:
         clean_dir: prepared clean speech (`jsqa-tf prepare librispeech ...`).
@@ -103,9 +123,11 @@ class PairConfig:
         pairs_per_batch: pairs per batch, each from a different utterance and noise excerpt.
         snr_range_db: (low, high) that the window is placed in.
         snr_window_db: width of the window both SNRs of a pair are drawn from.
-        snr_window_low_db: fix the window at [low, low + width]; None places it at random.
+        snr_window_low_db: fix the window at [low, low + width]; None places it at random
+            ("uniform_window" only).
         max_abs_delta_db: cap on |ΔSNR|, in (0, snr_window_db]; None: no cap (the paper's).
             E.g. the widest |ΔSNR| that `jsqa-tf jnd curve --target-same P` calibrates.
+        snr_placement: "uniform_window" or "uniform_snr" (above).
         sample_rate: of the prepared data, in Hz.
         seed: seeds crops, excerpts and SNRs.
     """
@@ -119,12 +141,14 @@ class PairConfig:
     snr_window_db: float = 6.0
     snr_window_low_db: float | None = None
     max_abs_delta_db: float | None = None
+    snr_placement: str = "uniform_window"
     sample_rate: int = 16_000
     seed: int = 0
 
     def __post_init__(self):
         check_ranges(self)
         _check_snr_window(self, "")
+        _check_snr_placement(self.snr_placement, self.snr_window_low_db)
 
     @property
     def crop_samples(self) -> int:
@@ -132,8 +156,13 @@ class PairConfig:
 
     @property
     def expected_mean_abs_delta_db(self) -> float:
-        """Mean |ΔSNR| of the pairs, in dB (window / 3 without a cap)."""
-        return expected_mean_abs_delta_db(self.snr_window_db, self.max_abs_delta_db)
+        """Mean |ΔSNR| of the pairs, in dB (window / 3 without a cap, for "uniform_window")."""
+        return expected_mean_abs_delta_db(
+            self.snr_window_db,
+            self.max_abs_delta_db,
+            snr_placement=self.snr_placement,
+            snr_range_db=self.snr_range_db,
+        )
 
 
 def _check_snr_window(config, section: str) -> None:
@@ -155,26 +184,105 @@ def _check_snr_window(config, section: str) -> None:
         raise ConfigError(f"{section}max_abs_delta_db must be {cap}, got {config.max_abs_delta_db}")
 
 
+def _check_snr_placement(snr_placement: str, snr_window_low_db: float | None) -> None:
+    if snr_placement not in SNR_PLACEMENTS:
+        raise ConfigError(f"snr_placement must be one of {SNR_PLACEMENTS}, not {snr_placement!r}")
+    if snr_placement != "uniform_window" and snr_window_low_db is not None:
+        raise ConfigError(
+            "snr_window_low_db fixes the window: it goes with snr_placement 'uniform_window' only"
+        )
+
+
+def _range_width(snr_placement: str, snr_range_db) -> float:
+    if snr_placement not in SNR_PLACEMENTS:
+        raise ValueError(f"snr_placement must be one of {SNR_PLACEMENTS}, not {snr_placement!r}")
+    if snr_placement == "uniform_snr" and snr_range_db is None:
+        raise ValueError("snr_placement 'uniform_snr' needs snr_range_db")
+    return 0.0 if snr_range_db is None else float(snr_range_db[1]) - float(snr_range_db[0])
+
+
 def abs_delta_snr_density(
-    abs_delta_db: np.ndarray, snr_window_db: float, max_abs_delta_db: float | None = None
+    abs_delta_db: np.ndarray,
+    snr_window_db: float,
+    max_abs_delta_db: float | None = None,
+    *,
+    snr_placement: str = "uniform_window",
+    snr_range_db: tuple[float, ...] | None = None,
 ) -> np.ndarray:
     """Density of |ΔSNR| (per dB) of the pairs `PairConfig` describes, at `abs_delta_db`.
 
-    2 (W - d) / (2 W M - M²) on [0, M], 0 elsewhere (W the window, M the cap, M = W without
-    one: the triangle 2 (W - d) / W²). Where the window lies in the SNR range does not matter.
+    "uniform_window": f(d) = 2 (W - d) / (2 W M - M²) on [0, M], 0 elsewhere (W the window, M
+    the cap, M = W without one: the triangle 2 (W - d) / W²); where the window lies in the SNR
+    range does not matter. "uniform_snr" (needs `snr_range_db`, width R): the same |ΔSNR|
+    reflected at the range's edges, f(d) (R - d) / R + (1 - F(d)) / R on [0, M], F the CDF of f.
     """
+    width = _range_width(snr_placement, snr_range_db)
     window = float(snr_window_db)
     cap = window if max_abs_delta_db is None else float(max_abs_delta_db)
     d = np.asarray(abs_delta_db, dtype=np.float64)
     inside = (d >= 0) & (d <= cap)
-    return np.where(inside, 2 * (window - d) / (2 * window * cap - cap**2), 0.0)
+    area = 2 * window * cap - cap**2
+    density = 2 * (window - d) / area
+    if snr_placement == "uniform_snr":
+        cdf = (2 * window * d - d**2) / area
+        density = density * (width - d) / width + (1 - cdf) / width
+    return np.where(inside, density, 0.0)
 
 
-def expected_mean_abs_delta_db(snr_window_db: float, max_abs_delta_db: float | None = None) -> float:
-    """Mean of `abs_delta_snr_density`: (W M²/2 - M³/3) / (W M - M²/2); W / 3 without a cap."""
+def expected_mean_abs_delta_db(
+    snr_window_db: float,
+    max_abs_delta_db: float | None = None,
+    *,
+    snr_placement: str = "uniform_window",
+    snr_range_db: tuple[float, ...] | None = None,
+) -> float:
+    """Mean of `abs_delta_snr_density`. "uniform_window": E[d] = (W M²/2 - M³/3) / (W M - M²/2),
+    W / 3 without a cap. "uniform_snr": E[d] - E[d²] / (2 R), E[d²] = (W M³/3 - M⁴/4) /
+    (W M - M²/2): 1.75 dB for the paper's 6 dB window in [-3, 9] dB."""
+    width = _range_width(snr_placement, snr_range_db)
     window = float(snr_window_db)
     cap = window if max_abs_delta_db is None else float(max_abs_delta_db)
-    return (window * cap**2 / 2 - cap**3 / 3) / (window * cap - cap**2 / 2)
+    half_area = window * cap - cap**2 / 2
+    mean = (window * cap**2 / 2 - cap**3 / 3) / half_area
+    if snr_placement == "uniform_snr":
+        mean -= (window * cap**3 / 3 - cap**4 / 4) / half_area / (2 * width)
+    return mean
+
+
+def single_snr_density(
+    snr_db: np.ndarray,
+    snr_range_db: tuple[float, ...],
+    snr_window_db: float,
+    max_abs_delta_db: float | None = None,
+    *,
+    snr_window_low_db: float | None = None,
+    snr_placement: str = "uniform_window",
+) -> np.ndarray:
+    """Density (per dB) of one view's SNR of the pairs `PairConfig` describes, at `snr_db`.
+
+    "uniform_snr": 1 / R on the range. "uniform_window": the window's low end L (uniform on
+    [low, high - W], or fixed) plus a place in the window whose density is the length of
+    {y in [0, W]: |x - y| <= M} over 2 W M - M² (1 / W without a cap); computed numerically.
+    """
+    _range_width(snr_placement, snr_range_db)
+    low, high = (float(v) for v in snr_range_db)
+    x = np.asarray(snr_db, dtype=np.float64)
+    if snr_placement == "uniform_snr":
+        return np.where((x >= low) & (x <= high), 1 / (high - low), 0.0)
+    window = float(snr_window_db)
+    cap = window if max_abs_delta_db is None else float(max_abs_delta_db)
+    grid = np.linspace(0.0, window, 4001)
+    place = (np.minimum(grid + cap, window) - np.maximum(grid - cap, 0.0)) / (2 * window * cap - cap**2)
+    cdf = np.concatenate([[0.0], np.cumsum((place[1:] + place[:-1]) / 2 * np.diff(grid))])
+
+    def place_cdf(value):
+        return np.interp(value, grid, cdf, left=0.0, right=1.0)
+
+    if snr_window_low_db is not None or high - low <= window:
+        start = low if snr_window_low_db is None else float(snr_window_low_db)
+        inside = (x >= start) & (x <= start + window)
+        return np.where(inside, np.interp(x - start, grid, place), 0.0)
+    return (place_cdf(x - low) - place_cdf(x - (high - window))) / (high - low - window)
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -191,8 +299,8 @@ class PretrainDataConfig:
         demo_dir: when set, the demo corpus is written and prepared here (once) and used
             instead of clean_dir / noise_dir.
         crop_seconds, pairs_per_batch, snr_range_db, snr_window_db, snr_window_low_db,
-            max_abs_delta_db: as in `PairConfig`; pairs_per_batch is per replica (each device
-            sees that many).
+            max_abs_delta_db, snr_placement: as in `PairConfig`; pairs_per_batch is per
+            replica (each device sees that many).
         val_batches: validation batches per epoch (the same pairs every epoch).
     """
 
@@ -205,11 +313,13 @@ class PretrainDataConfig:
     snr_window_db: float = 6.0
     snr_window_low_db: float | None = None
     max_abs_delta_db: float | None = None
+    snr_placement: str = "uniform_window"
     val_batches: int = 50
 
     def __post_init__(self):
         check_ranges(self)
         _check_snr_window(self, "data.")
+        _check_snr_placement(self.snr_placement, self.snr_window_low_db)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,8 +327,10 @@ class EncoderConfig:
     """The encoder (a `WaveformEncoder` preset, any field overridden) and projection head.
 
     Args:
-        preset: jsqa (the paper's, 512-d), cdpam (1024-d), small or tiny.
-        first_filters ... decimation: `WaveformEncoder` arguments; None keeps the preset's.
+        preset: jsqa (512-d, the paper's stated width), cdpam (1024-d, the paper's stated
+            ~26 M parameters), small or tiny (README, "Presets").
+        first_filters ... batch_norm_epsilon: `WaveformEncoder` arguments; None keeps the
+            preset's.
         projection: add the 2-layer projection head.
         projection_dropout: its dropout rate.
     """
@@ -232,6 +344,7 @@ class EncoderConfig:
     embedding_dim: int | None = None
     contrastive_dim: int | None = None
     decimation: str | None = None
+    batch_norm_epsilon: float | None = None
     projection: bool = True
     projection_dropout: float = 0.1
 
@@ -252,6 +365,7 @@ class EncoderConfig:
             "embedding_dim",
             "contrastive_dim",
             "decimation",
+            "batch_norm_epsilon",
         )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
@@ -262,7 +376,13 @@ class PretrainTrainingConfig:
 
     Args:
         epochs: training epochs.
-        steps_per_epoch: batches per epoch.
+        steps_per_epoch: batches per epoch; give it or `epoch_hours`, not both (neither:
+            `DEFAULT_STEPS_PER_EPOCH`).
+        epoch_hours: the length of an epoch as hours of audio through the encoder, from
+            which the steps are derived (`PretrainConfig.epoch_steps`): a pair counts twice
+            (its two mixtures), so a step is pairs_per_batch × replicas × 2 × crop_seconds
+            of audio (64 s at 8 pairs of 4 s on one device), and an epoch of H hours is
+            round(H × 3600 / that) steps, whatever the number of devices.
         learning_rate: Adam's.
         temperature: τ of NT-Xent.
         precision: float32, mixed_float16 or mixed_bfloat16.
@@ -277,7 +397,8 @@ class PretrainTrainingConfig:
     """
 
     epochs: int = 45
-    steps_per_epoch: int = 1000
+    steps_per_epoch: int | None = None
+    epoch_hours: float | None = None
     learning_rate: float = 1e-3
     temperature: float = 1.0
     precision: str = "float32"
@@ -293,6 +414,15 @@ class PretrainTrainingConfig:
         check_ranges(self)
         check_choice("training.precision", self.precision, PRECISIONS)
         check_choice("training.strategy", self.strategy, STRATEGIES)
+        if self.steps_per_epoch is not None and self.epoch_hours is not None:
+            raise ConfigError(
+                "give training.steps_per_epoch or training.epoch_hours, not both "
+                f"(got {self.steps_per_epoch} and {self.epoch_hours})"
+            )
+
+
+DEFAULT_STEPS_PER_EPOCH = 1000
+"""Pretraining steps per epoch when neither steps_per_epoch nor epoch_hours is given."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +433,21 @@ class PretrainConfig:
     data: PretrainDataConfig = PretrainDataConfig()
     model: EncoderConfig = EncoderConfig()
     training: PretrainTrainingConfig = PretrainTrainingConfig()
+
+    def step_audio_seconds(self, num_replicas: int = 1) -> float:
+        """Seconds of audio one training step puts through the encoder: both mixtures of
+        every pair on every device."""
+        return self.data.pairs_per_batch * num_replicas * 2 * self.data.crop_seconds
+
+    def epoch_steps(self, num_replicas: int = 1) -> int:
+        """Steps per epoch: `training.steps_per_epoch`, or `training.epoch_hours` of audio
+        (rounded to whole steps, at least 1), or `DEFAULT_STEPS_PER_EPOCH`."""
+        training = self.training
+        if training.steps_per_epoch is not None:
+            return training.steps_per_epoch
+        if training.epoch_hours is None:
+            return DEFAULT_STEPS_PER_EPOCH
+        return max(1, round(training.epoch_hours * 3600 / self.step_audio_seconds(num_replicas)))
 
     def pair_config(self, split: str, clean_dir: str, noise_dir: str, pairs_per_batch: int) -> PairConfig:
         data = self.data
@@ -316,6 +461,7 @@ class PretrainConfig:
             snr_window_db=data.snr_window_db,
             snr_window_low_db=data.snr_window_low_db,
             max_abs_delta_db=data.max_abs_delta_db,
+            snr_placement=data.snr_placement,
             seed=self.training.seed,
         )
 

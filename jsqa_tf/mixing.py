@@ -3,9 +3,15 @@
 It runs inside the model's step on the accelerator: the input pipeline ships clean speech,
 noise and SNRs, and the mixtures are made where they are consumed.
 
-SNR is defined over the whole crop: SNR_dB = 10 log10(mean(clean²) / mean(scaled_noise²)).
-The noise is scaled; the clean signal is kept as it is. All arithmetic is float32, whatever
-the inputs' dtype (mixed precision included), so the requested SNR is met to ~1e-4 dB.
+SNR is defined over the speech's real samples: SNR_dB = 10 log10(mean(clean²) /
+mean(scaled_noise²)), both means over the first `num_valid_samples` samples of each crop (the
+whole crop when it is not given). A crop of an utterance shorter than the crop is the
+utterance followed by zeros; counting those zeros in the speech power would put its real SNR
+above the nominal one (by 10 log10(crop / utterance) dB: 3 dB for a 2 s utterance in a 4 s
+crop). The noise still covers the whole crop: past the utterance's end the mixture is noise
+alone, as in a pause at the end of a recording. The noise is scaled; the clean signal is kept
+as it is. All arithmetic is float32, whatever the inputs' dtype (mixed precision included), so
+the requested SNR is met to ~1e-4 dB.
 
 Silent inputs: with silent (all-zero) clean speech the noise gain is 0 and the mixture is the
 silent clean signal; with silent noise the mixture is the clean signal. Both stay finite.
@@ -22,17 +28,25 @@ CLIP_LEVEL = 0.999
 """Peak that `prevent_clipping` scales mixtures down to (never up)."""
 
 
-def _power(signal):
-    return ops.mean(ops.square(signal), axis=-1)
+def _power(signal, num_valid_samples=None):
+    """Mean square over the last axis, or over its first `num_valid_samples` samples."""
+    if num_valid_samples is None:
+        return ops.mean(ops.square(signal), axis=-1)
+    valid = ops.cast(num_valid_samples, "int32")
+    positions = ops.arange(ops.shape(signal)[-1], dtype="int32")
+    mask = ops.cast(positions < ops.expand_dims(valid, -1), "float32")
+    count = ops.cast(ops.maximum(valid, 1), "float32")
+    return ops.sum(ops.square(signal) * mask, axis=-1) / count
 
 
-def noise_gain(clean, noise, snr_db):
-    """Gain that brings `noise` to `snr_db` below `clean` (shape of `snr_db`)."""
+def noise_gain(clean, noise, snr_db, num_valid_samples=None):
+    """Gain that brings `noise` to `snr_db` below `clean` (shape of `snr_db`), both powers
+    measured over the first `num_valid_samples` samples (all when None)."""
     clean = ops.cast(clean, "float32")
     noise = ops.cast(noise, "float32")
     snr_db = ops.cast(snr_db, "float32")
-    target_noise_power = _power(clean) * ops.power(10.0, -snr_db / 10.0)
-    return ops.sqrt(target_noise_power / (_power(noise) + POWER_FLOOR))
+    target_noise_power = _power(clean, num_valid_samples) * ops.power(10.0, -snr_db / 10.0)
+    return ops.sqrt(target_noise_power / (_power(noise, num_valid_samples) + POWER_FLOOR))
 
 
 def _peak_scale(*mixtures):
@@ -40,13 +54,15 @@ def _peak_scale(*mixtures):
     return ops.minimum(1.0, CLIP_LEVEL / ops.maximum(peak, POWER_FLOOR))
 
 
-def mix_at_snr(clean, noise, snr_db, *, prevent_clipping: bool = False):
+def mix_at_snr(clean, noise, snr_db, *, num_valid_samples=None, prevent_clipping: bool = False):
     """Adds `noise` to `clean` at `snr_db`.
 
     Args:
-        clean: [..., num_samples] speech.
+        clean: [..., num_samples] speech, zero-padded past `num_valid_samples`.
         noise: [..., num_samples] noise, same shape as `clean`.
         snr_db: [...] the SNR of each mixture, in dB.
+        num_valid_samples: [...] int, samples of `clean` that are speech (the rest is padding);
+            the SNR holds over them. None: the whole crop.
         prevent_clipping: scale a mixture whose peak exceeds 0.999 down to 0.999; speech and
             noise are scaled together, so the SNR is kept.
 
@@ -55,20 +71,22 @@ def mix_at_snr(clean, noise, snr_db, *, prevent_clipping: bool = False):
     """
     clean = ops.cast(clean, "float32")
     noise = ops.cast(noise, "float32")
-    gain = noise_gain(clean, noise, snr_db)
+    gain = noise_gain(clean, noise, snr_db, num_valid_samples)
     mixture = clean + ops.expand_dims(gain, -1) * noise
     if prevent_clipping:
         mixture = mixture * ops.expand_dims(_peak_scale(mixture), -1)
     return mixture
 
 
-def mix_pair(clean, noise, snr_db, *, prevent_clipping: bool = False):
+def mix_pair(clean, noise, snr_db, *, num_valid_samples=None, prevent_clipping: bool = False):
     """Both views of JND pairs: the same speech and noise at two SNRs.
 
     Args:
-        clean: [batch, num_samples] speech.
+        clean: [batch, num_samples] speech, zero-padded past `num_valid_samples`.
         noise: [batch, num_samples] noise excerpts.
         snr_db: [batch, 2] the two SNRs of each pair, in dB.
+        num_valid_samples: [batch] int, samples of each clean crop that are speech (the pair
+            sampler's 4th element); the SNRs hold over them. None: the whole crop.
         prevent_clipping: as in `mix_at_snr`, with one factor for both views of a pair, so
             the speech keeps the same level in both and only the noise differs.
 
@@ -76,8 +94,8 @@ def mix_pair(clean, noise, snr_db, *, prevent_clipping: bool = False):
         (view_a, view_b), each float32 [batch, num_samples].
     """
     snr_db = ops.cast(snr_db, "float32")
-    view_a = mix_at_snr(clean, noise, snr_db[:, 0])
-    view_b = mix_at_snr(clean, noise, snr_db[:, 1])
+    view_a = mix_at_snr(clean, noise, snr_db[:, 0], num_valid_samples=num_valid_samples)
+    view_b = mix_at_snr(clean, noise, snr_db[:, 1], num_valid_samples=num_valid_samples)
     if prevent_clipping:
         scale = ops.expand_dims(_peak_scale(view_a, view_b), -1)
         view_a, view_b = view_a * scale, view_b * scale

@@ -6,7 +6,29 @@ import io
 
 import numpy as np
 
-from jsqa_tf.config import abs_delta_snr_density, expected_mean_abs_delta_db
+from jsqa_tf.config import abs_delta_snr_density, expected_mean_abs_delta_db, single_snr_density
+
+
+def _png(figure) -> bytes:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _abs_delta_panel(axes, abs_delta_db, snr_window_db, max_abs_delta_db, placement, title):
+    bins = np.linspace(0, snr_window_db, 25)
+    axes.hist(abs_delta_db, bins=bins, density=True, color="#4c72b0", alpha=0.8, label="pairs")
+    d = np.linspace(0, snr_window_db, 200)
+    density = abs_delta_snr_density(d, snr_window_db, max_abs_delta_db, **placement)
+    axes.plot(d, density, "k--", label="expected density")
+    mean = float(np.mean(abs_delta_db))
+    expected = expected_mean_abs_delta_db(snr_window_db, max_abs_delta_db, **placement)
+    axes.axvline(mean, color="#c44e52", label=f"mean {mean:.2f} dB (expected {expected:.2f})")
+    axes.set_xlabel("|ΔSNR| (dB)")
+    axes.set_ylabel("density")
+    axes.set_title(title or f"|ΔSNR| of {len(abs_delta_db)} JND pairs")
+    axes.legend(loc="upper right", fontsize=8)
 
 
 def delta_snr_histogram_png(
@@ -15,15 +37,18 @@ def delta_snr_histogram_png(
     title: str = "",
     *,
     max_abs_delta_db: float | None = None,
+    snr_placement: str = "uniform_window",
+    snr_range_db: tuple[float, ...] | None = None,
 ) -> bytes:
     """The |ΔSNR| histogram of JND pairs (the paper's Fig. 4) with the expected density.
 
     Args:
         abs_delta_db: |ΔSNR| of each pair, in dB.
         snr_window_db: the window both SNRs were drawn from; the expected density of |ΔSNR|
-            is 2 (w - d) / w² on [0, w], mean w / 3.
+            is 2 (w - d) / w² on [0, w], mean w / 3 (for "uniform_window" placement).
         title: figure title.
         max_abs_delta_db: the cap on |ΔSNR|, if any (`jsqa_tf.config.abs_delta_snr_density`).
+        snr_placement, snr_range_db: as in `PairConfig` (the range is needed for "uniform_snr").
 
     Returns:
         PNG bytes.
@@ -34,23 +59,56 @@ def delta_snr_histogram_png(
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 4), dpi=100)
-    axes = figure.subplots()
-    bins = np.linspace(0, snr_window_db, 25)
-    axes.hist(abs_delta_db, bins=bins, density=True, color="#4c72b0", alpha=0.8, label="pairs")
-    d = np.linspace(0, snr_window_db, 200)
-    density = abs_delta_snr_density(d, snr_window_db, max_abs_delta_db)
-    axes.plot(d, density, "k--", label="expected density")
-    mean = float(np.mean(abs_delta_db))
-    expected = expected_mean_abs_delta_db(snr_window_db, max_abs_delta_db)
-    axes.axvline(mean, color="#c44e52", label=f"mean {mean:.2f} dB (expected {expected:.2f})")
-    axes.set_xlabel("|ΔSNR| (dB)")
-    axes.set_ylabel("density")
-    axes.set_title(title or f"|ΔSNR| of {len(abs_delta_db)} JND pairs")
-    axes.legend(loc="upper right", fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    placement = {"snr_placement": snr_placement, "snr_range_db": snr_range_db}
+    _abs_delta_panel(figure.subplots(), abs_delta_db, snr_window_db, max_abs_delta_db, placement, title)
+    return _png(figure)
+
+
+def snr_distributions_png(snr_db: np.ndarray, pair_config) -> bytes:
+    """Single SNRs (both views of every pair) and |ΔSNR| of drawn pairs, each against the
+    density `pair_config` (a `PairConfig`) implies: what `snr_placement` changes.
+
+    Args:
+        snr_db: [pairs, 2] the two SNRs of each pair, in dB.
+        pair_config: the sampler's settings.
+
+    Returns:
+        PNG bytes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    snr_db = np.asarray(snr_db, dtype=np.float64)
+    low, high = pair_config.snr_range_db
+    window, cap = pair_config.snr_window_db, pair_config.max_abs_delta_db
+    placement = {"snr_placement": pair_config.snr_placement, "snr_range_db": pair_config.snr_range_db}
+    figure = Figure(figsize=(11, 4), dpi=100)
+    single, delta = figure.subplots(1, 2)
+    values = snr_db.ravel()
+    single.hist(
+        values, bins=np.linspace(low, high, 25), density=True, color="#55a868", alpha=0.8, label="SNRs"
+    )
+    x = np.linspace(low, high, 400)
+    expected = single_snr_density(
+        x,
+        (low, high),
+        window,
+        cap,
+        snr_window_low_db=pair_config.snr_window_low_db,
+        snr_placement=pair_config.snr_placement,
+    )
+    single.plot(x, expected, "k--", label="expected density")
+    below = float(np.mean(values < 0))
+    single.axvline(0.0, color="#c44e52", lw=0.8, label=f"{100 * below:.1f}% below 0 dB")
+    single.set_xlabel("SNR of one view (dB)")
+    single.set_ylabel("density")
+    single.set_title(f"single SNRs, snr_placement {pair_config.snr_placement}")
+    single.legend(loc="lower center", fontsize=8)
+    abs_delta = np.abs(snr_db[:, 0] - snr_db[:, 1])
+    _abs_delta_panel(delta, abs_delta, window, cap, placement, f"|ΔSNR| of {len(abs_delta)} pairs")
+    return _png(figure)
 
 
 def mos_scatter_png(

@@ -96,6 +96,7 @@ RANGES: dict[str, tuple[str, dict[str, Range]]] = {
         {
             "epochs": _at_least(1),
             "steps_per_epoch": _at_least(1),
+            "epoch_hours": _above(0),
             "learning_rate": _above(0),
             "temperature": _above(0),
             "seed": _at_least(0),

@@ -15,9 +15,12 @@ def log_pairs(
     noise: tf.Tensor,
     snr_db: tf.Tensor,
     *,
+    num_valid_samples: tf.Tensor | None = None,
     step: int,
     snr_window_db: float,
     max_abs_delta_db: float | None = None,
+    snr_placement: str = "uniform_window",
+    snr_range_db: tuple[float, ...] | None = None,
     sample_rate: int = 16_000,
     max_outputs: int = 3,
     all_abs_delta_db: np.ndarray | None = None,
@@ -26,20 +29,29 @@ def log_pairs(
 
     Args:
         writer: where to write.
-        clean, noise, snr_db: one batch from `make_pair_dataset`.
+        clean, noise, snr_db, num_valid_samples: one batch from `make_pair_dataset`.
         step: the summary step.
-        snr_window_db, max_abs_delta_db: for the expected density drawn on the histogram.
+        snr_window_db, max_abs_delta_db, snr_placement, snr_range_db: for the expected
+            density drawn on the histogram (`PairConfig`).
         sample_rate: of the audio, in Hz.
         max_outputs: pairs written as audio.
         all_abs_delta_db: |ΔSNR| of more pairs for the histogram (default: this batch's).
     """
-    view_a, view_b = mix_pair(clean, noise, snr_db, prevent_clipping=True)
+    view_a, view_b = mix_pair(
+        clean, noise, snr_db, num_valid_samples=num_valid_samples, prevent_clipping=True
+    )
     gap = tf.zeros([tf.shape(view_a)[0], sample_rate // 2])
     joined = tf.concat([view_a, gap, view_b], axis=1)[:max_outputs]
     deltas = all_abs_delta_db
     if deltas is None:
         deltas = np.abs(np.asarray(snr_db)[:, 0] - np.asarray(snr_db)[:, 1])
-    png = delta_snr_histogram_png(deltas, snr_window_db, max_abs_delta_db=max_abs_delta_db)
+    png = delta_snr_histogram_png(
+        deltas,
+        snr_window_db,
+        max_abs_delta_db=max_abs_delta_db,
+        snr_placement=snr_placement,
+        snr_range_db=snr_range_db,
+    )
     snr_text = ", ".join(
         f"pair {i}: {a:.2f} / {b:.2f} dB" for i, (a, b) in enumerate(np.asarray(snr_db)[:max_outputs])
     )

@@ -69,6 +69,29 @@ def test_quiet_mixtures_are_not_scaled_up():
     )
 
 
+def test_a_short_utterance_is_mixed_at_its_nominal_snr_over_its_real_samples():
+    """A 0.4 s utterance zero-padded to a 1 s crop: the SNR holds over the utterance's samples
+    (to 0.01 dB), the noise covers the whole crop, and the padding left in the power would
+    have put the real SNR 10 log10(1 / 0.4) = 3.98 dB above the nominal one."""
+    length, valid = 16_000, np.array([6_400, 16_000, 1])
+    speech = signal(0, (3, length), "bursty", 0.1)
+    clean = np.where(np.arange(length) < valid[:, None], speech, 0.0).astype(np.float32)
+    noise = signal(1, (3, length), "gaussian", 0.3)
+    snr_db = np.array([[2.5, -3.0], [7.0, 0.0], [5.0, 5.0]], np.float32)
+    a, b = (np.asarray(v) for v in mix_pair(clean, noise, snr_db, num_valid_samples=valid))
+    for view, column in ((a, 0), (b, 1)):
+        for i, n in enumerate(valid):
+            assert measured_snr_db(clean[i, :n], view[i, :n]) == pytest.approx(snr_db[i, column], abs=0.01)
+    assert np.all(a[0, 6_400:] != 0) and np.all(np.isfinite(a))  # noise alone past the utterance
+    np.testing.assert_array_equal(  # a full crop (valid = length) is mixed as without lengths
+        np.asarray(mix_at_snr(clean[1], noise[1], snr_db[1, 0], num_valid_samples=valid[1])),
+        np.asarray(mix_at_snr(clean[1], noise[1], snr_db[1, 0])),
+    )
+    padded = np.asarray(mix_at_snr(clean[0], noise[0], snr_db[0, 0]))  # the padding counted
+    real = measured_snr_db(clean[0, :6_400], padded[:6_400])
+    assert real - snr_db[0, 0] == pytest.approx(10 * np.log10(16_000 / 6_400), abs=0.05)
+
+
 def test_silent_inputs_give_finite_documented_output():
     noise = signal(0, (2, 1000), "gaussian", 0.1)
     clean = signal(1, (2, 1000), "gaussian", 0.1)
@@ -119,19 +142,22 @@ def test_mixing_runs_under_the_jax_backend(tmp_path):
     clean = signal(0, (3, 4000), "gaussian", 0.2)
     noise = signal(1, (3, 4000), "bursty", 0.5)
     snr_db = np.array([[-3, 0], [5.5, 9], [2, 2]], np.float32)
-    np.savez(tmp_path / "inputs.npz", clean=clean, noise=noise, snr_db=snr_db)
+    valid = np.array([4000, 1500, 4000], np.int32)
+    np.savez(tmp_path / "inputs.npz", clean=clean, noise=noise, snr_db=snr_db, valid=valid)
     script = (
         "import numpy as np, jax, keras\n"
         "from jsqa_tf.mixing import mix_pair\n"
         "assert keras.backend.backend() == 'jax'\n"
         f"x = np.load({str(tmp_path / 'inputs.npz')!r})\n"
-        "mix = jax.jit(lambda c, n, s: mix_pair(c, n, s, prevent_clipping=True))\n"
-        "a, b = mix(x['clean'], x['noise'], x['snr_db'])\n"
+        "mix = jax.jit(lambda c, n, s, v: mix_pair(c, n, s, num_valid_samples=v, prevent_clipping=True))\n"
+        "a, b = mix(x['clean'], x['noise'], x['snr_db'], x['valid'])\n"
         f"np.savez({str(tmp_path / 'out.npz')!r}, a=np.asarray(a), b=np.asarray(b))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
     out = np.load(tmp_path / "out.npz")
-    a, b = (np.asarray(v) for v in mix_pair(clean, noise, snr_db, prevent_clipping=True))
+    a, b = (
+        np.asarray(v) for v in mix_pair(clean, noise, snr_db, num_valid_samples=valid, prevent_clipping=True)
+    )
     np.testing.assert_allclose(out["a"], a, atol=1e-6)
     np.testing.assert_allclose(out["b"], b, atol=1e-6)

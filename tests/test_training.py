@@ -23,7 +23,7 @@ from jsqa_tf.config import (
     to_dict,
 )
 from jsqa_tf.data.prepare import prepare
-from jsqa_tf.errors import CorpusError
+from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.models import WaveformEncoder
 from jsqa_tf.training import TrainingError, pretrain
 
@@ -71,6 +71,38 @@ def test_pipelines_are_valid_configs():
         1.0,
     )
     assert (paper.data.pairs_per_batch, paper.training.epochs) == (8, 45)
+    # The paper's budget: 33 GB of 16-bit 16 kHz pairs = 286.46 h of audio per epoch.
+    assert paper.training.epoch_hours == 286.46 and paper.training.steps_per_epoch is None
+    assert paper.epoch_steps() == round(33e9 / 32_000 / 64) == 16_113
+    demo = from_dict(PretrainConfig, load_yaml(os.path.join(REPO, "pipelines", "pretrain_demo.yaml")))
+    assert demo.epoch_steps() == 25  # the demo stays fast: explicit steps
+
+
+def test_an_epoch_is_hours_of_audio_or_steps_not_both(shards, tmp_path):
+    def config(**training):
+        return PretrainConfig(
+            "run",
+            data=PretrainDataConfig(crop_seconds=4.0, pairs_per_batch=8),
+            training=PretrainTrainingConfig(**training),
+        )
+
+    # A step is pairs x replicas x 2 mixtures x crop seconds of audio: 64 s on one device.
+    assert config(epoch_hours=1.0).step_audio_seconds() == 64.0
+    assert config(epoch_hours=1.0).epoch_steps() == round(3600 / 64) == 56
+    assert config(epoch_hours=1.0).epoch_steps(num_replicas=2) == round(3600 / 128) == 28
+    assert config(steps_per_epoch=7).epoch_steps(num_replicas=4) == 7
+    assert config().epoch_steps() == 1000  # neither given
+    assert config(epoch_hours=1e-6).epoch_steps() == 1  # at least one step
+    with pytest.raises(ConfigError, match="steps_per_epoch or training.epoch_hours, not both"):
+        config(steps_per_epoch=10, epoch_hours=1.0)
+    with pytest.raises(ConfigError, match="epoch_hours must be > 0"):
+        config(epoch_hours=0.0)
+    # In a run: 0.5 s crops x 4 pairs x 2 = 4 s per step; 12 s of audio per epoch = 3 steps.
+    hours = tiny_config(
+        tmp_path / "run", shards, epochs=1, steps_per_epoch=None, epoch_hours=12 / 3600, audio_examples=0
+    )
+    summary = pretrain(hours, verbose=0)
+    assert summary["steps_per_epoch"] == 3 and summary["epoch_audio_hours"] == pytest.approx(12 / 3600)
 
 
 def test_loss_falls_and_the_run_folder_is_complete(shards, tmp_path):
@@ -120,6 +152,37 @@ def test_loss_falls_and_the_run_folder_is_complete(shards, tmp_path):
         pretrain(tiny_config(run, shards, epochs=4, steps_per_epoch=12), resume=True, verbose=0)
     with pytest.raises(TrainingError, match="other settings.*training.learning_rate"):
         pretrain(tiny_config(run, shards, epochs=5, steps_per_epoch=12, learning_rate=1e-2), resume=True)
+
+
+def test_a_resumed_run_keeps_the_encoder_numerics_it_started_with(shards, tmp_path, caplog):
+    """The state records the encoder's decimation and BatchNorm epsilon; a resume builds the
+    same, and a run started before the record (when every preset had stride and 1e-3) resumes
+    with those, not with what its preset computes now."""
+
+    def config(run, epochs):
+        base = tiny_config(run, shards, epochs=epochs, steps_per_epoch=2, audio_examples=0)
+        small_cdpam = EncoderConfig(preset="cdpam", first_filters=2, num_blocks=2, embedding_dim=8)
+        return dataclasses.replace(base, model=small_cdpam)
+
+    def numerics(run):
+        encoder = keras.saving.load_model(run / "encoder.keras")
+        return encoder.decimation, encoder.batch_norm_epsilon
+
+    recorded, older = tmp_path / "recorded", tmp_path / "older"
+    for run in (recorded, older):
+        pretrain(config(run, 1), verbose=0)
+        assert numerics(run) == ("subsample", 1e-5)  # the preset's, CDPAM's
+    state_path = older / "checkpoints" / "state.json"
+    state = json.loads(state_path.read_text())
+    assert state["encoder_numerics"] == {"decimation": "subsample", "batch_norm_epsilon": 1e-5}
+    del state["encoder_numerics"]
+    state_path.write_text(json.dumps(state))  # as a run started before the record
+    pretrain(config(recorded, 2), resume=True, verbose=0)
+    assert numerics(recorded) == ("subsample", 1e-5)
+    pretrain(config(older, 2), resume=True, verbose=0)
+    assert numerics(older) == ("stride", 1e-3)
+    assert "started before the encoder's numerics were recorded" in caplog.text
+    assert json.loads(state_path.read_text())["encoder_numerics"]["decimation"] == "stride"
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])

@@ -1,11 +1,15 @@
 """JND pair sampler: clean crops, noise excerpts and SNR pairs, as a tf.data pipeline.
 
-Each batch is `(clean, noise, snr_db)`:
-    clean   float32 [pairs, samples]  crops of different utterances (zero-padded if short)
-    noise   float32 [pairs, samples]  excerpts of different noise files (looped if short,
-                                      random offset; files flagged silent are skipped)
-    snr_db  float32 [pairs, 2]        the two SNRs of each pair (see `PairConfig`)
-The mixing itself (`jsqa_tf.mixing.mix_pair`) runs in the model's step on the accelerator.
+Each batch is `(clean, noise, snr_db, num_valid_samples)`:
+    clean              float32 [pairs, samples]  crops of different utterances (zero-padded
+                                                 if short)
+    noise              float32 [pairs, samples]  excerpts of different noise files (looped if
+                                                 short, random offset; files flagged silent
+                                                 are skipped)
+    snr_db             float32 [pairs, 2]        the two SNRs of each pair (see `PairConfig`)
+    num_valid_samples  int32   [pairs]           samples of each clean crop that are speech
+The mixing itself (`jsqa_tf.mixing.mix_pair`, SNRs over the speech's real samples) runs in the
+model's step on the accelerator.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from jsqa_tf.config import PairConfig, to_dict
 from jsqa_tf.data.pipeline import make_dataset, split_info
 from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.mixing import mix_pair
-from jsqa_tf.plots import delta_snr_histogram_png
+from jsqa_tf.plots import delta_snr_histogram_png, snr_distributions_png
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +41,22 @@ def sample_snr_pairs(
     snr_window_db: float = 6.0,
     snr_window_low_db: float | None = None,
     max_abs_delta_db: float | None = None,
+    snr_placement: str = "uniform_window",
 ) -> tf.Tensor:
-    """[num_pairs, 2] SNRs in dB: per pair, a window placed in the range, two draws in it.
+    """[num_pairs, 2] SNRs in dB, placed as `snr_placement` says (`PairConfig`).
 
-    With `max_abs_delta_db` M, the two draws are those of the uncapped sampler conditioned on
+    "uniform_window": per pair, a window placed in the range, two draws in it. With
+    `max_abs_delta_db` M, the two draws are those of the uncapped sampler conditioned on
     |ΔSNR| <= M, drawn directly: |ΔSNR| by the inverse CDF of its density, proportional to
     (window - d) on [0, M], then the pair's place in the window (uniform) and its order.
+    "uniform_snr": `_uniform_snr_pairs`.
     """
     low, high = snr_range_db
     seeds = tf.random.split(tf.cast(seed, tf.int64), 2)
+    if snr_placement == "uniform_snr":
+        return _uniform_snr_pairs(num_pairs, seeds, low, high, snr_window_db, max_abs_delta_db)
+    if snr_placement != "uniform_window":
+        raise ConfigError(f"snr_placement must be 'uniform_window' or 'uniform_snr', not {snr_placement!r}")
     if snr_window_low_db is None:
         window_low = (
             tf.random.stateless_uniform([num_pairs, 1], seeds[0], minval=low, maxval=high - snr_window_db)
@@ -57,9 +68,9 @@ def sample_snr_pairs(
     if max_abs_delta_db is None:
         offsets = tf.random.stateless_uniform([num_pairs, 2], seeds[1], minval=0.0, maxval=snr_window_db)
     else:
-        width, cap = float(snr_window_db), float(max_abs_delta_db)
         u = tf.random.stateless_uniform([num_pairs, 3], seeds[1])
-        delta = width - tf.sqrt(tf.maximum(width**2 - u[:, 0] * (2 * width * cap - cap**2), 0.0))
+        delta = _abs_delta(u[:, 0], snr_window_db, max_abs_delta_db)
+        width = float(snr_window_db)
         lower = u[:, 1] * (width - delta)
         upper = lower + delta
         lower_first = u[:, 2] < 0.5
@@ -67,11 +78,33 @@ def sample_snr_pairs(
     return window_low + offsets
 
 
+def _abs_delta(u: tf.Tensor, snr_window_db: float, max_abs_delta_db: float | None) -> tf.Tensor:
+    """|ΔSNR| from uniforms `u` by the inverse CDF of its density ∝ (window - d) on [0, cap]."""
+    width = float(snr_window_db)
+    cap = width if max_abs_delta_db is None else float(max_abs_delta_db)
+    return width - tf.sqrt(tf.maximum(width**2 - u * (2 * width * cap - cap**2), 0.0))
+
+
+def _uniform_snr_pairs(num_pairs, seeds, low, high, snr_window_db, max_abs_delta_db) -> tf.Tensor:
+    """Pairs whose single SNRs are uniform over [low, high]: the first uniform, the second the
+    first ± a |ΔSNR| from the window's density (capped as asked), reflected into the range at
+    its edges. A uniform SNR plus an independent symmetric step, reflected, is uniform again
+    (and the pair is exchangeable); the reflection only shortens |ΔSNR|, which never exceeds
+    the window (<= the range's width, so one reflection suffices)."""
+    first = tf.random.stateless_uniform([num_pairs], seeds[0], minval=low, maxval=high)
+    u = tf.random.stateless_uniform([num_pairs, 2], seeds[1])
+    delta = _abs_delta(u[:, 0], snr_window_db, max_abs_delta_db)
+    second = first + tf.where(u[:, 1] < 0.5, delta, -delta)
+    second = tf.where(second > high, 2 * high - second, second)
+    second = tf.where(second < low, 2 * low - second, second)
+    return tf.stack([first, second], axis=1)
+
+
 def make_pair_dataset(
     config: PairConfig, *, with_ids: bool = False, seed: int | tf.Tensor | None = None
 ) -> tf.data.Dataset:
-    """Endless batches of `(clean, noise, snr_db)`; with `with_ids`, a 4th element
-    `{"clean_id": [pairs], "noise_id": [pairs]}` naming the source files.
+    """Endless batches of `(clean, noise, snr_db, num_valid_samples)`; with `with_ids`, a 5th
+    element `{"clean_id": [pairs], "noise_id": [pairs]}` naming the source files.
 
     `seed` (default `config.seed`) may be an int64 scalar tensor: pretraining derives one per
     epoch, so that a resumed run reads the same pairs as an uninterrupted one."""
@@ -97,8 +130,9 @@ def make_pair_dataset(
             config.snr_window_db,
             config.snr_window_low_db,
             config.max_abs_delta_db,
+            config.snr_placement,
         )
-        pair = (clean_batch["audio"], noise_batch["audio"], snr_db)
+        pair = (clean_batch["audio"], noise_batch["audio"], snr_db, clean_batch["num_valid_samples"])
         if with_ids:
             ids = {"clean_id": clean_batch["source_path"], "noise_id": noise_batch["source_path"]}
             return (*pair, ids)
@@ -142,6 +176,7 @@ def crop_warnings(config: PairConfig) -> list[str]:
 PAIRS_CSV = "pairs.csv"
 SUMMARY_JSON = "summary.json"
 HISTOGRAM_PNG = "abs_delta_snr_histogram.png"
+SNR_PNG = "snr_distributions.png"
 
 
 def write_pairs(
@@ -157,7 +192,9 @@ def write_pairs(
 
     Writes `audio/pair_<n>_{a,b}.wav` (16-bit; one peak scale per pair, so only the noise level
     differs between a and b), `pairs.csv` (pair, clean_id, noise_id, snr_a_db, snr_b_db,
-    abs_delta_db, file_a, file_b), `summary.json` (mean |ΔSNR|, histogram) and the histogram PNG.
+    abs_delta_db, file_a, file_b), `summary.json` (mean |ΔSNR|, histograms of |ΔSNR| and of
+    single SNRs), the |ΔSNR| histogram PNG and `snr_distributions.png` (single SNRs and |ΔSNR|
+    against the densities `snr_placement` implies).
     A folder that already holds `pairs.csv` is refused.
     """
     output_dir = os.path.abspath(os.fspath(output_dir))
@@ -170,9 +207,10 @@ def write_pairs(
         logger.warning(warning)
     rows, first_batch = [], None
     dataset = make_pair_dataset(config, with_ids=True)
-    for clean, noise, snr_db, ids in dataset:
+    for clean, noise, snr_db, num_valid, ids in dataset:
         if write_audio:
-            view_a, view_b = (np.asarray(v) for v in mix_pair(clean, noise, snr_db, prevent_clipping=True))
+            views = mix_pair(clean, noise, snr_db, num_valid_samples=num_valid, prevent_clipping=True)
+            view_a, view_b = (np.asarray(v) for v in views)
         taken = min(len(snr_db), num_pairs - len(rows))
         for i in range(taken):
             n = len(rows)
@@ -193,7 +231,7 @@ def write_pairs(
                     write_wav(os.path.join(output_dir, name), samples, config.sample_rate)
                     row[f"file_{view}"] = name
             rows.append(row)
-        first_batch = first_batch or (clean, noise, snr_db)
+        first_batch = first_batch or (clean, noise, snr_db, num_valid)
         if on_progress:
             on_progress(taken)
         if len(rows) >= num_pairs:
@@ -201,12 +239,17 @@ def write_pairs(
 
     deltas = np.array([row["abs_delta_db"] for row in rows])
     counts, edges = np.histogram(deltas, bins=12, range=(0.0, config.snr_window_db))
+    snrs = np.array([[row["snr_a_db"], row["snr_b_db"]] for row in rows])
+    snr_counts, snr_edges = np.histogram(snrs, bins=12, range=tuple(config.snr_range_db))
     summary = {
         "num_pairs": len(rows),
+        "snr_placement": config.snr_placement,
         "mean_abs_delta_db": float(np.mean(deltas)),
         "expected_mean_abs_delta_db": config.expected_mean_abs_delta_db,
         "max_abs_delta_db": float(np.max(deltas)),
         "histogram": {"edges_db": edges.round(3).tolist(), "counts": counts.tolist()},
+        "share_snr_below_0_db": float(np.mean(snrs < 0)),
+        "snr_histogram": {"edges_db": snr_edges.round(3).tolist(), "counts": snr_counts.tolist()},
         "audio": write_audio,
         "config": to_dict(config),
     }
@@ -214,25 +257,35 @@ def write_pairs(
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    png = delta_snr_histogram_png(deltas, config.snr_window_db, max_abs_delta_db=config.max_abs_delta_db)
-    with atomic.atomic_path(os.path.join(output_dir, HISTOGRAM_PNG)) as temp_path:
-        with open(temp_path, "wb") as stream:
-            stream.write(png)
+    png = delta_snr_histogram_png(
+        deltas,
+        config.snr_window_db,
+        max_abs_delta_db=config.max_abs_delta_db,
+        snr_placement=config.snr_placement,
+        snr_range_db=config.snr_range_db,
+    )
+    for name, image in ((HISTOGRAM_PNG, png), (SNR_PNG, snr_distributions_png(snrs, config))):
+        with atomic.atomic_path(os.path.join(output_dir, name)) as temp_path:
+            with open(temp_path, "wb") as stream:
+                stream.write(image)
     atomic.write_json(os.path.join(output_dir, SUMMARY_JSON), summary)
     atomic.write_text(os.path.join(output_dir, PAIRS_CSV), buffer.getvalue())  # last: complete
     if tensorboard_dir is not None:
         from jsqa_tf.tensorboard import log_pairs
 
         writer = tf.summary.create_file_writer(os.fspath(tensorboard_dir))
-        clean, noise, snr_db = first_batch
+        clean, noise, snr_db, num_valid = first_batch
         log_pairs(
             writer,
             clean,
             noise,
             snr_db,
+            num_valid_samples=num_valid,
             step=0,
             snr_window_db=config.snr_window_db,
             max_abs_delta_db=config.max_abs_delta_db,
+            snr_placement=config.snr_placement,
+            snr_range_db=config.snr_range_db,
             all_abs_delta_db=deltas,
         )
     return summary

@@ -17,7 +17,9 @@ class ContrastivePretrainer(DistributedStepMixin, keras.Model):
     """(clean, noise, snr_db) -> both views mixed with `mix_pair` -> encoder -> the first
     `encoder.contrastive_dim` embedding dimensions -> optional projection -> NT-Xent.
 
-    Input: a dict {"clean": [N, T], "noise": [N, T], "snr_db": [N, 2]}. Both views go through
+    Input: a dict {"clean": [N, T], "noise": [N, T], "snr_db": [N, 2]} and optionally
+    "num_valid_samples": [N] (the speech's length in each zero-padded clean crop, over which
+    the SNRs hold; without it, over the whole crop). Both views go through
     the encoder as one batch of 2N (BatchNorm sees both). `call` returns the 2N projected
     embeddings [view a; view b]; the loss and the pair-retrieval accuracy are computed from
     them in `compute_loss` / `compute_metrics`, which Keras's own train and test steps call
@@ -47,7 +49,11 @@ class ContrastivePretrainer(DistributedStepMixin, keras.Model):
 
     def call(self, inputs, training=False):
         view_a, view_b = mix_pair(
-            inputs["clean"], inputs["noise"], inputs["snr_db"], prevent_clipping=self.prevent_clipping
+            inputs["clean"],
+            inputs["noise"],
+            inputs["snr_db"],
+            num_valid_samples=inputs.get("num_valid_samples"),
+            prevent_clipping=self.prevent_clipping,
         )
         embedding = self.encoder(ops.concatenate([view_a, view_b], axis=0), training=training)
         z = embedding[:, : self.encoder.contrastive_dim]

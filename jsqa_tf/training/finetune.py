@@ -26,7 +26,15 @@ import numpy as np
 from jsqa_tf.config import FinetuneConfig
 from jsqa_tf.errors import ModelError
 from jsqa_tf.models.saving import LAST_MODEL_FILE, MODEL_FILE, load_keras_file
-from jsqa_tf.training.run import Run, TrainingError, demo_mos_shards, distributable, finished_run
+from jsqa_tf.training.run import (
+    Run,
+    TrainingError,
+    demo_mos_shards,
+    distributable,
+    finished_run,
+    record_encoder_numerics,
+    resumed_encoder_numerics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +42,16 @@ logger = logging.getLogger(__name__)
 # --- model ---------------------------------------------------------------------------------------
 
 
-def load_encoder(model_config):
-    """The encoder a fine-tuning config names: fresh ("scratch"), a pretraining run's
-    (`encoder-best.keras` or `encoder.keras`), or a `.keras` file."""
+def load_encoder(model_config, scratch_numerics: dict | None = None):
+    """The encoder a fine-tuning config names: fresh ("scratch"; `scratch_numerics` replace
+    the preset's decimation and BatchNorm epsilon), a pretraining run's (`encoder-best.keras`
+    or `encoder.keras`), or a `.keras` file."""
     from jsqa_tf.models import WaveformEncoder
     from jsqa_tf.training.pretrain import BEST_ENCODER_FILE, ENCODER_FILE
 
     source = model_config.encoder
     if source == "scratch":
-        return WaveformEncoder.from_preset(model_config.preset, name="encoder")
+        return WaveformEncoder.from_preset(model_config.preset, **(scratch_numerics or {}), name="encoder")
     path = os.path.abspath(source)
     if os.path.isdir(path):
         wanted = BEST_ENCODER_FILE if model_config.encoder_checkpoint == "best" else ENCODER_FILE
@@ -60,13 +69,13 @@ def load_encoder(model_config):
     return load_keras_file(path, WaveformEncoder, "an encoder")
 
 
-def build_regressor(config: FinetuneConfig):
+def build_regressor(config: FinetuneConfig, scratch_numerics: dict | None = None):
     """The `MOSRegressor` of a config (encoder loaded or fresh, head fresh), not compiled."""
     from jsqa_tf.models import MOSRegressor
 
     model = config.model
     return MOSRegressor(
-        load_encoder(model),
+        load_encoder(model, scratch_numerics),
         hidden_dims=model.hidden_dims,
         embedding=model.embedding,
         dropout=model.dropout,
@@ -243,7 +252,10 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, verbose: int = 1, 
 
         freeze = min(training.freeze_encoder_epochs, training.epochs)
         with run.strategy.scope():
-            model = build_regressor(config)
+            scratch = config.model.encoder == "scratch"  # a loaded encoder keeps its own numerics
+            model = build_regressor(config, resumed_encoder_numerics(run) if scratch else None)
+            if scratch:
+                record_encoder_numerics(run, model.encoder)
             model.rank_one_logs = training.strategy == "multi-worker"  # see DistributedStepMixin
             # The optimizer holds the variables of the checkpoint's phase (frozen or not).
             last_done = run.initial_epoch - 1

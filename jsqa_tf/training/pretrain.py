@@ -19,7 +19,15 @@ import os
 import keras
 
 from jsqa_tf.config import PretrainConfig
-from jsqa_tf.training.run import Run, TrainingError, demo_shards, distributable, finished_run
+from jsqa_tf.training.run import (
+    Run,
+    TrainingError,
+    demo_shards,
+    distributable,
+    finished_run,
+    record_encoder_numerics,
+    resumed_encoder_numerics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,23 +38,30 @@ BEST_ENCODER_FILE = "encoder-best.keras"
 # --- data ----------------------------------------------------------------------------------
 
 
-def _as_inputs(clean, noise, snr_db):
-    return {"clean": clean, "noise": noise, "snr_db": snr_db}
+def _as_inputs(clean, noise, snr_db, num_valid_samples):
+    return {"clean": clean, "noise": noise, "snr_db": snr_db, "num_valid_samples": num_valid_samples}
 
 
-def train_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs, initial_epoch=0):
-    """Exactly `steps_per_epoch` batches per epoch from `initial_epoch` on, seeded per epoch."""
+def epoch_seed(seed: int, epoch):
+    """The pair sampler's seed for one training epoch (an int64 scalar tensor): shuffles,
+    crops, excerpts, SNRs and the utterance-to-noise pairing all change with the epoch, and a
+    resumed run reads what an uninterrupted one reads."""
+    import tensorflow as tf
+
+    return tf.constant(seed, tf.int64) * 7919 + tf.cast(epoch, tf.int64)
+
+
+def train_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs, steps, initial_epoch=0):
+    """Exactly `steps` batches per epoch from `initial_epoch` on, seeded per epoch."""
     import tensorflow as tf
 
     from jsqa_tf.data.pairs import make_pair_dataset
 
     pairs = config.pair_config("train", clean_dir, noise_dir, global_pairs)
-    steps = config.training.steps_per_epoch
 
     @tf.autograph.experimental.do_not_convert  # plain Python that builds a pipeline
     def epoch_pairs(epoch):
-        seed = tf.constant(config.training.seed, tf.int64) * 7919 + epoch
-        return make_pair_dataset(pairs, seed=seed).take(steps)
+        return make_pair_dataset(pairs, seed=epoch_seed(config.training.seed, epoch)).take(steps)
 
     dataset = tf.data.Dataset.range(initial_epoch, config.training.epochs).flat_map(epoch_pairs)
     return distributable(dataset.map(_as_inputs))
@@ -82,11 +97,13 @@ def check_data(config: PretrainConfig, clean_dir, noise_dir) -> None:
 # --- model -------------------------------------------------------------------------------------
 
 
-def build_pretrainer(config: PretrainConfig):
-    """The `ContrastivePretrainer` of a config, compiled with Adam."""
+def build_pretrainer(config: PretrainConfig, encoder_numerics: dict | None = None):
+    """The `ContrastivePretrainer` of a config, compiled with Adam; `encoder_numerics`
+    (decimation, batch_norm_epsilon) replace the preset's, and the config's own overrides win."""
     from jsqa_tf.models import ContrastivePretrainer, ProjectionHead, WaveformEncoder
 
-    encoder = WaveformEncoder.from_preset(config.model.preset, **config.model.overrides(), name="encoder")
+    arguments = {**(encoder_numerics or {}), **config.model.overrides()}
+    encoder = WaveformEncoder.from_preset(config.model.preset, **arguments, name="encoder")
     head = (
         ProjectionHead(encoder.contrastive_dim, dropout=config.model.projection_dropout, name="projection")
         if config.model.projection
@@ -116,6 +133,7 @@ def _build_state(model, config: PretrainConfig) -> None:
             "clean": np.zeros((2, samples), "float32"),
             "noise": np.zeros((2, samples), "float32"),
             "snr_db": np.zeros((2, 2), "float32"),
+            "num_valid_samples": np.full((2,), samples, "int32"),
         }
     )
     model.optimizer.build(model.trainable_variables)
@@ -141,15 +159,18 @@ class _PairExamples(keras.callbacks.Callback):
 
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "examples"))
-        clean, noise, snr_db = self.example_batch
+        clean, noise, snr_db, num_valid = self.example_batch
         log_pairs(
             self.writer,
             clean,
             noise,
             snr_db,
+            num_valid_samples=num_valid,
             step=epoch + 1,
             snr_window_db=self.config.data.snr_window_db,
             max_abs_delta_db=self.config.data.max_abs_delta_db,
+            snr_placement=self.config.data.snr_placement,
+            snr_range_db=self.config.data.snr_range_db,
             max_outputs=self.config.training.audio_examples,
         )
 
@@ -184,11 +205,13 @@ def pretrain(
         check_data(config, clean_dir, noise_dir)
         global_pairs = config.data.pairs_per_batch * run.strategy.num_replicas
         with run.strategy.scope():
-            model = build_pretrainer(config)
+            model = build_pretrainer(config, resumed_encoder_numerics(run))
+            record_encoder_numerics(run, model.encoder)
             _build_state(model, config)  # before fit: building from a distributed batch fails
             model.rank_one_logs = training.strategy == "multi-worker"  # see compute_metrics
             run.restore(model)
-        train = train_dataset(config, clean_dir, noise_dir, global_pairs, run.initial_epoch)
+        steps = config.epoch_steps(run.strategy.num_replicas)
+        train = train_dataset(config, clean_dir, noise_dir, global_pairs, steps, run.initial_epoch)
         val = val_dataset(config, clean_dir, noise_dir, global_pairs)
         stage_callbacks = list(callbacks or [])
         if training.audio_examples:  # from a pipeline of its own: `val`'s cache is never read halfway
@@ -199,7 +222,7 @@ def pretrain(
             train,
             epochs=training.epochs,
             initial_epoch=run.initial_epoch,
-            steps_per_epoch=training.steps_per_epoch,
+            steps_per_epoch=steps,
             clips_per_step=2 * global_pairs,
             monitor="val_loss",
             validation_data=val,
@@ -214,6 +237,8 @@ def pretrain(
             "history": run.history,
             "best_epoch": state.get("best_epoch"),
             "best_val_loss": state.get("best_value"),
+            "steps_per_epoch": steps,
+            "epoch_audio_hours": steps * config.step_audio_seconds(run.strategy.num_replicas) / 3600,
             "encoder_parameters": int(sum(int(np.prod(v.shape)) for v in model.encoder.trainable_weights)),
             "replicas": run.strategy.num_replicas,
             "backend": keras.backend.backend(),

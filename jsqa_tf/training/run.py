@@ -206,6 +206,42 @@ def restore_rng_states(model, states: dict) -> None:
             generator.state.assign(keras.ops.convert_to_tensor(states[path], dtype="int64"))
 
 
+# --- the encoder's numerics across a resume -------------------------------------------------------
+
+ENCODER_NUMERICS = "encoder_numerics"
+# What every `WaveformEncoder` preset computed before the numerics were recorded: Keras's
+# BatchNorm epsilon and stride-2 decimation (the `jsqa` and `cdpam` presets now use CDPAM's).
+LEGACY_ENCODER_NUMERICS = {"decimation": "stride", "batch_norm_epsilon": 1e-3}
+
+
+def resumed_encoder_numerics(run) -> dict:
+    """The decimation and BatchNorm epsilon a resumed run's fresh encoder must be built with:
+    those recorded when it started, or, for a run started before they were recorded, the ones
+    its checkpoints were trained with (`LEGACY_ENCODER_NUMERICS`). Empty on a fresh start (the
+    preset decides). Settings the config gives explicitly are applied over these."""
+    if run.initial_epoch == 0:
+        return {}
+    recorded = run.state.get(ENCODER_NUMERICS)
+    if recorded is None:
+        logger.warning(
+            "%s: started before the encoder's numerics were recorded; resuming with those it was "
+            "trained with (decimation %s, BatchNorm epsilon %g)",
+            run.run_dir,
+            LEGACY_ENCODER_NUMERICS["decimation"],
+            LEGACY_ENCODER_NUMERICS["batch_norm_epsilon"],
+        )
+        return dict(LEGACY_ENCODER_NUMERICS)
+    return dict(recorded)
+
+
+def record_encoder_numerics(run, encoder) -> None:
+    """Keeps `encoder`'s numerics in the training state, written with every checkpoint."""
+    run.state[ENCODER_NUMERICS] = {
+        "decimation": encoder.decimation,
+        "batch_norm_epsilon": encoder.batch_norm_epsilon,
+    }
+
+
 # --- callbacks ------------------------------------------------------------------------------------
 
 

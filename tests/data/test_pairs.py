@@ -12,10 +12,12 @@ from jsqa_tf.config import (
     PretrainDataConfig,
     abs_delta_snr_density,
     expected_mean_abs_delta_db,
+    single_snr_density,
 )
 from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, write_pairs
 from jsqa_tf.data.prepare import prepare
 from jsqa_tf.errors import ConfigError, CorpusError
+from jsqa_tf.mixing import mix_pair
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +80,75 @@ def test_capped_abs_delta_snr_matches_its_stated_density():
         PretrainDataConfig(snr_window_db=4.0, max_abs_delta_db=5.0)
 
 
+def histogram_density(values, low, high, bins):
+    counts, edges = np.histogram(values, bins=bins, range=(low, high))
+    return counts / len(values) / (edges[1] - edges[0]), (edges[:-1] + edges[1:]) / 2
+
+
+@pytest.mark.parametrize(
+    "placement,cap,below_0,mean_abs_delta",
+    [
+        ("uniform_window", None, 0.125, 2.0),  # today's: single SNRs a triangle peaking at 3 dB
+        ("uniform_snr", None, 0.25, 1.75),  # single SNRs uniform over [-3, 9]
+        ("uniform_window", 2.0, None, None),
+        ("uniform_snr", 2.0, 0.25, None),
+    ],
+)
+def test_snr_placement_gives_its_stated_single_snr_and_abs_delta_distributions(
+    placement, cap, below_0, mean_abs_delta
+):
+    snr = sample_snr_pairs(
+        60_000, tf.constant([11, 12], tf.int64), max_abs_delta_db=cap, snr_placement=placement
+    ).numpy()
+    delta = np.abs(snr[:, 0] - snr[:, 1])
+    assert snr.min() >= -3 - 1e-5 and snr.max() <= 9 + 1e-5 and delta.max() <= (cap or 6.0) + 1e-5
+    settings = dict(snr_placement=placement, snr_range_db=(-3.0, 9.0))
+    expected_mean = expected_mean_abs_delta_db(6.0, cap, **settings)
+    assert delta.mean() == pytest.approx(expected_mean, abs=0.02)
+    if mean_abs_delta is not None:
+        assert expected_mean == pytest.approx(mean_abs_delta)
+    measured, centres = histogram_density(delta, 0.0, cap or 6.0, 12)
+    np.testing.assert_allclose(measured, abs_delta_snr_density(centres, 6.0, cap, **settings), atol=0.02)
+    for view in (snr[:, 0], snr[:, 1]):  # both views alike
+        measured, centres = histogram_density(view, -3.0, 9.0, 24)
+        expected = single_snr_density(centres, (-3.0, 9.0), 6.0, cap, snr_placement=placement)
+        np.testing.assert_allclose(measured, expected, atol=0.006)
+        if below_0 is not None:
+            assert np.mean(view < 0) == pytest.approx(below_0, abs=0.006)
+    assert np.mean(snr[:, 0] > snr[:, 1]) == pytest.approx(0.5, abs=0.01)  # either view may be noisier
+    d = np.linspace(0, 6, 6001)
+    assert np.trapezoid(abs_delta_snr_density(d, 6.0, cap, **settings), d) == pytest.approx(1.0, abs=1e-3)
+    x = np.linspace(-3, 9, 12001)
+    total = np.trapezoid(single_snr_density(x, (-3.0, 9.0), 6.0, cap, snr_placement=placement), x)
+    assert total == pytest.approx(1.0, abs=1e-3)
+
+
+def test_snr_placement_settings(prepared_pairs):
+    fixed = sample_snr_pairs(
+        40_000, tf.constant([1, 2], tf.int64), snr_window_low_db=1.0, max_abs_delta_db=3.0
+    )
+    measured, centres = histogram_density(fixed.numpy().ravel(), 1.0, 7.0, 12)
+    expected = single_snr_density(centres, (-3.0, 9.0), 6.0, 3.0, snr_window_low_db=1.0)
+    np.testing.assert_allclose(measured, expected, atol=0.01)
+    with pytest.raises(ConfigError, match="snr_placement must be one of"):
+        PairConfig("c", "n", snr_placement="middle")
+    with pytest.raises(ConfigError, match="uniform_window' only"):
+        PairConfig("c", "n", snr_window_low_db=0.0, snr_placement="uniform_snr")
+    with pytest.raises(ConfigError, match="uniform_window' only"):
+        PretrainDataConfig(snr_window_low_db=0.0, snr_placement="uniform_snr")
+    pretrain = PretrainConfig("run", data=PretrainDataConfig(snr_placement="uniform_snr"))
+    assert pretrain.pair_config("train", "c", "n", 4).snr_placement == "uniform_snr"
+    uniform = PairConfig(**{**prepared_pairs.__dict__, "snr_placement": "uniform_snr"})
+    assert uniform.expected_mean_abs_delta_db == pytest.approx(1.75)
+    _, _, snr_db, _ = next(iter(make_pair_dataset(uniform)))  # the pipeline draws with it
+    seed = tf.stack([tf.constant(uniform.seed + 2, tf.int64), tf.constant(0, tf.int64)])
+    expected = sample_snr_pairs(uniform.pairs_per_batch, seed, snr_placement="uniform_snr")
+    np.testing.assert_array_equal(snr_db.numpy(), expected.numpy())
+
+
 def test_the_pipeline_applies_the_cap(prepared_pairs):
     capped = PairConfig(**{**prepared_pairs.__dict__, "max_abs_delta_db": 0.5})
-    for _, _, snr_db in make_pair_dataset(capped).take(1):
+    for _, _, snr_db, _ in make_pair_dataset(capped).take(1):
         assert float(tf.reduce_max(tf.abs(snr_db[:, 0] - snr_db[:, 1]))) <= 0.5 + 1e-5
 
 
@@ -102,13 +170,30 @@ def test_bad_pair_configs(settings, message):
 
 def test_batches_pair_different_utterances_with_different_noises(prepared_pairs):
     dataset = make_pair_dataset(prepared_pairs, with_ids=True)
-    for clean, noise, snr_db, ids in dataset.take(6):
+    for clean, noise, snr_db, num_valid, ids in dataset.take(6):
         assert clean.shape == noise.shape == (4, 16000) and snr_db.shape == (4, 2)
+        assert num_valid.numpy().tolist() == [16000] * 4  # 1 s crops of 3-7 s utterances
         assert len(set(ids["clean_id"].numpy())) == 4
         assert len(set(ids["noise_id"].numpy())) == 4
         assert float(tf.reduce_min(tf.math.reduce_std(noise, axis=1))) > 0.001  # excerpts, not padding
     plain = next(iter(make_pair_dataset(prepared_pairs)))
-    assert len(plain) == 3
+    assert len(plain) == 4
+
+
+def test_utterances_shorter_than_the_crop_are_mixed_at_the_nominal_snr(prepared_pairs):
+    """8 s crops of 3-7 s utterances: zero-padded, and the SNR measured over the utterance's
+    real samples is the nominal one (to 0.01 dB) in both views."""
+    long_crops = PairConfig(**{**prepared_pairs.__dict__, "crop_seconds": 8.0})
+    clean, noise, snr_db, num_valid = next(iter(make_pair_dataset(long_crops)))
+    views = mix_pair(clean, noise, snr_db, num_valid_samples=num_valid)
+    clean, num_valid = clean.numpy().astype(np.float64), num_valid.numpy()
+    assert np.all(num_valid < 128_000)
+    for column, view in enumerate(views):
+        for i, n in enumerate(num_valid):
+            assert not clean[i, n:].any()
+            speech, added = clean[i, :n], np.asarray(view, np.float64)[i, :n] - clean[i, :n]
+            measured = 10 * np.log10(np.mean(speech**2) / np.mean(added**2))
+            assert measured == pytest.approx(float(snr_db[i, column]), abs=0.01)
 
 
 def test_same_seed_same_pairs(prepared_pairs):
@@ -138,6 +223,10 @@ def test_write_pairs_files_summary_and_tensorboard(prepared_pairs, tmp_path):
     )
     assert sum(summary["histogram"]["counts"]) == 10
     assert (tmp_path / "out" / "abs_delta_snr_histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out" / "snr_distributions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["snr_placement"] == "uniform_window" and sum(summary["snr_histogram"]["counts"]) == 20
+    snrs = [float(r[key]) for r in rows for key in ("snr_a_db", "snr_b_db")]
+    assert summary["share_snr_below_0_db"] == pytest.approx(np.mean(np.array(snrs) < 0))
     tags = set()
     for event_file in (tmp_path / "tb").iterdir():
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
@@ -176,3 +265,48 @@ def test_crops_that_would_be_mostly_padding_are_warned_about(prepared_pairs):
     assert "each crop is at least 99% zero-padded" in long_crops[0] and "looped" in long_crops[1]
     median = crop_warnings(PairConfig(prepared_pairs.clean_dir, prepared_pairs.noise_dir, crop_seconds=4.5))
     assert "crop_seconds 4.5 is longer than most speech files" in median[0]  # median 3-4 s, longest 5 s
+
+
+def test_pairs_command_takes_the_snr_placement(prepared_pairs, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from jsqa_tf.cli import main
+
+    out = tmp_path / "uniform"
+    args = ["pairs", prepared_pairs.clean_dir, prepared_pairs.noise_dir, str(out), "-n", "8", "--no-audio"]
+    result = CliRunner().invoke(main, [*args, "--crop-seconds", "1", "--snr-placement", "uniform_snr"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["snr_placement"] == "uniform_snr" and summary[
+        "expected_mean_abs_delta_db"
+    ] == pytest.approx(1.75)
+    assert (out / "snr_distributions.png").exists() and (out / "abs_delta_snr_histogram.png").exists()
+
+
+def test_batches_and_pairing_change_with_the_epoch_on_a_one_shard_split(prepared_pairs):
+    """Training seeds each epoch's sampler with a tensor (`epoch_seed`) after setting the global
+    seed: on a split of one shard the batches' utterances and the utterance-to-noise pairing
+    still change from epoch to epoch, and a rerun reads the same pairs."""
+    import keras
+
+    from jsqa_tf.data.pipeline import shard_paths
+    from jsqa_tf.training.pretrain import epoch_seed
+
+    assert len(shard_paths(prepared_pairs.clean_dir)) == len(shard_paths(prepared_pairs.noise_dir)) == 1
+    keras.utils.set_random_seed(0)  # as training does (Run.__enter__)
+
+    def epoch(number):
+        dataset = make_pair_dataset(prepared_pairs, with_ids=True, seed=epoch_seed(0, number))
+        batches = []
+        for *_, ids in dataset.take(3):
+            clean, noise = (ids[key].numpy().tolist() for key in ("clean_id", "noise_id"))
+            batches.append((tuple(sorted(clean)), tuple(sorted(zip(clean, noise, strict=True)))))
+        return batches
+
+    first, second, third = epoch(0), epoch(1), epoch(2)
+    for a, b in ((first, second), (second, third), (first, third)):
+        assert [batch[0] for batch in a] != [batch[0] for batch in b]  # which utterances share a batch
+        assert {pair for batch in a for pair in batch[1]} != {pair for batch in b for pair in batch[1]}
+    assert epoch(1) == second  # reruns alike
