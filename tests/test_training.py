@@ -313,7 +313,7 @@ def test_training_and_validation_streams_never_run_dry(shards):
 
     config = tiny_config("unused", shards)
     val = val_dataset(config, *shards, 4)
-    train = train_dataset(config, *shards, 4)
+    train = train_dataset(config, *shards, 4, config.training.steps_per_epoch)
     assert val.cardinality() == train.cardinality() == tf.data.INFINITE_CARDINALITY
     batches = [batch["snr_db"].numpy() for _, batch in zip(range(4), val, strict=False)]
     np.testing.assert_array_equal(batches[0], batches[2])  # the same val_batches (2) every pass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -78,7 +77,6 @@ def count_labelled(data_dir: str, split: str, selection: Selection = Selection()
     Raises:
         CorpusError: none kept, or a kept file has no MOS (a folder corpus, not a MOS one).
     """
-    require_sample_rate(data_dir)
     keys = (*SELECT_KEYS, "mos")
     records = _records(data_dir, split, keys)
     if not selection.is_everything:
@@ -168,17 +166,4 @@ def labelled_files(data_dir: str, split: str, selection: Selection = Selection()
             database=example["database"].decode(),
             mos=float(example["mos"]),
             audio=example["audio"],
-        )
-
-
-def require_sample_rate(data_dir: str, sample_rate: int = 16_000) -> None:
-    """Raises CorpusError unless the shards hold audio at `sample_rate` (the encoder's rate)."""
-    from jsqa_tf.data.prepare import load_manifest
-
-    found = int(load_manifest(os.path.abspath(data_dir))["sample_rate"])
-    if found != sample_rate:
-        raise CorpusError(
-            data_dir,
-            f"prepared at {found} Hz; the model reads {sample_rate} Hz "
-            f"(prepare with --sample-rate {sample_rate})",
         )
