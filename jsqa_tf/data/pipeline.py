@@ -9,6 +9,8 @@ Per epoch: shuffled shard order -> interleave across shards -> shuffle buffer ->
 crop taken on the PCM bytes before conversion (so a 15 s file costs a 4 s conversion) ->
 batch; two epochs are read at once, their batches alternating, then prefetch. Crop offsets
 come from stateless RNG keyed on (seed, epoch, position): the same seed gives the same batches.
+Random crops with no per-file filter are parsed and cut a whole batch at a time (one
+vectorised map per batch rather than one per file: the same batches, less overhead).
 """
 
 from __future__ import annotations
@@ -59,6 +61,33 @@ def random_crop_pcm(
     piece = tf.strings.substr(audio_bytes, 2 * offset, 2 * valid)
     waveform = tf.pad(decode_pcm(piece), [[0, crop_samples - valid]])
     return tf.ensure_shape(waveform, [crop_samples]), valid
+
+
+def random_crop_pcm_batch(
+    audio_bytes: tf.Tensor, num_samples: tf.Tensor, crop_samples: int, seed: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """`random_crop_pcm` for a batch at once: one slice per file, then one conversion.
+
+    Args:
+        audio_bytes: string [batch] int16 PCM bytes of each file.
+        num_samples: [batch] samples of each file.
+        crop_samples: crop length.
+        seed: stateless RNG key (shape [2]) for the batch's offsets.
+
+    Returns:
+        (waveforms float32 [batch, crop_samples] zero-padded past a short file's end,
+        int32 [batch] samples of each that came from the file).
+    """
+    num_samples = tf.cast(num_samples, tf.int64)
+    max_offset = tf.maximum(num_samples - crop_samples, 0)
+    # Full-range int64 draws modulo the number of offsets: uniform up to a bias of n / 2**64.
+    draws = tf.random.stateless_uniform(tf.shape(num_samples), seed, minval=None, maxval=None, dtype=tf.int64)
+    offset = tf.math.floormod(draws, max_offset + 1)
+    valid = tf.minimum(num_samples, crop_samples)
+    pieces = tf.strings.substr(audio_bytes, 2 * offset, 2 * valid)
+    pcm = tf.io.decode_raw(pieces, tf.int16, little_endian=True, fixed_length=2 * crop_samples)  # zero-padded
+    waveform = tf.cast(pcm, tf.float32) / 32768.0
+    return tf.ensure_shape(waveform, [None, crop_samples]), tf.cast(valid, tf.int32)
 
 
 def circular_crop_pcm(
@@ -176,6 +205,16 @@ def make_dataset(
     passes = -(-batch_size // usable) if repeat and drop_remainder else 1
     parse_keys = tuple(dict.fromkeys(("audio", "num_samples", "is_silent", *keys, *select_keys)))
     spec = {key: FEATURE_SPEC[key] for key in parse_keys}
+    # Random crops of every file: parse and cut whole batches (no per-file filter to apply first).
+    by_batch = crop_samples is not None and crop_mode == "random" and not skip_silent and select is None
+
+    def to_batch(index, serialized, epoch_seed):
+        example = tf.io.parse_example(serialized, spec)
+        element = {key: example[key] for key in keys}
+        element["audio"], element["num_valid_samples"] = random_crop_pcm_batch(
+            example["audio"], example["num_samples"], crop_samples, tf.stack([epoch_seed, index])
+        )
+        return element
 
     def to_element(example, crop_seed):
         element = {key: example[key] for key in keys if key not in ("audio", "num_samples")}
@@ -210,6 +249,16 @@ def make_dataset(
         )
         if shuffle:
             records = _block_shuffle(records, shuffle_buffer, epoch_seed)
+        if by_batch:  # crop offsets keyed on (seed, epoch, batch in the epoch)
+            return (
+                records.batch(batch_size, drop_remainder=drop_remainder)
+                .enumerate()
+                .map(
+                    lambda index, serialized: to_batch(index, serialized, epoch_seed),
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=deterministic,
+                )
+            )
         records = records.map(
             lambda serialized: tf.io.parse_single_example(serialized, spec),
             num_parallel_calls=tf.data.AUTOTUNE,
