@@ -73,6 +73,11 @@ class PrepareConfig:
             raise ConfigError(f"chime3_channels must be 'first' or 'all', not {self.chime3_channels!r}")
 
 
+NOISE_BANK_MAX_MB = 1200.0
+"""Default memory limit of the in-memory noise bank: CHiME-3's backgrounds, one channel (about
+50 h over 6 channels, so ~8.5 h, ~1 GB at 16 kHz int16), fit; all six channels do not."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PairConfig:
     """How JND pairs are drawn: the same clean crop and noise excerpt at two SNRs.
@@ -98,6 +103,10 @@ class PairConfig:
             E.g. the widest |ΔSNR| that `jsqa-tf jnd curve --target-same P` calibrates.
         sample_rate: of the prepared data, in Hz.
         seed: seeds crops, excerpts and SNRs.
+        noise_bank_max_mb: hold the noise split in memory (int16: ~115 MB an hour at 16 kHz)
+            when it needs at most this many MB (10**6 bytes), and cut excerpts from it; above
+            it (or at 0) read the noise records for every excerpt, ~5x slower. The default
+            holds CHiME-3's backgrounds with one channel (~8.5 h, ~1 GB), not all six.
     """
 
     clean_dir: str
@@ -111,8 +120,11 @@ class PairConfig:
     max_abs_delta_db: float | None = None
     sample_rate: int = 16_000
     seed: int = 0
+    noise_bank_max_mb: float = NOISE_BANK_MAX_MB
 
     def __post_init__(self):
+        if self.noise_bank_max_mb < 0:
+            raise ConfigError(f"noise_bank_max_mb must be >= 0 (0: off), got {self.noise_bank_max_mb}")
         if len(self.snr_range_db) != 2 or self.snr_range_db[0] >= self.snr_range_db[1]:
             raise ConfigError(f"snr_range_db must be [low, high] with low < high, got {self.snr_range_db}")
         low, high = self.snr_range_db
@@ -182,8 +194,8 @@ class PretrainDataConfig:
         demo_dir: when set, the demo corpus is written and prepared here (once) and used
             instead of clean_dir / noise_dir.
         crop_seconds, pairs_per_batch, snr_range_db, snr_window_db, snr_window_low_db,
-            max_abs_delta_db: as in `PairConfig`; pairs_per_batch is per replica (each device
-            sees that many).
+            max_abs_delta_db, noise_bank_max_mb: as in `PairConfig`; pairs_per_batch is per
+            replica (each device sees that many).
         val_batches: validation batches per epoch (the same pairs every epoch).
     """
 
@@ -197,6 +209,7 @@ class PretrainDataConfig:
     snr_window_low_db: float | None = None
     max_abs_delta_db: float | None = None
     val_batches: int = 50
+    noise_bank_max_mb: float = NOISE_BANK_MAX_MB
 
     def __post_init__(self):
         _check_max_abs_delta(self.max_abs_delta_db, self.snr_window_db)
@@ -304,6 +317,7 @@ class PretrainConfig:
             snr_window_low_db=data.snr_window_low_db,
             max_abs_delta_db=data.max_abs_delta_db,
             seed=self.training.seed,
+            noise_bank_max_mb=data.noise_bank_max_mb,
         )
 
 
