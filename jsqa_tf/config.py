@@ -103,10 +103,11 @@ class PairConfig:
             E.g. the widest |ΔSNR| that `jsqa-tf jnd curve --target-same P` calibrates.
         sample_rate: of the prepared data, in Hz.
         seed: seeds crops, excerpts and SNRs.
-        noise_bank_max_mb: hold the noise split in memory (int16: ~115 MB an hour at 16 kHz)
-            when it needs at most this many MB (10**6 bytes), and cut excerpts from it; above
-            it (or at 0) read the noise records for every excerpt, ~5x slower. The default
-            holds CHiME-3's backgrounds with one channel (~8.5 h, ~1 GB), not all six.
+        noise_bank_max_mb: hold the noise split in memory (`jsqa_tf.data.noise_bank`: int16,
+            ~115 MB an hour at 16 kHz; the process holds about twice that) when it needs at
+            most this many MB (10**6 bytes), and cut excerpts from it; above it (or at 0),
+            read the noise records for every excerpt (logged; ~6x slower on 60 s noise files).
+            The default holds CHiME-3's backgrounds with one channel (~8.5 h, ~1 GB), not all six.
     """
 
     clean_dir: str

@@ -7,15 +7,21 @@ batch's excerpts as slices of it: order and offsets from stateless RNG keyed on 
 batch), so the same seed gives the same batches and a resumed run reads what an
 uninterrupted one reads.
 
-Memory: 2 bytes a sample (115 MB an hour at 16 kHz) plus `crop_samples - 1` samples a file;
-loading peaks at about twice that. `load_noise_bank` refuses a split larger than `max_mb`
-(the caller then reads records, as `make_dataset(crop_mode="circular")` does).
+Memory (measured, TF 2.21): the bank is 2 bytes a sample (115 MB an hour at 16 kHz) plus
+`crop_samples - 1` samples a file. Reading peaks at twice that (the per-file tensors and their
+concatenation; 1,041 MB bank: +2.2 GB, ~3 s). Once a pipeline is iterated it holds twice the
+bank: tf.data's graph rewrites at iterator creation (default optimizations, a strategy's
+rebatching or auto-sharding) copy the tensors a dataset captures, as they do a
+`Dataset.from_tensors` element. A tf.Variable would hold it once, but a strategy scope would
+mirror it onto every device. `load_noise_bank` refuses a split whose bank exceeds `max_mb`; the
+caller then reads records per excerpt, as `make_dataset(crop_mode="circular")` does.
 
 The bank is a rank-1 int16 tensor created eagerly (`tf.init_scope`, on the CPU), so a dataset
 function that uses it captures it by reference, even when the pipeline is built inside a
-traced function (pretraining's per-epoch `flat_map`). The same bytes as one scalar string
-would be copied into the graph as a constant: TensorFlow inlines captured eager tensors of at
-most 128 elements, whatever their size in bytes.
+traced function (pretraining's per-epoch `flat_map`), and never as a graph constant (no 2 GB
+protobuf limit: a 2.2 GB bank iterates). The same bytes as one scalar string would be inlined
+as a constant: TensorFlow inlines captured eager tensors of at most 128 elements, whatever
+their size in bytes.
 """
 
 from __future__ import annotations
@@ -37,13 +43,18 @@ logger = logging.getLogger(__name__)
 _READ_KEYS = ("audio", "num_samples", "is_silent", "source_path")
 
 
+def _bank_samples(info: dict, sample_rate: int, crop_samples: int) -> int:
+    """Samples a bank of a split holds at most (silent files and the manifest's rounding of
+    seconds to the millisecond included)."""
+    slack = len(info["shards"]) * sample_rate // 1000 + 1
+    return int(info["total_seconds"] * sample_rate) + slack + info["num_records"] * (crop_samples - 1)
+
+
 def noise_bank_mb(data_dir: str | os.PathLike, split: str, crop_samples: int) -> float:
     """The memory a bank of this split would hold, in MB (10**6 bytes), from the manifest
     (silent files included: an upper bound)."""
-    manifest = load_manifest(data_dir)
     info = _split(data_dir, split)[1]
-    samples = info["total_seconds"] * manifest["sample_rate"] + info["num_records"] * crop_samples
-    return 2 * samples / 1e6
+    return 2 * _bank_samples(info, load_manifest(data_dir)["sample_rate"], crop_samples) / 1e6
 
 
 class NoiseBank:
@@ -86,29 +97,37 @@ class NoiseBank:
         data_dir = os.path.abspath(os.fspath(data_dir))
         paths = _split(data_dir, split)[0]
         spec = {key: FEATURE_SPEC[key] for key in _READ_KEYS}
-        segments, lengths, names = [], [], []
+
+        def usable(example):
+            silent = tf.logical_and(skip_silent, tf.not_equal(example["is_silent"], 0))
+            return tf.logical_and(tf.logical_not(silent), example["num_samples"] > 0)
+
+        def stored(example):  # the file, then its first crop_samples - 1 samples (looped)
+            pcm = tf.io.decode_raw(example["audio"], tf.int16, little_endian=True)
+            count = tf.shape(pcm, out_type=tf.int64)[0]
+            wrap = tf.range(crop_samples - 1, dtype=tf.int64) % count
+            return tf.concat([pcm, tf.gather(pcm, wrap)], 0), count, example["source_path"]
+
         # Eagerly, even when called while a dataset function is traced: the bank must be a
-        # value that the graph captures, not ops inside it.
+        # value that the graph captures, not ops inside it. TensorFlow tensors throughout:
+        # tf.constant of a NumPy array would copy it twice more (3x the bank at the peak).
         with tf.init_scope(), tf.device("/CPU:0"):
-            records = tf.data.TFRecordDataset(paths).batch(32).map(lambda s: tf.io.parse_example(s, spec))
-            for batch in records.as_numpy_iterator():
-                for audio, count, silent, name in zip(*(batch[key] for key in _READ_KEYS), strict=True):
-                    if (skip_silent and silent) or count == 0:
-                        continue
-                    pcm = np.frombuffer(audio, "<i2").astype(np.int16, copy=False)
-                    segments.append(np.resize(pcm, int(count) + crop_samples - 1))  # resize loops
-                    lengths.append(int(count))
-                    names.append(name)
+            records = tf.data.TFRecordDataset(paths).map(lambda s: tf.io.parse_single_example(s, spec))
+            segments, lengths, names = [], [], []
+            for segment, count, name in records.filter(usable).map(stored):
+                segments.append(segment)
+                lengths.append(int(count))
+                names.append(name)
             if not segments:
                 raise CorpusError(data_dir, f"the {split!r} split has no usable (non-silent) files")
-            sizes = np.array([len(segment) for segment in segments], np.int64)
-            pcm = np.concatenate(segments)
+            sizes = np.array([length + crop_samples - 1 for length in lengths], np.int64)
+            pcm = tf.concat(segments, axis=0)  # the peak: the segments and the bank, 2x the bank
             del segments
             bank = cls(
-                pcm=tf.constant(pcm),
-                starts=tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)),
+                pcm=pcm,
+                starts=tf.constant(np.cumsum(sizes) - sizes),
                 num_samples=tf.constant(lengths, tf.int64),
-                source_paths=tf.constant(names, tf.string),
+                source_paths=tf.stack(names),
                 crop_samples=crop_samples,
             )
         return bank
