@@ -3,8 +3,8 @@
     python benchmarks/bench_pairs.py [--clean-dir DIR --noise-dir DIR] [--seconds 5] [--json]
 
 `--clean-dir` and `--noise-dir` are folders written by `jsqa-tf prepare` (LibriSpeech and
-CHiME-3). Without them the script writes and prepares a corpus of the issue's shape in a
-temporary folder: `--clean-hours` (2) of 3-15 s clean files in `--clean-shards` (5) shards and
+CHiME-3). Without them the script writes and prepares a realistic corpus in a temporary
+folder: `--clean-hours` (2) of 3-15 s clean files in `--clean-shards` (5) shards and
 `--noise-files` (16) noise recordings of `--noise-seconds` (60) in one shard, cut (looped,
 at random offsets and levels) from the audio files in `--speech-source` / `--noise-source`
 (e.g. a few LibriSpeech utterances and CHiME-3 backgrounds), or synthesised without them.
