@@ -1,40 +1,134 @@
-"""JND pair sampler throughput and the cost of mixing, timed separately.
+"""JND pair sampler throughput, each input stream alone, and the cost of mixing.
 
-    python benchmarks/bench_pairs.py [CLEAN_DIR NOISE_DIR] [--batches 200] [--json]
+    python benchmarks/bench_pairs.py [--clean-dir DIR --noise-dir DIR] [--seconds 5] [--json]
 
-CLEAN_DIR and NOISE_DIR are folders written by `jsqa-tf prepare` (LibriSpeech and CHiME-3);
-without them the built-in demo corpus is written and prepared in a temporary folder. The
-sampler yields (clean, noise, snr_db, num_valid_samples) batches of 8 pairs of 4 s (paper settings); mixing
-(`mix_pair`, both views) is timed on one such batch inside a tf.function, as in a train step.
+`--clean-dir` and `--noise-dir` are folders written by `jsqa-tf prepare` (LibriSpeech and
+CHiME-3). Without them the script writes and prepares a realistic corpus in a temporary
+folder: `--clean-hours` (2) of 3-15 s clean files in `--clean-shards` (5) shards and
+`--noise-files` (16) noise recordings of `--noise-seconds` (60) in one shard, cut (looped,
+at random offsets and levels) from the audio files in `--speech-source` / `--noise-source`
+(e.g. a few LibriSpeech utterances and CHiME-3 backgrounds), or synthesised without them.
+
+Streams, each a fresh pipeline, timed in turn for `--rounds` rounds (medians quoted):
+    pairs   `make_pair_dataset`: (clean, noise, snr_db, num_valid_samples) batches of 8 pairs of 4 s
+    clean   the clean stream alone (random crops of different utterances)
+    noise   the noise stream alone (excerpts of different noise files), from the in-memory
+            noise bank, or read as records with `--noise-bank-max-mb 0`
+    pairs-records, noise-records   the same with the noise read as records (the fallback
+            above `noise_bank_max_mb`), for a side-by-side comparison in one run
+Each is read for `--warmup-seconds` first (tf.data buffers a fast pipeline's output while it
+warms up, which a short window would count), then for a window of `--seconds`; CPU time is
+the whole process's (all tf.data threads) over the window.
+
+Units: a pair is one clean crop and one noise excerpt of `crop_seconds` each.
+`clean_audio_seconds_per_second` = pairs/s x crop_seconds (one stream; the noise stream
+delivers as much again); `mixed_views_audio_seconds_per_second` = 2 x that: the two mixed
+views per pair that the encoder receives, which is `bench_train.py`'s audio_seconds_per_second.
+Mixing (`mix_pair`, both views) is timed on one batch inside a tf.function, as in a train step.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import glob
 import json
 import os
+import statistics
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from jsqa_tf.config import PairConfig  # noqa: E402
-from jsqa_tf.data.pairs import make_pair_dataset  # noqa: E402
+from jsqa_tf.audio import read_audio, write_wav  # noqa: E402
+from jsqa_tf.config import NOISE_BANK_MAX_MB, PairConfig, PrepareConfig  # noqa: E402
+from jsqa_tf.data.noise_bank import load_noise_bank  # noqa: E402
+from jsqa_tf.data.pairs import clean_stream, make_pair_dataset, noise_stream  # noqa: E402
+from jsqa_tf.data.prepare import prepare  # noqa: E402
 from jsqa_tf.mixing import mix_pair  # noqa: E402
-from jsqa_tf.training import demo_shards  # noqa: E402
+
+SAMPLE_RATE = 16_000
+STREAM_KEYS = {  # stream: (JSON key of its rate, of its CPU time per item)
+    "pairs": ("pairs_per_second", "cpu_ms_per_pair"),
+    "clean": ("clean_crops_per_second", "cpu_ms_per_clean_crop"),
+    "noise": ("noise_crops_per_second", "cpu_ms_per_noise_crop"),
+    "pairs-records": ("pairs_per_second_noise_from_records", "cpu_ms_per_pair_noise_from_records"),
+    "noise-records": ("noise_crops_per_second_from_records", "cpu_ms_per_noise_crop_from_records"),
+}
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 
-def time_sampler(config: PairConfig, batches: int, warmup: int) -> float:
-    iterator = iter(make_pair_dataset(config))
-    for _ in range(warmup):
-        next(iterator)
+def _sources(folder: str | None, rng: np.random.Generator, kind: str) -> list[np.ndarray]:
+    """16 kHz mono signals to cut files from: the audio files of `folder`, or synthetic."""
+    if folder:
+        paths = sorted(
+            p
+            for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
+            if p.lower().endswith(AUDIO_EXTENSIONS)
+        )
+        if not paths:
+            raise SystemExit(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {folder}")
+        return [read_audio(path, SAMPLE_RATE) for path in paths]
+    signals = []
+    for _ in range(4):  # 20 s of noise, amplitude-modulated at a syllable rate for "speech"
+        noise = rng.standard_normal(20 * SAMPLE_RATE)
+        if kind == "speech":
+            t = np.arange(len(noise)) / SAMPLE_RATE
+            noise *= 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 6) * t) ** 2
+        signals.append((0.1 * noise).astype(np.float32))
+    return signals
+
+
+def _cut(sources: list[np.ndarray], seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """`seconds` of one source from a random offset, looped, at a random level (-6..0 dB)."""
+    source = sources[rng.integers(len(sources))]
+    looped = np.resize(np.roll(source, -int(rng.integers(len(source)))), int(seconds * SAMPLE_RATE))
+    peak = max(float(np.max(np.abs(looped))), 1e-6)
+    return looped * (0.9 / peak) * 10 ** (rng.uniform(-6, 0) / 20)
+
+
+def make_corpus(folder: str, args: argparse.Namespace) -> tuple[str, str]:
+    """Writes and prepares the clean and noise corpora; returns (clean_dir, noise_dir)."""
+    rng = np.random.default_rng(0)
+    speech, noise = _sources(args.speech_source, rng, "speech"), _sources(args.noise_source, rng, "noise")
+    total, index = 0.0, 0
+    while total < args.clean_hours * 3600:
+        seconds = float(rng.uniform(3, 15))
+        write_wav(os.path.join(folder, "speech", f"{index:05d}.wav"), _cut(speech, seconds, rng))
+        total, index = total + seconds, index + 1
+    for index in range(args.noise_files):
+        write_wav(
+            os.path.join(folder, "noise", f"noise{index:02d}.wav"), _cut(noise, args.noise_seconds, rng)
+        )
+    clean_dir, noise_dir = os.path.join(folder, "shards", "clean"), os.path.join(folder, "shards", "noise")
+    shard_seconds = total / args.clean_shards + 1.0
+    prepare(
+        PrepareConfig(corpus="folder", source=os.path.join(folder, "speech"), shard_seconds=shard_seconds),
+        clean_dir,
+    )
+    prepare(PrepareConfig(corpus="folder", source=os.path.join(folder, "noise")), noise_dir)
+    return clean_dir, noise_dir
+
+
+def read_rate(dataset: tf.data.Dataset, items_per_batch: int, warmup_seconds: float, seconds: float) -> dict:
+    """Items/s and CPU-ms per item over a window of `seconds` after `warmup_seconds`."""
+    iterator = iter(dataset)
     start = time.perf_counter()
-    for _ in range(batches):
-        clean, *_ = next(iterator)
-        float(clean[0, 0])  # touch the data
-    return batches * config.pairs_per_batch / (time.perf_counter() - start)
+    while time.perf_counter() - start < warmup_seconds:
+        next(iterator)
+    batches, checksum = 0, 0.0
+    cpu_start, start = time.process_time(), time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        batch = next(iterator)
+        first = batch[0] if isinstance(batch, tuple) else batch["audio"]
+        checksum += float(first[0, 0])  # touch the data, as a train step would
+        batches += 1
+    cpu = time.process_time() - cpu_start
+    items = batches * items_per_batch
+    return {"per_second": items / elapsed, "cpu_ms": 1000 * cpu / items, "batches": batches}
 
 
 def time_mixing(config: PairConfig, repeats: int) -> tuple[float, float]:
@@ -54,40 +148,148 @@ def time_mixing(config: PairConfig, repeats: int) -> tuple[float, float]:
     return results[0], results[1]
 
 
+def summary(values: list[float], digits: int = 1) -> dict:
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dirs", nargs="*", help="CLEAN_DIR NOISE_DIR (default: the demo corpus)")
-    parser.add_argument("--batches", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--clean-dir", help="prepared clean speech (default: write a corpus)")
+    parser.add_argument("--noise-dir", help="prepared noise (default: write a corpus)")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--pairs-per-batch", type=int, default=8)
+    parser.add_argument("--crop-seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--noise-bank-max-mb",
+        type=float,
+        default=NOISE_BANK_MAX_MB,
+        help="0 reads the noise records for every excerpt (the fallback)",
+    )
+    parser.add_argument(
+        "--streams", default="pairs,clean,noise", help="comma-separated: " + ", ".join(STREAM_KEYS)
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed window per stream and round")
+    parser.add_argument("--warmup-seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=100, help="mix_pair calls timed")
+    parser.add_argument("--clean-hours", type=float, default=2.0)
+    parser.add_argument("--clean-shards", type=int, default=5)
+    parser.add_argument("--noise-files", type=int, default=16)
+    parser.add_argument("--noise-seconds", type=float, default=60.0)
+    parser.add_argument("--speech-source", help="folder of speech audio to cut the clean files from")
+    parser.add_argument("--noise-source", help="folder of noise audio to cut the noise files from")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    if len(args.dirs) not in (0, 2):
-        parser.error("give both CLEAN_DIR and NOISE_DIR, or neither")
+    if bool(args.clean_dir) != bool(args.noise_dir):
+        parser.error("give both --clean-dir and --noise-dir, or neither")
+    streams = [name.strip() for name in args.streams.split(",") if name.strip()]
+    if not streams or set(streams) - set(STREAM_KEYS):
+        parser.error(f"--streams takes {', '.join(STREAM_KEYS)}")
 
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_pairs-") as scratch:
-        clean_dir, noise_dir = args.dirs or demo_shards(scratch)
-        config = PairConfig(clean_dir, noise_dir)
-        pairs_per_second = time_sampler(config, args.batches, args.warmup)
+        if args.clean_dir:
+            clean_dir, noise_dir, corpus = args.clean_dir, args.noise_dir, "given"
+        else:
+            clean_dir, noise_dir = make_corpus(scratch, args)
+            corpus = (
+                f"written: {args.clean_hours:g} h of 3-15 s clean files in {args.clean_shards} shards "
+                f"({'cut from ' + args.speech_source if args.speech_source else 'synthetic'}), "
+                f"{args.noise_files} x {args.noise_seconds:g} s noise "
+                f"({'cut from ' + args.noise_source if args.noise_source else 'synthetic'})"
+            )
+        config = PairConfig(
+            clean_dir,
+            noise_dir,
+            split=args.split,
+            crop_seconds=args.crop_seconds,
+            pairs_per_batch=args.pairs_per_batch,
+            noise_bank_max_mb=args.noise_bank_max_mb,
+        )
+        bank = load_noise_bank(noise_dir, args.split, config.crop_samples, max_mb=args.noise_bank_max_mb)
+        records = dataclasses.replace(config, noise_bank_max_mb=0.0)
+        builders = {
+            "pairs": lambda: make_pair_dataset(config),
+            "clean": lambda: clean_stream(config, config.seed).prefetch(tf.data.AUTOTUNE),
+            "noise": lambda: noise_stream(config, config.seed + 1, bank=bank).prefetch(tf.data.AUTOTUNE),
+            "pairs-records": lambda: make_pair_dataset(records),
+            "noise-records": lambda: noise_stream(records, config.seed + 1).prefetch(tf.data.AUTOTUNE),
+        }
+        rates = {name: [] for name in streams}
+        for _ in range(args.rounds):  # streams in turn, so that drifting load hits each alike
+            for name in streams:
+                rates[name].append(
+                    read_rate(builders[name](), config.pairs_per_batch, args.warmup_seconds, args.seconds)
+                )
         mix_ms, mix_eager_ms = time_mixing(config, args.repeats)
+
     result = {
-        "pairs_per_second": round(pairs_per_second, 1),
-        "audio_seconds_per_second": round(pairs_per_second * config.crop_seconds, 1),
-        "mix_ms_per_batch": round(mix_ms, 3),
-        "mix_ms_per_batch_eager": round(mix_eager_ms, 3),
-        "pairs_per_batch": config.pairs_per_batch,
         "crop_seconds": config.crop_seconds,
-        "cpu_count": os.cpu_count(),
+        "pairs_per_batch": config.pairs_per_batch,
+        "noise_source": "bank" if bank is not None else "records",
+        "noise_bank_mb": round(bank.nbytes / 1e6, 1) if bank is not None else None,
     }
+    for name, runs in rates.items():
+        per_second = summary([run["per_second"] for run in runs])
+        rate_key, cpu_key = STREAM_KEYS[name]
+        result[rate_key] = per_second["median"]
+        result[f"{rate_key}_range"] = [per_second["min"], per_second["max"]]
+        result[cpu_key] = summary([run["cpu_ms"] for run in runs], 3)["median"]
+    if "pairs" in rates:
+        pairs = result["pairs_per_second"]
+        result["clean_audio_seconds_per_second"] = round(pairs * config.crop_seconds, 1)
+        result["mixed_views_audio_seconds_per_second"] = round(2 * pairs * config.crop_seconds, 1)
+    if {"clean", "noise"} <= set(rates):
+        result["slower_stream"] = min(("clean", "noise"), key=lambda n: result[f"{n}_crops_per_second"])
+    result.update(
+        {
+            "mix_ms_per_batch": round(mix_ms, 3),
+            "mix_ms_per_batch_eager": round(mix_eager_ms, 3),
+            "window_seconds": args.seconds,
+            "warmup_seconds": args.warmup_seconds,
+            "rounds": args.rounds,
+            "cpu_count": os.cpu_count(),
+            "load_average_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+            "corpus": corpus,
+        }
+    )
     if args.json:
         print(json.dumps(result))
-    else:
-        print(
-            f"pair sampler: {result['pairs_per_second']:,.0f} pairs/s "
-            f"({result['audio_seconds_per_second']:,.0f} audio-s/s of clean + noise); "
-            f"mix_pair: {mix_ms:.2f} ms per batch of {config.pairs_per_batch} x {config.crop_seconds:g} s "
-            f"in a tf.function ({mix_eager_ms:.2f} ms eager), {result['cpu_count']} cores"
+        return
+    lines = []
+    if "pairs" in rates:
+        r = result
+        lines.append(
+            f"pair sampler: {r['pairs_per_second']:,.0f} pairs/s of {config.crop_seconds:g} s "
+            f"(range {r['pairs_per_second_range'][0]:,.0f}-{r['pairs_per_second_range'][1]:,.0f}; "
+            f"{r['cpu_ms_per_pair']:.3f} CPU-ms a pair) = {r['clean_audio_seconds_per_second']:,.0f} "
+            f"s of clean speech per s (and as much noise) = {r['mixed_views_audio_seconds_per_second']:,.0f} "
+            f"s of mixed views per s (bench_train's unit)"
         )
+    for name in ("clean", "noise"):
+        if name in rates:
+            lines.append(
+                f"{name} stream alone: {result[f'{name}_crops_per_second']:,.0f} crops/s "
+                f"({result[f'cpu_ms_per_{name}_crop']:.3f} CPU-ms a crop)"
+                + (f", noise from {result['noise_source']}" if name == "noise" else "")
+            )
+    for name, (rate_key, cpu_key) in STREAM_KEYS.items():
+        if name.endswith("-records") and name in rates:
+            what = "pairs" if name.startswith("pairs") else "noise crops"
+            lines.append(
+                f"{name} (noise read as records, the fallback): {result[rate_key]:,.0f} {what}/s "
+                f"({result[cpu_key]:.3f} CPU-ms each)"
+            )
+    lines.append(
+        f"mix_pair: {mix_ms:.2f} ms per batch in a tf.function ({mix_eager_ms:.2f} ms eager); "
+        f"{result['cpu_count']} cores, 1-min load average {result['load_average_1min'][0]} -> "
+        f"{result['load_average_1min'][1]}; {args.rounds} rounds of {args.seconds:g} s windows, medians"
+    )
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

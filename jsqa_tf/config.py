@@ -88,6 +88,11 @@ SNR_PLACEMENTS = ("uniform_window", "uniform_snr")
 come from "a 6 dB-wide window inside [-3, 9] dB"."""
 
 
+NOISE_BANK_MAX_MB = 1200.0
+"""Default memory limit of the in-memory noise bank: CHiME-3's backgrounds, one channel (about
+50 h over 6 channels, so ~8.5 h, ~1 GB at 16 kHz int16), fit; all six channels do not."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PairConfig:
     """How JND pairs are drawn: the same clean crop and noise excerpt at two SNRs.
@@ -130,6 +135,11 @@ class PairConfig:
         snr_placement: "uniform_window" or "uniform_snr" (above).
         sample_rate: of the prepared data, in Hz.
         seed: seeds crops, excerpts and SNRs.
+        noise_bank_max_mb: hold the noise split in memory (`jsqa_tf.data.noise_bank`: int16,
+            ~115 MB an hour at 16 kHz; the process holds about twice that) when it needs at
+            most this many MB (10**6 bytes), and cut excerpts from it; above it (or at 0),
+            read the noise records for every excerpt (logged; ~6x slower on 60 s noise files).
+            The default holds CHiME-3's backgrounds with one channel (~8.5 h, ~1 GB), not all six.
     """
 
     clean_dir: str
@@ -144,6 +154,7 @@ class PairConfig:
     snr_placement: str = "uniform_window"
     sample_rate: int = 16_000
     seed: int = 0
+    noise_bank_max_mb: float = NOISE_BANK_MAX_MB
 
     def __post_init__(self):
         check_ranges(self)
@@ -299,7 +310,7 @@ class PretrainDataConfig:
         demo_dir: when set, the demo corpus is written and prepared here (once) and used
             instead of clean_dir / noise_dir.
         crop_seconds, pairs_per_batch, snr_range_db, snr_window_db, snr_window_low_db,
-            max_abs_delta_db, snr_placement: as in `PairConfig`; pairs_per_batch is per
+            max_abs_delta_db, snr_placement, noise_bank_max_mb: as in `PairConfig`; pairs_per_batch is per
             replica (each device sees that many).
         val_batches: validation batches per epoch (the same pairs every epoch).
     """
@@ -315,6 +326,7 @@ class PretrainDataConfig:
     max_abs_delta_db: float | None = None
     snr_placement: str = "uniform_window"
     val_batches: int = 50
+    noise_bank_max_mb: float = NOISE_BANK_MAX_MB
 
     def __post_init__(self):
         check_ranges(self)
@@ -463,6 +475,7 @@ class PretrainConfig:
             max_abs_delta_db=data.max_abs_delta_db,
             snr_placement=data.snr_placement,
             seed=self.training.seed,
+            noise_bank_max_mb=data.noise_bank_max_mb,
         )
 
 

@@ -72,11 +72,17 @@ RANGES: dict[str, tuple[str, dict[str, Range]]] = {
             "pairs_per_batch": _at_least(2),
             "sample_rate": SAMPLE_RATES,
             "seed": _at_least(0),
+            "noise_bank_max_mb": _at_least(0),
         },
     ),
     "PretrainDataConfig": (
         "data.",
-        {"crop_seconds": _above(0), "pairs_per_batch": _at_least(2), "val_batches": _at_least(1)},
+        {
+            "crop_seconds": _above(0),
+            "pairs_per_batch": _at_least(2),
+            "val_batches": _at_least(1),
+            "noise_bank_max_mb": _at_least(0),
+        },
     ),
     "EncoderConfig": (
         "model.",

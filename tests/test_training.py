@@ -3,6 +3,7 @@
 import dataclasses
 import glob
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -238,10 +239,14 @@ def poison_first_conv(model):
     kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
 
-def test_resume_after_interruption_matches_an_uninterrupted_run(shards, tmp_path):
+def test_resume_after_interruption_matches_an_uninterrupted_run(shards, tmp_path, caplog):
     """Bit-exact: same seeds, op determinism, the epoch's pairs re-derived from (seed, epoch),
-    model and optimizer state (including the dropout RNG state) restored from the checkpoint."""
-    pretrain(tiny_config(tmp_path / "straight", shards), verbose=0)
+    model and optimizer state (including the dropout RNG state) restored from the checkpoint.
+    The noise comes from the in-memory noise bank (see tests/data/test_pairs.py for the
+    record-reading fallback)."""
+    with caplog.at_level(logging.INFO, logger="jsqa_tf.data.noise_bank"):
+        pretrain(tiny_config(tmp_path / "straight", shards), verbose=0)
+    assert "noise bank: " in caplog.text
     with pytest.raises(KeyboardInterrupt):
         pretrain(tiny_config(tmp_path / "broken", shards), callbacks=[AtStep(1, 3, press_ctrl_c)], verbose=0)
     state = json.loads((tmp_path / "broken" / "checkpoints" / "state.json").read_text())

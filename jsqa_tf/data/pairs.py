@@ -5,7 +5,9 @@ Each batch is `(clean, noise, snr_db, num_valid_samples)`:
                                                  if short)
     noise              float32 [pairs, samples]  excerpts of different noise files (looped if
                                                  short, random offset; files flagged silent
-                                                 are skipped)
+                                                 are skipped), cut from the noise split held
+                                                 in memory (`NoiseBank`) or, above
+                                                 `noise_bank_max_mb`, read as records
     snr_db             float32 [pairs, 2]        the two SNRs of each pair (see `PairConfig`)
     num_valid_samples  int32   [pairs]           samples of each clean crop that are speech
 The mixing itself (`jsqa_tf.mixing.mix_pair`, SNRs over the speech's real samples) runs in the
@@ -26,6 +28,7 @@ import tensorflow as tf
 from jsqa_tf import atomic
 from jsqa_tf.audio import write_wav
 from jsqa_tf.config import PairConfig, to_dict
+from jsqa_tf.data.noise_bank import NoiseBank, load_noise_bank
 from jsqa_tf.data.pipeline import make_dataset, split_info
 from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.mixing import mix_pair
@@ -100,6 +103,44 @@ def _uniform_snr_pairs(num_pairs, seeds, low, high, snr_window_db, max_abs_delta
     return tf.stack([first, second], axis=1)
 
 
+def clean_stream(config: PairConfig, seed: int | tf.Tensor, keys: tuple[str, ...] = ()) -> tf.data.Dataset:
+    """Endless batches of clean crops, each batch from different utterances (when the split
+    has `pairs_per_batch` of them): `make_dataset` random crops."""
+    return make_dataset(
+        config.clean_dir,
+        config.split,
+        crop_samples=config.crop_samples,
+        crop_mode="random",
+        batch_size=config.pairs_per_batch,
+        keys=keys,
+        repeat=True,
+        seed=seed,
+        sample_rate=config.sample_rate,  # the rate the pairs are drawn at
+    )
+
+
+def noise_stream(
+    config: PairConfig, seed: int | tf.Tensor, keys: tuple[str, ...] = (), *, bank: NoiseBank | None = None
+) -> tf.data.Dataset:
+    """Endless batches of noise excerpts, each batch from different noise files (when the
+    split has that many): cut from `bank` (see `load_noise_bank`) or, without one, read as
+    records, one whole file per excerpt (`make_dataset` circular crops)."""
+    if bank is not None:
+        return bank.dataset(config.pairs_per_batch, seed, keys)
+    return make_dataset(
+        config.noise_dir,
+        config.split,
+        crop_samples=config.crop_samples,
+        crop_mode="circular",
+        batch_size=config.pairs_per_batch,
+        keys=keys,
+        repeat=True,
+        seed=seed,
+        skip_silent=True,
+        sample_rate=config.sample_rate,
+    )
+
+
 def make_pair_dataset(
     config: PairConfig, *, with_ids: bool = False, seed: int | tf.Tensor | None = None
 ) -> tf.data.Dataset:
@@ -107,19 +148,22 @@ def make_pair_dataset(
     element `{"clean_id": [pairs], "noise_id": [pairs]}` naming the source files.
 
     `seed` (default `config.seed`) may be an int64 scalar tensor: pretraining derives one per
-    epoch, so that a resumed run reads the same pairs as an uninterrupted one."""
+    epoch, so that a resumed run reads the same pairs as an uninterrupted one.
+
+    The noise split is read into memory once (a `NoiseBank`) when it fits in
+    `config.noise_bank_max_mb`; otherwise its records are read per excerpt (logged).
+    """
     seed = config.seed if seed is None else seed
     keys = ("source_path",) if with_ids else ()
-    common = dict(
-        split=config.split,
-        crop_samples=config.crop_samples,
-        batch_size=config.pairs_per_batch,
-        keys=keys,
-        repeat=True,
+    bank = load_noise_bank(
+        config.noise_dir,
+        config.split,
+        config.crop_samples,
+        max_mb=config.noise_bank_max_mb,
         sample_rate=config.sample_rate,  # clean and noise at the rate the pairs are drawn at
     )
-    clean = make_dataset(config.clean_dir, crop_mode="random", seed=seed, **common)
-    noise = make_dataset(config.noise_dir, crop_mode="circular", skip_silent=True, seed=seed + 1, **common)
+    clean = clean_stream(config, seed, keys)
+    noise = noise_stream(config, seed + 1, keys, bank=bank)
     counter = tf.data.Dataset.counter()
 
     def to_pairs(clean_batch, noise_batch, index):

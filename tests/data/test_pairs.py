@@ -1,4 +1,5 @@
 import csv
+import logging
 import os
 
 import numpy as np
@@ -10,6 +11,7 @@ from jsqa_tf.config import (
     PrepareConfig,
     PretrainConfig,
     PretrainDataConfig,
+    PretrainTrainingConfig,
     abs_delta_snr_density,
     expected_mean_abs_delta_db,
     single_snr_density,
@@ -18,6 +20,7 @@ from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, write_pairs
 from jsqa_tf.data.prepare import prepare
 from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.mixing import mix_pair
+from jsqa_tf.training.pretrain import train_dataset
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +197,53 @@ def test_utterances_shorter_than_the_crop_are_mixed_at_the_nominal_snr(prepared_
             speech, added = clean[i, :n], np.asarray(view, np.float64)[i, :n] - clean[i, :n]
             measured = 10 * np.log10(np.mean(speech**2) / np.mean(added**2))
             assert measured == pytest.approx(float(snr_db[i, column]), abs=0.01)
+
+
+def test_noise_records_are_the_fallback_above_the_bank_limit(prepared_pairs, caplog):
+    """Above noise_bank_max_mb the noise records are read per excerpt (logged): the same
+    properties, the same SNRs (they do not depend on where the noise comes from)."""
+    records = PairConfig(**{**prepared_pairs.__dict__, "noise_bank_max_mb": 1e-6})
+    with caplog.at_level(logging.INFO, logger="jsqa_tf.data.noise_bank"):
+        from_records = list(make_pair_dataset(records, with_ids=True).take(4))
+        assert "more than noise_bank_max_mb=1e-06" in caplog.text
+        from_bank = list(make_pair_dataset(prepared_pairs, with_ids=True).take(4))
+        assert "noise bank: " in caplog.text
+    for (_, noise, snr_db, _, ids), (_, _, bank_snr_db, *_) in zip(from_records, from_bank, strict=True):
+        assert noise.shape == (4, 16000) and len(set(ids["noise_id"].numpy())) == 4
+        assert float(tf.reduce_min(tf.math.reduce_std(noise, axis=1))) > 0.001
+        np.testing.assert_array_equal(snr_db, bank_snr_db)
+    with pytest.raises(ConfigError, match="noise_bank_max_mb must be >= 0"):  # the ranges' words
+        PairConfig("c", "n", noise_bank_max_mb=-1.0)
+
+
+@pytest.mark.parametrize("noise_bank_max_mb", [100.0, 0.0], ids=["bank", "records"])
+def test_pretraining_pairs_resume_exactly_and_shard_by_worker(prepared_pairs, noise_bank_max_mb):
+    """Epoch e's pairs come from (seed, e) alone: a run resumed at epoch 1 reads exactly the
+    batches an uninterrupted run reads from epoch 1 on. Under a multi-worker strategy each
+    worker keeps every n-th batch of that same stream (tf.data's DATA auto-shard rewrite,
+    which must carry the captured noise bank)."""
+    from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
+
+    folders = (prepared_pairs.clean_dir, prepared_pairs.noise_dir)
+    data = PretrainDataConfig(
+        *folders, crop_seconds=1.0, pairs_per_batch=4, noise_bank_max_mb=noise_bank_max_mb
+    )
+    config = PretrainConfig("run", data=data, training=PretrainTrainingConfig(epochs=3, steps_per_epoch=3))
+
+    def batches(dataset, count):  # the stream repeats without end (distributable): take an epoch's
+        return [[batch[key].numpy() for key in ("clean", "noise", "snr_db")] for batch in dataset.take(count)]
+
+    straight = batches(train_dataset(config, *folders, 4, 3), 9)
+    resumed = batches(train_dataset(config, *folders, 4, 3, initial_epoch=1), 6)
+    assert len(straight) == 9 and len(resumed) == 6
+    for x, y in zip(straight[3:], resumed, strict=True):
+        for a, b in zip(x, y, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(straight[0][1], straight[3][1])  # each epoch its own excerpts
+    for worker in range(2):
+        sharded = batches(_AutoShardDataset(train_dataset(config, *folders, 4, 3), 2, worker, 2), 4)
+        for x, y in zip(straight[worker::2][:4], sharded, strict=True):
+            np.testing.assert_array_equal(x[1], y[1])
 
 
 def test_same_seed_same_pairs(prepared_pairs):
