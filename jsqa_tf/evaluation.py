@@ -35,38 +35,28 @@ SCATTER_FILE = "scatter.png"
 SAMPLE_RATE = 16_000
 
 
-@dataclasses.dataclass(frozen=True)
-class LabelledAudio:
-    key: str
-    condition: str
-    mos: float
-    audio: np.ndarray
-
-
 def _is_shards(data: str) -> bool:
     return os.path.isdir(data) and os.path.exists(os.path.join(data, "manifest.json"))
 
 
 def labelled_audio(
     data: str, *, split: str = "val", databases: tuple[str, ...] = (), problems: list | None = None
-) -> tuple[int, Iterator[LabelledAudio]]:
-    """(number of files, iterator of files) of shards or of a `path, mos[, condition]` CSV.
+) -> tuple[int, Iterator]:
+    """(number of files, iterator of `jsqa_tf.data.mos.LabelledFile`) of shards or of a
+    `path, mos[, condition]` CSV.
 
     Files of a CSV that cannot be read are appended to `problems` ("line N: reason") and
     skipped; shards hold decoded audio only.
     """
     from jsqa_tf.data.corpora import read_mos_csv
+    from jsqa_tf.data.mos import LabelledFile
 
     data = os.path.abspath(data)
     if _is_shards(data):
         from jsqa_tf.data.mos import Selection, count_labelled, labelled_files
 
         selection = Selection(tuple(databases))
-        count = count_labelled(data, split, selection)
-        files = (
-            LabelledAudio(f.key, f.condition, f.mos, f.audio) for f in labelled_files(data, split, selection)
-        )
-        return count, files
+        return count_labelled(data, split, selection), labelled_files(data, split, selection)
     if os.path.isdir(data):
         raise CorpusError(data, "neither prepared shards (no manifest.json) nor a CSV file")
     if databases:
@@ -85,15 +75,15 @@ def labelled_audio(
                 if problems is not None:
                     problems.append({"path": error.path, "reason": error.reason})
                 continue
-            yield LabelledAudio(record.relative_path, record.condition, float(record.mos), audio)
+            yield LabelledFile(record.relative_path, record.condition, "", float(record.mos), audio)
 
     return len(corpus.records), read()
 
 
 def score_labelled(
     model, files, *, window_seconds: float, batch_size: int, on_file: Callable[[], None] | None = None
-) -> list[tuple[LabelledAudio, float]]:
-    """(file, predicted MOS) for each file, the audio dropped as soon as it is scored."""
+) -> list[tuple]:
+    """(`LabelledFile`, predicted MOS) for each file, the audio dropped as soon as it is scored."""
     from jsqa_tf.scoring import keras_predictor, score_files
 
     meta = {}

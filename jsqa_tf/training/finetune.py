@@ -117,27 +117,13 @@ def inference_copy(model):
 # --- validation ----------------------------------------------------------------------------------
 
 
-def validate(model, files, *, window_seconds: float, batch_size: int, sample_rate: int = 16_000):
-    """Scores labelled files whole (windows past `window_seconds`): (mos, predicted) arrays."""
-    from jsqa_tf.scoring import keras_predictor, score_files
+def validate(model, files, *, window_seconds: float, batch_size: int):
+    """Scores labelled files whole (windows past `window_seconds`), as `evaluate` does:
+    (mos, predicted) arrays."""
+    from jsqa_tf.evaluation import score_labelled
 
-    labels = {}
-
-    def pieces():
-        for file in files:
-            labels[file.key] = file.mos
-            yield file.key, file.audio
-
-    scores = list(
-        score_files(
-            pieces(),
-            keras_predictor(model),
-            window_samples=int(round(window_seconds * sample_rate)),
-            batch_size=batch_size,
-            bucket_samples=sample_rate,
-        )
-    )
-    return np.array([labels[s.key] for s in scores]), np.array([s.mos for s in scores])
+    results = score_labelled(model, files, window_seconds=window_seconds, batch_size=batch_size)
+    return np.array([file.mos for file, _ in results]), np.array([predicted for _, predicted in results])
 
 
 class _MOSValidation(keras.callbacks.Callback):
