@@ -854,6 +854,8 @@ def _demo_data_for(raw: dict) -> None:
     sections = [pretrain_section] if "data" in pretrain_section else list(pretrain_section.values())
     wanted = [(demo_shards, demo_dir(section)) for section in sections]
     wanted.append((demo_mos_shards, demo_dir(raw.get("finetune"))))
+    if demo_dir(raw.get("distill")):  # the student learns from the speech, noise and MOS audio
+        wanted += [(demo_shards, demo_dir(raw["distill"])), (demo_mos_shards, demo_dir(raw["distill"]))]
     with _progress_bars() as progress:
         for make, folder in wanted:
             if folder:
@@ -922,6 +924,74 @@ def finetune(
     if not config.run_dir:
         raise JSQAError(f"{config_path}: run_dir is not set (--run-dir)")
     summary = run_finetune(config, resume=resume)
+    _echo_json({k: v for k, v in summary.items() if k != "history"})
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML with DistillConfig sections (run_dir, data, model, training).",
+)
+@click.option("--teacher", help="The fine-tuned teacher: a run folder or a .keras file.")
+@click.option("--clean-dir", type=click.Path(file_okay=False), help="Prepared clean speech (train split).")
+@click.option("--noise-dir", type=click.Path(file_okay=False), help="Prepared noise (train split).")
+@click.option("--mos-dir", type=click.Path(file_okay=False), help="Prepared MOS corpus (train, val).")
+@click.option("--epochs", type=int, help="Training epochs.")
+@_training_options
+def distill(
+    config_path,
+    teacher,
+    clean_dir,
+    noise_dir,
+    mos_dir,
+    epochs,
+    run_dir,
+    precision,
+    jit_compile,
+    strategy,
+    assignments,
+    resume,
+) -> None:
+    """Trains a small student to give a fine-tuned teacher's MOS, on unlabelled audio.
+
+    Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
+    model.keras = the student of the epoch closest to the teacher on the val files,
+    model-last.keras, summary.json); prints the summary as JSON. The student is a MOS model
+    like any other: `evaluate`, `export` and `predict` take the run folder. Ctrl-C, then the
+    same command with --resume, continues from the last finished epoch.
+    """
+    from jsqa_tf.config import DistillConfig, apply_overrides, from_dict, load_yaml
+    from jsqa_tf.training.distill import distill as run_distill
+
+    overrides = {
+        "run_dir": run_dir,
+        "model.teacher": teacher,
+        "data.clean_dir": clean_dir,
+        "data.noise_dir": noise_dir,
+        "data.mos_dir": mos_dir,
+        "training.epochs": epochs,
+        "training.precision": precision,
+        "training.jit_compile": jit_compile,
+        "training.strategy": strategy,
+    }
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if clean_dir or noise_dir or mos_dir:
+        overrides["data.demo_dir"] = None
+    overrides.update(_assignments(assignments))
+    config = from_dict(DistillConfig, apply_overrides(load_yaml(config_path), overrides), where=config_path)
+    if not config.run_dir:
+        raise JSQAError(f"{config_path}: run_dir is not set (--run-dir)")
+    _check_run_dir(config.run_dir)
+    if config.data.demo_dir:  # written and prepared once, with progress bars
+        from jsqa_tf.training import demo_mos_shards, demo_shards
+
+        with _progress_bars() as progress:
+            demo_shards(config.data.demo_dir, progress)
+            demo_mos_shards(config.data.demo_dir, progress)
+    summary = run_distill(config, resume=resume)
     _echo_json({k: v for k, v in summary.items() if k != "history"})
 
 

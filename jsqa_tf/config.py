@@ -762,3 +762,144 @@ class EvaluateConfig:
 
     def __post_init__(self):
         check_ranges(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillDataConfig:
+    """The audio a student learns from (no labels needed), and what it is validated on.
+
+    Each batch holds `mixtures_per_batch` synthetic mixtures and `mos_clips_per_batch` crops
+    of the MOS corpus's train audio. A mixture is a clean crop and a noise excerpt from the
+    pair sampler (distinct utterances and noises in a batch), mixed in the training step at
+    an SNR drawn uniformly from `snr_range_db` (or left clean with probability
+    `clean_share`), then scaled by a gain drawn uniformly from `gain_db_range` and
+    peak-limited to 0.999: the student sees far wider conditions than JND pairs (clean to
+    very noisy, quiet to loud) and far more audio than the labelled set holds. The teacher
+    scores every clip inside the step.
+
+    Args:
+        demo_dir: when set, the demo corpus is written and prepared here (once) and used
+            instead of clean_dir, noise_dir and mos_dir.
+        clean_dir: prepared clean speech (`jsqa-tf prepare librispeech`), train split read.
+        noise_dir: prepared noise (`jsqa-tf prepare chime3`), train split read.
+        mos_dir: prepared MOS corpus (`jsqa-tf prepare nisqa|csv|folder`): random crops of
+            its `train_split` join every batch; its `val_split` is scored whole each epoch
+            by teacher and student.
+        train_split, val_split: of mos_dir.
+        val_databases: keep only these `db`s of the val split (empty: all).
+        crop_seconds: length of every training clip.
+        mixtures_per_batch: synthetic mixtures per batch (per replica), >= 2.
+        mos_clips_per_batch: MOS-corpus crops per batch (per replica); 0: none.
+        snr_range_db: [low, high] of the mixtures' uniform SNR.
+        clean_share: share of mixtures left without noise.
+        gain_db_range: [low, high] of the uniform gain applied to each mixture, in dB.
+        window_seconds: validation scores files longer than this in windows, averaged.
+        val_batch_size: windows per validation batch.
+        noise_bank_max_mb: as in `PairConfig`.
+    """
+
+    demo_dir: str | None = None
+    clean_dir: str = ""
+    noise_dir: str = ""
+    mos_dir: str = ""
+    train_split: str = "train"
+    val_split: str = "val"
+    val_databases: tuple[str, ...] = ()
+    crop_seconds: float = 4.0
+    mixtures_per_batch: int = 24
+    mos_clips_per_batch: int = 8
+    snr_range_db: tuple[float, ...] = (-5.0, 35.0)
+    clean_share: float = 0.1
+    gain_db_range: tuple[float, ...] = (-20.0, 6.0)
+    window_seconds: float = 10.0
+    val_batch_size: int = 8
+    noise_bank_max_mb: float = NOISE_BANK_MAX_MB
+
+    def __post_init__(self):
+        check_ranges(self)
+        check_interval("data.snr_range_db", self.snr_range_db)
+        check_interval("data.gain_db_range", self.gain_db_range)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillModelConfig:
+    """The teacher, and the student (a `MOSRegressor` on a small encoder).
+
+    Args:
+        teacher: the fine-tuned model the student learns from: a fine-tuning or `train`
+            run folder, or a `.keras` file (frozen; scored in inference mode).
+        preset: the student's encoder preset (`jsqa_tf.models.encoder_from_preset`).
+        hidden_dims: widths of the student head's hidden layers.
+        embedding_loss_weight: weight of a second loss matching the teacher's embedding
+            through a linear projection of the student's (0: MOS only). The projection is
+            not part of the saved student.
+    """
+
+    teacher: str = ""
+    preset: str = "student"
+    hidden_dims: tuple[int, ...] = (64, 32)
+    embedding_loss_weight: float = 0.0
+
+    def __post_init__(self):
+        check_ranges(self)
+        if not self.hidden_dims:
+            raise ConfigError("model.hidden_dims must list at least one width, got []")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillTrainingConfig:
+    """Optimisation and run settings of distillation.
+
+    Args:
+        epochs: training epochs (each ends with a validation pass over the val files).
+        steps_per_epoch: batches per epoch.
+        learning_rate: Adam's peak rate.
+        decay: cosine decay of the rate to 0 over epochs × steps_per_epoch steps (raising
+            epochs on --resume moves the rest of the run onto the longer schedule).
+        label_loss_weight: weight of the MSE between the student and the MOS labels of the
+            MOS-corpus crops (0: labels unused; files without a label never count).
+        early_stopping_patience: stop after this many epochs without a lower validation
+            student-teacher MAE.
+        precision, jit_compile, strategy, seed, deterministic, keep_checkpoints: as in
+            pretraining.
+    """
+
+    epochs: int = 30
+    steps_per_epoch: int = 500
+    learning_rate: float = 1e-3
+    decay: bool = True
+    label_loss_weight: float = 0.0
+    early_stopping_patience: int | None = None
+    precision: str = "float32"
+    jit_compile: bool | None = None
+    strategy: str = "default"
+    seed: int = 0
+    deterministic: bool = False
+    keep_checkpoints: int = 3
+
+    def __post_init__(self):
+        check_ranges(self)
+        check_choice("training.precision", self.precision, PRECISIONS)
+        check_choice("training.strategy", self.strategy, STRATEGIES)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """Everything `jsqa-tf distill` needs; written into the run folder as config.yaml."""
+
+    run_dir: str = ""
+    data: DistillDataConfig = DistillDataConfig()
+    model: DistillModelConfig = DistillModelConfig()
+    training: DistillTrainingConfig = DistillTrainingConfig()
+
+    def pair_config(self, clean_dir: str, noise_dir: str, pairs_per_batch: int) -> PairConfig:
+        """The pair sampler's settings: only its clean crops and noise excerpts are used."""
+        return PairConfig(
+            clean_dir=clean_dir,
+            noise_dir=noise_dir,
+            split="train",
+            crop_seconds=self.data.crop_seconds,
+            pairs_per_batch=pairs_per_batch,
+            seed=self.training.seed,
+            noise_bank_max_mb=self.data.noise_bank_max_mb,
+        )

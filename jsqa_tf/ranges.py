@@ -136,6 +136,31 @@ RANGES: dict[str, tuple[str, dict[str, Range]]] = {
             "keep_checkpoints": _at_least(1),
         },
     ),
+    "DistillDataConfig": (
+        "data.",
+        {
+            "crop_seconds": _above(0),
+            "mixtures_per_batch": _at_least(2),
+            "mos_clips_per_batch": _at_least(0),
+            "clean_share": Range(0.0, 1.0),
+            "window_seconds": _above(0),
+            "val_batch_size": _at_least(1),
+            "noise_bank_max_mb": _at_least(0),
+        },
+    ),
+    "DistillModelConfig": ("model.", {"hidden_dims": _at_least(1), "embedding_loss_weight": _at_least(0)}),
+    "DistillTrainingConfig": (
+        "training.",
+        {
+            "epochs": _at_least(1),
+            "steps_per_epoch": _at_least(1),
+            "learning_rate": _above(0),
+            "label_loss_weight": _at_least(0),
+            "early_stopping_patience": _at_least(1),
+            "seed": _at_least(0),
+            "keep_checkpoints": _at_least(1),
+        },
+    ),
     "EvaluateConfig": (
         "evaluate.",
         {

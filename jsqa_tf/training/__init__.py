@@ -2,9 +2,12 @@
 
 pretrain    contrastive pretraining of the encoder on JND pairs
 finetune    MOS fine-tuning of encoder + head on labelled speech
-pipeline    `jsqa-tf train`: pretraining -> fine-tuning -> evaluation, one or more runs
+distill     a small student learns a fine-tuned teacher's MOS on unlabelled audio
+pipeline    `jsqa-tf train`: pretraining -> fine-tuning -> evaluation (-> distillation ->
+            evaluation of the student -> export), one or more runs
 """
 
+from jsqa_tf.training.distill import distill
 from jsqa_tf.training.finetune import build_regressor, finetune
 from jsqa_tf.training.pipeline import train
 from jsqa_tf.training.pretrain import build_pretrainer, pretrain
@@ -17,6 +20,7 @@ __all__ = [
     "build_regressor",
     "demo_mos_shards",
     "demo_shards",
+    "distill",
     "finetune",
     "pretrain",
     "train",

@@ -14,12 +14,21 @@ A pipeline file (pipelines/demo.yaml, paper.yaml, label_efficiency.yaml):
       encoder: [noproj, scratch]
       data.train_fraction: [0.05, 1.0]
     compare: {baseline: scratch, num_bootstrap: 1000}
+    distill:           # optional: a small student learns one run's model (as `jsqa-tf distill`;
+      teacher: pretrained   # data, model, training sections; the teacher is a run's name,
+      data: {...}           # or left out when there is one run)
+    export:            # optional: the student (or the one run's model) for TF Serving/LiteRT
+      name: jsqa-student
+      tflite: [float16, int8]
+      check: true
 
 Folders: one run (no `runs`/`grid`) writes `pretrain/`, `finetune/`, `evaluate/` under
 run_dir; several write `pretrain/<name>/` (or `pretrain/` for a single one),
-`<run>/finetune/`, `<run>/evaluate/`, and `compare.md` + `compare.json`. `pipeline.yaml` holds
-the resolved file. Run again with the same file (or with `resume`), finished stages are
-skipped and an interrupted one resumes from its last checkpoint.
+`<run>/finetune/`, `<run>/evaluate/`; a student `student/distill/` and `student/evaluate/`;
+with more than one model, `compare.md` + `compare.json`; an export `saved_models/<name>/`
+(and `export.json`). `pipeline.yaml` holds the resolved file. Run again with the same file
+(or with `resume`), finished stages are skipped and an interrupted one resumes from its last
+checkpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import os
 
 from jsqa_tf import atomic
 from jsqa_tf.config import (
+    DistillConfig,
     EvaluateConfig,
     FinetuneConfig,
     PretrainConfig,
@@ -45,9 +55,11 @@ from jsqa_tf.training.run import TrainingError
 logger = logging.getLogger(__name__)
 
 PIPELINE_FILE = "pipeline.yaml"
-TOP_KEYS = ("run_dir", "pretrain", "finetune", "evaluate", "runs", "grid", "compare")
+TOP_KEYS = ("run_dir", "pretrain", "finetune", "evaluate", "runs", "grid", "compare", "distill", "export")
 STAGE_KEYS = ("data", "model", "training")
 SINGLE = "pretrain"  # the name of the one pretraining of a file that has one
+STUDENT = "student"  # the distilled student's name among the runs' results
+EXPORT_KEYS = ("name", "tflite", "check")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +72,9 @@ class Plan:
     evaluate: dict[str, tuple[EvaluateConfig, str]]  # by run name: config, output folder
     compare: dict | None  # {"baseline": name, "num_bootstrap": n, "seed": s} or None
     grid: dict[str, dict]  # by run name: its grid coordinates (empty without a grid)
+    distill: DistillConfig | None = None  # the student's config (its teacher: a run's model)
+    distill_teacher: str | None = None  # the teacher's run name
+    export: dict | None = None  # {"name", "tflite", "check"}: exports the student, or the one run
 
 
 def _section(raw: dict, key: str, where: str) -> dict:
@@ -152,19 +167,65 @@ def plan(raw: dict, where: str = "pipeline") -> Plan:
         )
         finetune[name] = config
         evaluate[name] = (evaluate_config, os.path.join(folder, "evaluate"))
+    distill, teacher = _distill(raw, finetune, run_dir, where)
+    if distill is not None:
+        evaluate[STUDENT] = (evaluate_config, os.path.join(run_dir, STUDENT, "evaluate"))
+    export = _export(raw, finetune, distill, where)
     compare = None
-    if len(runs) > 1:
+    if len(runs) + (distill is not None) > 1:
         compare = {"baseline": None, "num_bootstrap": evaluate_config.num_bootstrap, "seed": 0}
         compare.update(_section(raw, "compare", where))
         unknown = sorted(set(compare) - {"baseline", "num_bootstrap", "seed"})
         if unknown:
             raise ConfigError(f"{where}.compare: unknown key(s) {', '.join(unknown)}")
-        if compare["baseline"] is not None and compare["baseline"] not in runs:
+        if compare["baseline"] is not None and compare["baseline"] not in evaluate:
             raise ConfigError(
-                f"{where}.compare.baseline: {compare['baseline']!r} is not a run ({', '.join(runs)})"
+                f"{where}.compare.baseline: {compare['baseline']!r} is not a run ({', '.join(evaluate)})"
             )
     grid = {name: run["grid"] for name, run in runs.items() if "grid" in run}
-    return Plan(run_dir, pretrain, finetune, evaluate, compare, grid)
+    return Plan(run_dir, pretrain, finetune, evaluate, compare, grid, distill, teacher, export)
+
+
+def _distill(raw: dict, finetune: dict, run_dir: str, where: str) -> tuple[DistillConfig | None, str | None]:
+    """The student's config (its teacher resolved to a run's fine-tuning folder) and the
+    teacher's run name; (None, None) without a `distill` section."""
+    section = dict(_section(raw, "distill", where))
+    if not section:
+        return None, None
+    teacher = section.pop("teacher", None)
+    if teacher is None:
+        if len(finetune) != 1:
+            raise ConfigError(f"{where}.distill.teacher: name the run to distil ({', '.join(finetune)})")
+        teacher = next(iter(finetune))
+    if teacher not in finetune:
+        raise ConfigError(f"{where}.distill.teacher: {teacher!r} is not a run ({', '.join(finetune)})")
+    model = dict(section.get("model") or {})
+    if "teacher" in model:
+        raise ConfigError(f"{where}.distill.model.teacher: name the teacher as distill.teacher (a run)")
+    section["model"] = {**model, "teacher": finetune[teacher].run_dir}
+    section["run_dir"] = os.path.join(run_dir, STUDENT, "distill")
+    return from_dict(DistillConfig, section, where=f"{where}.distill"), teacher
+
+
+def _export(raw: dict, finetune: dict, distill: DistillConfig | None, where: str) -> dict | None:
+    from jsqa_tf.export import QUANTIZATIONS
+
+    section = _section(raw, "export", where)
+    if not section:
+        return None
+    unknown = sorted(set(section) - set(EXPORT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}.export: unknown key(s) {', '.join(unknown)}; known: {', '.join(EXPORT_KEYS)}"
+        )
+    if not isinstance(section.get("name"), str) or not section["name"]:
+        raise ConfigError(f"{where}.export.name: the model's name is required (TF Serving's --model_name)")
+    tflite = section.get("tflite") or []
+    if not isinstance(tflite, list) or any(q not in QUANTIZATIONS or q == "int8-full" for q in tflite):
+        raise ConfigError(f"{where}.export.tflite: a list of float32, float16, int8; got {tflite!r}")
+    if distill is None and len(finetune) != 1:
+        raise ConfigError(f"{where}.export: exports the student, or the model of a file with one run")
+    return {"name": section["name"], "tflite": tflite, "check": bool(section.get("check", False))}
 
 
 def _is_chief() -> bool:
@@ -219,7 +280,7 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
         TrainingError: the run folder holds another pipeline run (without `resume`), or a
             stage failed (its own message).
     """
-    from jsqa_tf.evaluation import METRICS_FILE, evaluate
+    from jsqa_tf.training.distill import distill
     from jsqa_tf.training.finetune import finetune
     from jsqa_tf.training.pretrain import pretrain
 
@@ -254,29 +315,19 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
         logger.info("fine-tuning %s: %s", name or "the model", status)
         if status != "done":
             finetune(config, resume=status == "started", verbose=verbose)
-        if not _is_chief():
-            continue
-        evaluate_config, out_dir = resolved.evaluate[name]
-        data = evaluate_config.data_dir or _finetune_data(config)
-        if not os.path.exists(os.path.join(out_dir, METRICS_FILE)):
-            evaluate(
-                config.run_dir,
-                data,
-                out_dir,
-                split=evaluate_config.split,
-                databases=evaluate_config.databases,
-                window_seconds=evaluate_config.window_seconds,
-                batch_size=evaluate_config.batch_size,
-                num_bootstrap=evaluate_config.num_bootstrap,
-                seed=evaluate_config.seed,
-            )
-        with open(os.path.join(out_dir, METRICS_FILE), encoding="utf-8") as stream:
-            report = json.load(stream)
-        _check_evaluation(report, evaluate_config, data, out_dir)
-        results[name or "model"] = {
-            "evaluation": out_dir,
-            **{key: report["per_file"][key]["value"] for key in ("pcc", "srcc", "rmse", "mae")},
-        }
+        if _is_chief():
+            results[name or "model"] = _evaluated(resolved, name, config.run_dir, config)
+    if resolved.distill is not None:
+        config = resolved.distill
+        status = _status(config)
+        logger.info("distilling %s into a student: %s", resolved.distill_teacher or "the model", status)
+        if status != "done":
+            distill(config, resume=status == "started", verbose=verbose)
+        if _is_chief():
+            teacher_config = resolved.finetune[resolved.distill_teacher]
+            results[STUDENT] = _evaluated(resolved, STUDENT, config.run_dir, teacher_config)
+    if resolved.export is not None and _is_chief():
+        results["export"] = _exported(resolved)
     if resolved.compare is not None and _is_chief():
         _compare(resolved)
         results["compare"] = os.path.join(resolved.run_dir, "compare.md")
@@ -284,6 +335,70 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
         _grid_summary(resolved)
         results["grid_summary"] = os.path.join(resolved.run_dir, "grid_summary.md")
     return results
+
+
+def _evaluated(resolved: Plan, name: str, model_dir: str, finetune_config: FinetuneConfig) -> dict:
+    """Evaluates a run's model (once; a finished evaluation is checked, not redone) and
+    returns its headline figures."""
+    from jsqa_tf.evaluation import METRICS_FILE, evaluate
+
+    evaluate_config, out_dir = resolved.evaluate[name]
+    data = evaluate_config.data_dir or _finetune_data(finetune_config)
+    if not os.path.exists(os.path.join(out_dir, METRICS_FILE)):
+        evaluate(
+            model_dir,
+            data,
+            out_dir,
+            split=evaluate_config.split,
+            databases=evaluate_config.databases,
+            window_seconds=evaluate_config.window_seconds,
+            batch_size=evaluate_config.batch_size,
+            num_bootstrap=evaluate_config.num_bootstrap,
+            seed=evaluate_config.seed,
+        )
+    with open(os.path.join(out_dir, METRICS_FILE), encoding="utf-8") as stream:
+        report = json.load(stream)
+    _check_evaluation(report, evaluate_config, data, out_dir)
+    return {
+        "evaluation": out_dir,
+        **{key: report["per_file"][key]["value"] for key in ("pcc", "srcc", "rmse", "mae")},
+    }
+
+
+EXPORT_RECORD = "export.json"
+
+
+def _exported(resolved: Plan) -> dict:
+    """Exports the student (or the one run's model) once: `export.json` records the version
+    written, so running the pipeline again does not write another."""
+    from jsqa_tf.export import export_model
+
+    settings = resolved.export
+    record_path = os.path.join(resolved.run_dir, EXPORT_RECORD)
+    if os.path.exists(record_path):
+        with open(record_path, encoding="utf-8") as stream:
+            record = json.load(stream)
+        if record.get("settings") == settings:
+            return record["summary"]
+        raise TrainingError(
+            f"{record_path}: exported with other settings ({record.get('settings')}); "
+            "export again with `jsqa-tf export`, or choose another run_dir"
+        )
+    source = (
+        resolved.distill.run_dir
+        if resolved.distill is not None
+        else next(iter(resolved.finetune.values())).run_dir
+    )
+    summary = export_model(
+        source,
+        settings["name"],
+        os.path.join(resolved.run_dir, "saved_models"),
+        tflite=tuple(settings["tflite"]),
+        check=settings["check"],
+    )
+    summary = json.loads(json.dumps(summary, default=str))
+    atomic.write_json(record_path, {"settings": settings, "summary": summary})
+    return summary
 
 
 def _finetune_data(config: FinetuneConfig) -> str:
