@@ -392,6 +392,33 @@ CASES = {
         ),
         None,
     ),
+    "distill: teacher not found": (
+        lambda w, t: (
+            [
+                "distill",
+                "--config",
+                write(t / "d.yaml", f"run_dir: {t / 'student'}\n"),
+                "--teacher",
+                t / "none",
+            ],
+            [f"{t}/none: model not found"],
+        ),
+        lambda t: not (t / "student").exists(),
+    ),
+    "distill: no teacher named": (
+        lambda w, t: (
+            ["distill", "--config", write(t / "d.yaml", f"run_dir: {t / 'student'}\n")],
+            ["model.teacher must name the fine-tuned teacher"],
+        ),
+        lambda t: not (t / "student").exists(),
+    ),
+    "distill: a student preset that does not exist": (
+        lambda w, t: (
+            ["distill", "--config", write(t / "d.yaml", "run_dir: x\nmodel: {preset: huge}\n")],
+            ["model.preset must be one of", "'huge'"],
+        ),
+        None,
+    ),
     # 9. messages that hid the cause
     "no usable audio files": (
         lambda w, t: (

@@ -171,3 +171,21 @@ print(json.dumps({{k: summary[k] for k in ("backend", "best_val_teacher_mae")}})
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["backend"] == "jax" and np.isfinite(summary["best_val_teacher_mae"])
+
+
+def test_the_teacher_runs_at_the_runs_precision(tiny_mos_keras):
+    from jsqa_tf.export import example_clips
+    from jsqa_tf.training.distill import load_teacher
+
+    config = DistillConfig(model=DistillModelConfig(teacher=tiny_mos_keras))
+    clips = np.stack([clip[:8000] for clip in example_clips([0.5] * 4, seed=3)])
+    exact = keras.ops.convert_to_numpy(load_teacher(config)(clips))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        teacher = load_teacher(config)
+        assert {layer.dtype_policy.name for layer in teacher.encoder.layers} == {"mixed_bfloat16"}
+        fast = keras.ops.convert_to_numpy(teacher(clips))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert fast.dtype == np.float32 and np.max(np.abs(fast - exact)) < 0.1
+    assert not teacher.trainable_weights

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from jsqa_tf.cli import main
-from jsqa_tf.config import load_yaml
+from jsqa_tf.config import from_dict, load_yaml
 from jsqa_tf.errors import ConfigError
 from jsqa_tf.training import TrainingError, train
 from jsqa_tf.training.pipeline import plan
@@ -54,8 +54,16 @@ def test_the_pipeline_files_are_valid():
         8,
         1e-3,
     )
+    assert paper.distill_teacher == "pretrained_noproj"
+    assert paper.distill.model.teacher == paper.finetune["pretrained_noproj"].run_dir
+    assert paper.export == {"name": "jsqa-student", "tflite": ["float16", "int8"], "check": True}
+    assert "student" in paper.evaluate
+    from jsqa_tf.config import DistillConfig
+
+    student = from_dict(DistillConfig, load_yaml(os.path.join(REPO, "pipelines", "distill_demo.yaml")))
+    assert student.model.teacher == "runs/demo" and student.data.demo_dir == "demo_data"
     alone = load_yaml(os.path.join(REPO, "pipelines", "finetune_nisqa.yaml"))
-    from jsqa_tf.config import FinetuneConfig, from_dict
+    from jsqa_tf.config import FinetuneConfig
 
     assert from_dict(FinetuneConfig, alone).model.hidden_dims == (256, 128, 64)
     efficiency = plan(load_yaml(os.path.join(REPO, "pipelines", "label_efficiency.yaml")))
@@ -154,3 +162,55 @@ def test_several_runs_are_compared_and_an_interrupted_stage_resumes(mos_demo, tm
     assert "pretrained" in table and "scratch" in table
     with pytest.raises(TrainingError, match="another file"):
         train({**raw, "evaluate": {"num_bootstrap": 10}}, verbose=0)
+
+
+def test_bad_distill_and_export_sections_are_refused(tmp_path):
+    runs = {"a": {"encoder": "scratch"}, "b": {"encoder": "scratch"}}
+    with pytest.raises(ConfigError, match="distill.teacher: name the run"):
+        plan({"run_dir": str(tmp_path), "runs": runs, "distill": {"data": {}}})
+    with pytest.raises(ConfigError, match="distill.teacher: 'c' is not a run"):
+        plan({"run_dir": str(tmp_path), "runs": runs, "distill": {"teacher": "c"}})
+    with pytest.raises(ConfigError, match="distill.model.teacher"):
+        plan({"run_dir": str(tmp_path), "distill": {"model": {"teacher": "x.keras"}}})
+    with pytest.raises(ConfigError, match="distill.*data.clean_share"):
+        plan({"run_dir": str(tmp_path), "distill": {"data": {"clean_share": 2.0}}})
+    with pytest.raises(ConfigError, match="export.name"):
+        plan({"run_dir": str(tmp_path), "export": {"tflite": ["int8"]}})
+    with pytest.raises(ConfigError, match="export.tflite"):
+        plan({"run_dir": str(tmp_path), "export": {"name": "m", "tflite": ["int4"]}})
+    with pytest.raises(ConfigError, match="export: exports the student"):
+        plan({"run_dir": str(tmp_path), "runs": runs, "export": {"name": "m"}})
+
+
+@pytest.mark.slow  # ~45 s: teacher fine-tuned, student distilled, both evaluated, student exported
+def test_teacher_student_export_flow(mos_demo, tmp_path):
+    raw = {
+        "run_dir": str(tmp_path / "runs"),
+        "finetune": {
+            "data": {"data_dir": mos_demo["mos"], "crop_seconds": 1.0, "window_seconds": 4.0},
+            "model": {"preset": "tiny", "hidden_dims": [8]},
+            "training": {"epochs": 1, "steps_per_epoch": 2},
+        },
+        "distill": {
+            "data": {"clean_dir": mos_demo["clean"], "noise_dir": mos_demo["noise"],
+                     "mos_dir": mos_demo["mos"], "crop_seconds": 0.5, "mixtures_per_batch": 4,
+                     "mos_clips_per_batch": 2, "window_seconds": 4.0},
+            "model": {"preset": "tiny", "hidden_dims": [8]},
+            "training": {"epochs": 1, "steps_per_epoch": 2},
+        },
+        "evaluate": {"num_bootstrap": 50},
+        "export": {"name": "student", "tflite": ["int8"], "check": True},
+    }  # fmt: skip
+    results = train(raw, verbose=0)
+    assert set(results) == {"model", "student", "export", "compare"}
+    runs = tmp_path / "runs"
+    assert json.loads((runs / "student" / "distill" / "summary.json").read_text())["teacher"] == str(
+        runs / "finetune"
+    )
+    assert (runs / "student" / "evaluate" / "metrics.json").exists()
+    table = (runs / "compare.md").read_text()
+    assert "model" in table and "student" in table
+    assert results["export"]["version"] == 1
+    assert (runs / "saved_models" / "student" / "1" / "saved_model.pb").exists()
+    again = train(raw, verbose=0)  # the same file again: nothing redone, no second version
+    assert again == results and not (runs / "saved_models" / "student" / "2").exists()

@@ -149,10 +149,16 @@ def data_sources(config: DistillConfig) -> dict:
 
 
 def load_teacher(config: DistillConfig):
-    """The teacher `MOSRegressor` (a run folder or a .keras file), frozen."""
+    """The teacher `MOSRegressor` (a run folder or a .keras file), frozen, rebuilt under the
+    run's precision policy (a saved model keeps the float32 it was saved with; under
+    mixed_bfloat16 the teacher's forward pass then costs what the student's does per MAC)."""
+    from jsqa_tf.models import MOSRegressor
+
     if not config.model.teacher:
         raise ConfigError("model.teacher must name the fine-tuned teacher (a run folder or a .keras file)")
-    teacher = load_mos_regressor(config.model.teacher)
+    saved = load_mos_regressor(config.model.teacher)
+    teacher = MOSRegressor.from_config(saved.get_config())
+    teacher.set_weights(saved.get_weights())
     teacher.trainable = False
     return teacher
 
