@@ -1119,9 +1119,10 @@ def train(config_path, run_dir, precision, jit_compile, strategy, assignments, r
     """The whole of JSQA: pretraining, fine-tuning and evaluation (and a comparison of runs).
 
     Writes pretrain/, finetune/ and evaluate/ into the run folder (per run when the file
-    has several, with compare.md). --resume continues whichever stage was interrupted and
-    skips the finished ones. --precision, --jit-compile and --strategy apply to both training
-    stages; --set takes dotted keys of the file (e.g. finetune.training.epochs=5). Prints
+    has several, with compare.md; student/ with a distill section, saved_models/ with an
+    export section). --resume continues whichever stage was interrupted and
+    skips the finished ones. --precision, --jit-compile and --strategy apply to every training
+    stage; --set takes dotted keys of the file (e.g. finetune.training.epochs=5). Prints
     each run's headline figures as JSON.
     """
     from jsqa_tf.config import apply_overrides, load_yaml
@@ -1130,7 +1131,7 @@ def train(config_path, run_dir, precision, jit_compile, strategy, assignments, r
 
     raw = load_yaml(config_path)
     overrides = {"run_dir": run_dir} if run_dir else {}
-    stages = ["finetune"]
+    stages = ["finetune", *(["distill"] if raw.get("distill") else [])]
     pretrain_section = raw.get("pretrain") or {}
     if isinstance(pretrain_section, dict) and pretrain_section:
         if set(pretrain_section) <= {"data", "model", "training"}:
