@@ -27,6 +27,7 @@ from jsqa_tf.ranges import (
     DECIMATIONS,
     ENCODER_PRESETS,
     MOS_RANGE,
+    STUDENT_PRESETS,
     Range,
     check_choice,
     check_interval,
@@ -828,7 +829,8 @@ class DistillModelConfig:
     Args:
         teacher: the fine-tuned model the student learns from: a fine-tuning or `train`
             run folder, or a `.keras` file (frozen; scored in inference mode).
-        preset: the student's encoder preset (`jsqa_tf.models.encoder_from_preset`).
+        preset: the student's encoder preset: a `StudentEncoder` one (README, "The student")
+            or a `WaveformEncoder` one (`jsqa_tf.models.encoder_from_preset`).
         hidden_dims: widths of the student head's hidden layers.
         embedding_loss_weight: weight of a second loss matching the teacher's embedding
             through a linear projection of the student's (0: MOS only). The projection is
@@ -842,6 +844,7 @@ class DistillModelConfig:
 
     def __post_init__(self):
         check_ranges(self)
+        check_choice("model.preset", self.preset, STUDENT_PRESETS + ENCODER_PRESETS)
         if not self.hidden_dims:
             raise ConfigError("model.hidden_dims must list at least one width, got []")
 

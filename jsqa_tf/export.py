@@ -239,6 +239,14 @@ def write_warmup_requests(directory: str, model_name: str) -> str:
     return path
 
 
+def encoder_contract(encoder) -> dict:
+    """The encoder's class and arguments (its `get_config()` less name and trainable): the
+    same keys as before for a `WaveformEncoder` (first_filters, ...), and any other encoder's
+    own (a `StudentEncoder`'s front_end, block_filters, ...)."""
+    config = {key: value for key, value in encoder.get_config().items() if key not in ("name", "trainable")}
+    return {"class": type(encoder).__name__, **config}
+
+
 def contract(model, quantization: str | None = None, source: str | None = None) -> dict:
     """What a caller needs to know to use an exported model (written as JSON beside it)."""
     import keras
@@ -264,10 +272,7 @@ def contract(model, quantization: str | None = None, source: str | None = None) 
             "mos": {"dtype": "float32", "shape": ["batch"], "range": list(model.mos_range)},
             "embedding": {"dtype": "float32", "shape": ["batch", int(model.embedding_width)]},
         },
-        "encoder": {
-            key: getattr(encoder, key)
-            for key in ("first_filters", "num_blocks", "layers_per_block", "kernel_size", "embedding_dim")
-        },
+        "encoder": encoder_contract(encoder),
         "num_parameters": int(model.count_params()),
         "versions": {
             "jsqa_tf": jsqa_tf.__version__,

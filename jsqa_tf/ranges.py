@@ -203,6 +203,8 @@ def check_interval(name: str, value: tuple) -> None:
 
 ENCODER_PRESETS = ("jsqa", "cdpam", "small", "tiny")
 """The `WaveformEncoder` presets (`jsqa_tf.models.PRESETS`; checked equal by the tests)."""
+STUDENT_PRESETS = ("student", "student-w512", "student-waveform", "student-tiny")
+"""The `StudentEncoder` presets (`jsqa_tf.models.STUDENT_PRESETS`; checked equal by the tests)."""
 DECIMATIONS = ("stride", "subsample")
 MOS_RANGE = (1.0, 5.0)
 """The ACR scale of NISQA and ITU-T P.800."""

@@ -23,7 +23,7 @@ from jsqa_tf.models.distiller import PEAK_LEVEL, mixtures
 from jsqa_tf.training import TrainingError, distill
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STUDENT_PRESET = "tiny"
+STUDENT_PRESET = "student-tiny"
 
 
 def tiny_config(run_dir, mos_demo, teacher, **training):

@@ -7,6 +7,7 @@ from keras import ops
 
 from jsqa_tf.models.distributed_step import DistributedStepMixin
 from jsqa_tf.models.mos_head import MOSHead
+from jsqa_tf.models.student_encoder import StudentEncoder
 from jsqa_tf.models.waveform_encoder import WaveformEncoder
 
 EMBEDDINGS = ("full", "contrastive")
@@ -18,15 +19,16 @@ class MOSRegressor(DistributedStepMixin, keras.Model):
 
     Input: a waveform batch float [batch, samples], or a dict {"waveform": [batch, samples],
     "num_valid_samples": int [batch]} for a zero-padded batch of files of different lengths;
-    then each file is scored exactly as if it were alone (`WaveformEncoder.encode`: masked
-    convolutions and pooling). Output: MOS float32 [batch].
+    then each file is scored exactly as if it were alone (`WaveformEncoder.encode` or
+    `StudentEncoder.encode`: masked convolutions and pooling). Output: MOS float32 [batch].
 
     Training (`compile(optimizer)`, then `fit` on (inputs, mos) batches): the loss is the
     mean squared error in float32 (the paper's), tracked with the RMSE of the epoch; the same
     step serves TensorFlow (any tf.distribute strategy) and JAX.
 
     Args:
-        encoder: a `WaveformEncoder` (pretrained, or freshly initialised for "scratch").
+        encoder: a `WaveformEncoder` (pretrained, or freshly initialised for "scratch"), or a
+            `StudentEncoder` (the distilled on-device student).
         hidden_dims: widths of the head's hidden layers (default: the paper's 256, 128, 64
             after the 512-d embedding).
         embedding: which embedding feeds the head: "full" (every dimension; the default) or
@@ -38,7 +40,7 @@ class MOSRegressor(DistributedStepMixin, keras.Model):
 
     def __init__(
         self,
-        encoder: WaveformEncoder,
+        encoder: WaveformEncoder | StudentEncoder,
         hidden_dims: tuple[int, ...] = (256, 128, 64),
         embedding: str = "full",
         dropout: float = 0.0,
