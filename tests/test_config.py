@@ -11,8 +11,7 @@ from jsqa_tf.config import (
     load_yaml,
 )
 from jsqa_tf.errors import ConfigError
-from jsqa_tf import ranges
-from jsqa_tf.ranges import ENCODER_PRESETS, RANGES
+from jsqa_tf.ranges import ENCODER_PRESETS, RANGES, STUDENT_PRESETS
 
 
 def test_yaml_round_trip(tmp_path):
@@ -137,7 +136,7 @@ def test_missing_keys_and_every_range_names_a_real_field():
 
 
 def test_encoder_presets_are_those_of_the_models():
-    from jsqa_tf.models import PRESETS, STUDENT_PRESETS
+    from jsqa_tf import models
 
-    assert set(ENCODER_PRESETS) == set(PRESETS)
-    assert set(ranges.STUDENT_PRESETS) == set(STUDENT_PRESETS)
+    assert set(ENCODER_PRESETS) == set(models.PRESETS)
+    assert set(STUDENT_PRESETS) == set(models.STUDENT_PRESETS)
