@@ -67,8 +67,9 @@ def test_distillation_closes_most_of_the_gap_to_the_teacher(mos_demo, tiny_mos_k
     config = tiny_config(tmp_path / "run", mos_demo, tiny_mos_keras, epochs=4, steps_per_epoch=15)
     summary = distill(config, verbose=0)
     untrained, best = summary["untrained_val_teacher_mae"], summary["best_val_teacher_mae"]
-    assert best < 0.4 * untrained, (best, untrained)
-    assert summary["at_best_epoch"]["val_teacher_pcc"] > 0.8
+    # 0.98 -> 0.066 MOS measured (the teacher's val scores spread 1.8-2.15: its PCC says little)
+    assert best < 0.25 * untrained, (best, untrained)
+    assert summary["at_best_epoch"]["val_teacher_mae"] == best
     for name in ("model.keras", "model-last.keras", "summary.json", "history.csv", "config.yaml", "logs"):
         assert (tmp_path / "run" / name).exists(), name
     student = load_mos_regressor(tmp_path / "run")  # a MOS model like a fine-tuned one
