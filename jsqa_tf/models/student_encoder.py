@@ -348,7 +348,8 @@ class StudentEncoder(keras.Model):
         conv's (or its padding's) input is zeroed past the file's valid frames at that layer's
         rate, and the pooling averages the valid frames only. A frame is valid when the file
         alone has it: n // hop STFT frames (or waveform-stem frames), then
-        (length + padding - kernel) // stride + 1 after each conv.
+        (length + padding - kernel) // stride + 1 after each conv. In training mode BatchNorm
+        still takes its batch statistics over the padded frames too (as in `WaveformEncoder`).
 
         Args:
             waveform: float [batch, samples], each row zero-padded past its valid length.
