@@ -84,6 +84,16 @@ def test_student_tflite_has_builtin_ops_only_and_variable_length(student_export)
         assert {"RFFT2D", "DEPTHWISE_CONV_2D", "CONV_2D", "LOG"} <= ops, ops
         assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
         assert list(interpreter.get_input_details()[0]["shape_signature"]) == [-1, -1]
+    # int8: the front end (mel blocks under 1,024 weights) and the stem stay float; the
+    # quantized weights are the wide pointwise convs' and the head's
+    interpreter = Interpreter(model_path=student_export["tflite"]["int8"]["path"])
+    quantized = [t["name"] for t in interpreter.get_tensor_details() if t["dtype"] == np.int8]
+    assert any("pointwise" in name for name in quantized), quantized
+    assert not any("log_mel" in name or "stem" in name for name in quantized), quantized
+    mel_weights = [
+        t for t in interpreter.get_tensor_details() if "log_mel" in t["name"] and "MatMul" in t["name"]
+    ]
+    assert mel_weights and all(t["dtype"] == np.float32 for t in mel_weights)
     parity = student_export["parity"]["max_abs_diff_mos"]
     assert parity["saved_model"] <= 1e-5 and parity["float32"] <= 1e-4 and parity["int8"] <= 0.05
     info = json.loads(open(student_export["tflite"]["int8"]["path"][: -len(".tflite")] + ".json").read())
