@@ -1,14 +1,17 @@
 """Inference speed and MOS error of every form of the model, per preset, in one run.
 
-    python benchmarks/bench_infer.py [--presets jsqa,small] [--batches 1,16] [--threads 2]
+    python benchmarks/bench_infer.py [--presets jsqa,small,student] [--batches 1,16] [--threads 2]
                                      [--clip-seconds 10] [--model runs/demo] [--peers] [--json]
 
 For each preset: Keras (float32, the model called in a tf.function), the exported SavedModel
 (its `serving_default`), and TFLite float32 / float16 / int8 (dynamic range) in LiteRT, all
 with `--threads` CPU threads, on batches of 1 and 16 clips of 10 s. Reported per row:
 `realtime_factor` (seconds of audio scored per second of wall time), `size_bytes` (the .keras
-file, the SavedModel folder, the .tflite file) and `max_abs_diff_mos` against Keras float32 on
-the same clips.
+file, the SavedModel folder, the .tflite file), `max_abs_diff_mos` against Keras float32 on
+the same clips, and the model's `num_parameters` and `gmac_per_second` (multiply-accumulates
+per second of 16 kHz audio, the encoder's `macs_per_second`). Presets are `WaveformEncoder`'s
+(jsqa, cdpam, small, tiny) and the on-device student's (`StudentEncoder`: student,
+student-waveform, student-tiny).
 
 Weights. MOS differences mean something only where the outputs are not saturated, so the
 models are not left random: the `jsqa` and `small` encoders keep random convolution weights
@@ -49,7 +52,9 @@ TFLITE_FORMATS = ("float32", "float16", "int8")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", default="jsqa,small", help="Encoder presets (calibrated weights).")
+    parser.add_argument(
+        "--presets", default="jsqa,small,student", help="Encoder presets (calibrated weights)."
+    )
     parser.add_argument("--batches", default="1,16", help="Batch sizes.")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for TF and LiteRT.")
     parser.add_argument("--clip-seconds", type=float, default=10.0)
@@ -100,10 +105,10 @@ def calibrated_model(preset: str, crops: np.ndarray, mos: np.ndarray):
     """Random convolutions, BatchNorm statistics of one demo batch, head fitted to demo MOS."""
     import keras
 
-    from jsqa_tf.models import MOSRegressor, WaveformEncoder
+    from jsqa_tf.models import MOSRegressor, encoder_from_preset
 
     keras.utils.set_random_seed(0)
-    model = MOSRegressor(WaveformEncoder.from_preset(preset, name="encoder"), name="mos_regressor")
+    model = MOSRegressor(encoder_from_preset(preset, name="encoder"), name="mos_regressor")
     batch_norms = [
         layer for layer in model.encoder.layers if isinstance(layer, keras.layers.BatchNormalization)
     ]
@@ -121,6 +126,26 @@ def calibrated_model(preset: str, crops: np.ndarray, mos: np.ndarray):
         f"outputs {fitted.min():.2f}..{fitted.max():.2f}"
     )
     return model
+
+
+def preset_of(encoder) -> str:
+    """The preset an encoder was built from (every argument equal to the preset's value or, if
+    the preset does not set it, to the default), or "custom"."""
+    import inspect
+
+    from jsqa_tf.models import PRESETS, STUDENT_PRESETS, StudentEncoder
+
+    presets = STUDENT_PRESETS if isinstance(encoder, StudentEncoder) else PRESETS
+    parameters = inspect.signature(type(encoder).__init__).parameters
+    defaults = {k: p.default for k, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    defaults["contrastive_dim"] = None  # None means half the embedding
+    for name, preset in presets.items():
+        expected = {**defaults, **preset}
+        expected["contrastive_dim"] = expected["contrastive_dim"] or expected["embedding_dim"] // 2
+        normal = lambda v: tuple(v) if isinstance(v, list | tuple) else v  # noqa: E731
+        if all(normal(getattr(encoder, k)) == normal(v) for k, v in expected.items()):
+            return name
+    return "custom"
 
 
 def folder_bytes(path: str) -> int:
@@ -197,6 +222,8 @@ def bench_model(label: str, weights: str, model, clips, args, workdir) -> list[d
                 "max_abs_diff_mos": float(np.max(np.abs(mos - reference))),
                 "weights": weights,
                 "mos_range": [round(float(mos.min()), 3), round(float(mos.max()), 3)],
+                "num_parameters": int(model.count_params()),
+                "gmac_per_second": round(model.encoder.macs_per_second() / 1e9, 5),
             }
             log(
                 f"  {name:15s} batch {batch_size:2d}: {rtf:8.1f}x real time, {size / 1e6:7.2f} MB, "
@@ -296,11 +323,9 @@ def main(argv=None) -> list[dict]:
             rows += bench_model(preset, "calibrated", model, clips, args, workdir)
         if os.path.exists(args.model):
             from jsqa_tf.models import load_mos_regressor
-            from jsqa_tf.models.waveform_encoder import PRESETS
 
             model = load_mos_regressor(args.model)
-            config = {key: getattr(model.encoder, key) for key in next(iter(PRESETS.values()))}
-            preset = next((name for name, values in PRESETS.items() if values == config), "custom")
+            preset = preset_of(model.encoder)
             rows += bench_model(preset, f"trained ({args.model})", model, clips, args, workdir)
         else:
             log(f"no trained model at {args.model}: its rows are skipped")
@@ -311,9 +336,14 @@ def main(argv=None) -> list[dict]:
     else:
         for row in rows:
             print(
-                f"{row['preset']:6s} {row['format']:15s} batch {row['batch']:2d}  "
+                f"{row['preset']:16s} {row['format']:15s} batch {row['batch']:2d}  "
                 f"{row['realtime_factor']:8.1f}x  {row['size_bytes'] / 1e6:8.2f} MB  "
                 f"max|dMOS| {row['max_abs_diff_mos'] if row['max_abs_diff_mos'] is not None else '-'}"
+                + (
+                    f"  {row['num_parameters']:,} params, {row['gmac_per_second']:g} GMAC/s"
+                    if "num_parameters" in row
+                    else ""
+                )
             )
     return rows
 

@@ -77,7 +77,7 @@ def test_mel_blocks_stay_under_the_quantizer_threshold_and_rebuild_the_matrix():
 def test_log_mel_equals_a_numpy_stft():
     rng = np.random.default_rng(0)
     x = speech_like(rng, 5000)[None]
-    layer = LogMelSpectrogram(num_mel_bins=40, window_samples=256, hop_samples=160)
+    layer = LogMelSpectrogram(num_mel_bins=40, window_samples=256, hop_samples=160, log_offset=1e-6)
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(256) / 256)  # periodic Hann
     padded = np.pad(x[0].astype(np.float64), (0, 256 - 160))
     frames = np.stack([padded[i * 160 : i * 160 + 256] for i in range(5000 // 160)])
@@ -142,8 +142,10 @@ def test_cost_per_second_of_audio():
     assert 0.05 < front / student.macs_per_second() < 0.15
 
 
+@pytest.mark.slow  # ~15 s: a fresh process that imports JAX, runs the student and one train step
 def test_the_jax_backend_computes_the_same_embeddings(tmp_path):
-    """A .keras file saved under TensorFlow, loaded and run (plain and masked) under JAX."""
+    """A .keras file saved under TensorFlow, loaded and run (plain and masked) under JAX, and
+    one training step of a MOS model on it there."""
     encoder = StudentEncoder.from_preset("student-tiny", name="encoder")
     rng = np.random.default_rng(3)
     batch = np.zeros((2, 8000), "float32")
@@ -156,14 +158,20 @@ import jsqa_tf.models
 encoder = keras.saving.load_model({str(tmp_path / "student.keras")!r}, safe_mode=True)
 batch = np.load({str(tmp_path / "batch.npy")!r})
 masked = encoder.encode(batch, np.array([5000, 8000]))
-print(json.dumps({{"backend": keras.backend.backend(), "plain": np.asarray(encoder(batch)).tolist(),
-                  "masked": np.asarray(masked).tolist()}}))
+plain = encoder(batch)
+# and a training step through the masked path (gradients through the STFT)
+model = jsqa_tf.models.MOSRegressor(encoder, hidden_dims=(8,))
+model.compile(optimizer=keras.optimizers.Adam(1e-3))
+inputs = {{"waveform": batch, "num_valid_samples": np.array([5000, 8000])}}
+history = model.fit(inputs, np.array([2.0, 4.0], "float32"), batch_size=2, epochs=1, verbose=0)
+print(json.dumps({{"backend": keras.backend.backend(), "plain": np.asarray(plain).tolist(),
+                  "masked": np.asarray(masked).tolist(), "loss": float(history.history["loss"][0])}}))
 """
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["backend"] == "jax"
+    assert out["backend"] == "jax" and np.isfinite(out["loss"])
     np.testing.assert_allclose(out["plain"], np.asarray(encoder(batch)), atol=1e-4)
     np.testing.assert_allclose(
         out["masked"], np.asarray(encoder.encode(batch, np.array([5000, 8000]))), atol=1e-4
