@@ -190,3 +190,24 @@ def test_the_teacher_runs_at_the_runs_precision(tiny_mos_keras):
         keras.mixed_precision.set_global_policy("float32")
     assert fast.dtype == np.float32 and np.max(np.abs(fast - exact)) < 0.1
     assert not teacher.trainable_weights
+
+
+@pytest.mark.slow  # ~25 s: a fresh process with two logical CPU devices
+def test_distillation_under_a_mirrored_strategy_over_two_logical_cpus(mos_demo, tiny_mos_keras, tmp_path):
+    config = tiny_config(tmp_path / "run", mos_demo, tiny_mos_keras, epochs=1, strategy="mirrored")
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(config)))
+    script = f"""
+import json, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from jsqa_tf.config import DistillConfig, from_dict
+from jsqa_tf.training import distill
+config = from_dict(DistillConfig, json.load(open({str(tmp_path / "config.json")!r})))
+summary = distill(config, verbose=0)
+print(json.dumps({{k: summary[k] for k in ("replicas", "epochs_done", "best_val_teacher_mae")}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["replicas"] == 2 and summary["epochs_done"] == 1
+    assert np.isfinite(summary["best_val_teacher_mae"])
