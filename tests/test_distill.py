@@ -125,6 +125,15 @@ def test_labels_and_the_embedding_loss_can_join(mos_demo, tiny_mos_keras, tmp_pa
     assert not any("projection" in w.path for w in weights)  # the projection is not the student's
 
 
+def test_mixtures_alone_without_mos_corpus_crops(mos_demo, tiny_mos_keras, tmp_path):
+    config = tiny_config(tmp_path / "run", mos_demo, tiny_mos_keras, epochs=1, label_loss_weight=1.0)
+    config = DistillConfig(
+        **{**config.__dict__, "data": DistillDataConfig(**{**config.data.__dict__, "mos_clips_per_batch": 0})}
+    )
+    summary = distill(config, verbose=0)  # the val split is still scored
+    assert np.isfinite(summary["history"]["loss"][0]) and np.isfinite(summary["best_val_teacher_mae"])
+
+
 def test_bad_settings_are_named(mos_demo, tiny_mos_keras, tmp_path):
     with pytest.raises(ConfigError, match="model.teacher"):
         distill(tiny_config(tmp_path / "a", mos_demo, ""), verbose=0)
