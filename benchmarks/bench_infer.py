@@ -156,7 +156,7 @@ def forms(model, workdir: str, threads: int) -> dict:
         log(f"  converting to TFLite {quantization}")
         path = os.path.join(workdir, f"model-{quantization}.tflite")
         with open(path, "wb") as stream:
-            stream.write(convert_tflite(saved_model_dir, quantization))
+            stream.write(convert_tflite(saved_model_dir, quantization, model=model))
         result[f"tflite_{quantization}"] = (LiteModel(path, num_threads=threads).score, os.path.getsize(path))
     return result
 
