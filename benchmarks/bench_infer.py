@@ -1,14 +1,16 @@
 """Inference speed and MOS error of every form of the model, per preset, in one run.
 
     python benchmarks/bench_infer.py [--presets jsqa,small] [--batches 1,16] [--threads 2]
-                                     [--clip-seconds 10] [--model runs/demo] [--peers] [--json]
+                                     [--clip-seconds 10] [--model runs/demo] [--peers]
+                                     [--int8-unchunked] [--json]
 
 For each preset: Keras (float32, the model called in a tf.function), the exported SavedModel
 (its `serving_default`), and TFLite float32 / float16 / int8 (dynamic range) in LiteRT, all
 with `--threads` CPU threads, on batches of 1 and 16 clips of 10 s. Reported per row:
 `realtime_factor` (seconds of audio scored per second of wall time), `size_bytes` (the .keras
 file, the SavedModel folder, the .tflite file) and `max_abs_diff_mos` against Keras float32 on
-the same clips.
+the same clips. `--int8-unchunked` adds int8 converted from the SavedModel as it is (one
+dynamic-range scale per clip, as before `jsqa_tf.quantization`): the row to compare with.
 
 Weights. MOS differences mean something only where the outputs are not saturated, so the
 models are not left random: the `jsqa` and `small` encoders keep random convolution weights
@@ -60,6 +62,9 @@ def parse_args(argv=None):
         "--nisqa-weights",
         default=os.path.join(REPO, "..", "shared", "data", "peers", "nisqa.tar"),
         help="NISQA's nisqa.tar (its weights are not in the nisqa package).",
+    )
+    parser.add_argument(
+        "--int8-unchunked", action="store_true", help="Also int8 converted without the chunked copy (before)."
     )
     parser.add_argument("--json", action="store_true", help="Print the rows as one JSON list.")
     return parser.parse_args(argv)
@@ -127,7 +132,7 @@ def folder_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def forms(model, workdir: str, threads: int) -> dict:
+def forms(model, workdir: str, threads: int, int8_unchunked: bool = False) -> dict:
     """name -> (score function float32 [b, n] -> MOS [b], size in bytes) for every form."""
     import tensorflow as tf
 
@@ -158,6 +163,11 @@ def forms(model, workdir: str, threads: int) -> dict:
         with open(path, "wb") as stream:
             stream.write(convert_tflite(saved_model_dir, quantization, model=model))
         result[f"tflite_{quantization}"] = (LiteModel(path, num_threads=threads).score, os.path.getsize(path))
+    if int8_unchunked:  # int8 as converted before jsqa_tf.quantization: one scale per clip
+        path = os.path.join(workdir, "model-int8-unchunked.tflite")
+        with open(path, "wb") as stream:
+            stream.write(convert_tflite(saved_model_dir, "int8"))
+        result["tflite_int8_unchunked"] = (LiteModel(path, num_threads=threads).score, os.path.getsize(path))
     return result
 
 
@@ -179,7 +189,7 @@ def time_scoring(score, batch: np.ndarray, min_seconds: float) -> tuple[float, n
 
 def bench_model(label: str, weights: str, model, clips, args, workdir) -> list[dict]:
     log(f"{label}: exporting")
-    scorers = forms(model, os.path.join(workdir, label), args.threads)
+    scorers = forms(model, os.path.join(workdir, label), args.threads, args.int8_unchunked)
     rows = []
     for batch_size in [int(b) for b in args.batches.split(",")]:
         batch = clips[:batch_size]
