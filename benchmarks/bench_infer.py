@@ -128,6 +128,24 @@ def calibrated_model(preset: str, crops: np.ndarray, mos: np.ndarray):
     return model
 
 
+class LiteScorer:
+    """A TFLite model's score function whose interpreter is made on the first call and dropped
+    by `release()`: at batch 16 × 10 s each `jsqa` interpreter holds GBs of tensors, and
+    keeping every form's at once ran a 23 GB machine out of memory."""
+
+    def __init__(self, path: str, threads: int):
+        self.path, self.threads, self.model = path, threads, None
+
+    def __call__(self, waveform):
+        from jsqa_tf.lite import LiteModel
+
+        self.model = self.model or LiteModel(self.path, num_threads=self.threads)
+        return self.model.score(waveform)
+
+    def release(self):
+        self.model = None
+
+
 def folder_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
@@ -137,7 +155,6 @@ def forms(model, workdir: str, threads: int, int8_unchunked: bool = False) -> di
     import tensorflow as tf
 
     from jsqa_tf.export import convert_tflite, save_serving_model
-    from jsqa_tf.lite import LiteModel
 
     os.makedirs(workdir, exist_ok=True)
     keras_path = os.path.join(workdir, "model.keras")
@@ -162,12 +179,12 @@ def forms(model, workdir: str, threads: int, int8_unchunked: bool = False) -> di
         path = os.path.join(workdir, f"model-{quantization}.tflite")
         with open(path, "wb") as stream:
             stream.write(convert_tflite(saved_model_dir, quantization, model=model))
-        result[f"tflite_{quantization}"] = (LiteModel(path, num_threads=threads).score, os.path.getsize(path))
+        result[f"tflite_{quantization}"] = (LiteScorer(path, threads), os.path.getsize(path))
     if int8_unchunked:  # int8 as converted before jsqa_tf.quantization: one scale per clip
         path = os.path.join(workdir, "model-int8-unchunked.tflite")
         with open(path, "wb") as stream:
             stream.write(convert_tflite(saved_model_dir, "int8"))
-        result["tflite_int8_unchunked"] = (LiteModel(path, num_threads=threads).score, os.path.getsize(path))
+        result["tflite_int8_unchunked"] = (LiteScorer(path, threads), os.path.getsize(path))
     return result
 
 
@@ -196,6 +213,7 @@ def bench_model(label: str, weights: str, model, clips, args, workdir) -> list[d
         reference = None
         for name, (score, size) in scorers.items():
             rtf, mos = time_scoring(score, batch, args.min_seconds)
+            getattr(score, "release", lambda: None)()
             reference = mos if name == "keras" else reference
             row = {
                 "format": name,
