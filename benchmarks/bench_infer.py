@@ -131,7 +131,7 @@ def calibrated_model(preset: str, crops: np.ndarray, mos: np.ndarray):
 class LiteScorer:
     """A TFLite model's score function whose interpreter is made on the first call and dropped
     by `release()`: at batch 16 × 10 s each `jsqa` interpreter holds GBs of tensors, and
-    keeping every form's at once ran a 23 GB machine out of memory."""
+    keeping every form's at once held 17 GB of a 23 GB machine."""
 
     def __init__(self, path: str, threads: int):
         self.path, self.threads, self.model = path, threads, None
