@@ -76,8 +76,8 @@ class ChunkedConv1D(keras.layers.Conv1D):
         # CONCATENATION of them (`_sizes`), or the length of a RANGE: all evaluated by TFLite as
         # soon as the input is resized. A size that goes through a PACK, ADD, FLOOR_DIV or
         # MAXIMUM, or a SLICE to a computed size, is known only when the op runs: every tensor
-        # after it is then dynamic (allocated apart, never reused: 3 GB for one 10 s clip of
-        # `jsqa`), and XNNPACK does not run the convolutions (6x slower, measured).
+        # after it is then dynamic: allocated apart and never reused (2.9 GB for one 10 s clip
+        # of `jsqa`, against 0.3 GB now), and slow (7-9x slower on `small`, measured).
         if self.padding == "valid":
             frames = tf.shape(inputs[:1, span - 1 :: stride, :1])[1]
             left = 0
