@@ -4,11 +4,12 @@ Dynamic-range ("hybrid") int8 keeps activations in float and quantizes each conv
 input on the fly, asymmetrically, with one scale per batch row (XNNPACK's and TFLite's own
 kernels alike): for a Conv1D on [batch, time, channels], one scale for every frame and channel
 of a whole clip. A loud moment (a click, a plosive, a clipped burst) sets that scale, and the
-rest of the clip is rounded to a few levels; the rounding error grows layer by layer and,
-biased by the LeakyReLUs, survives the average pooling. Measured (README, "Inference
-figures"): a 10 ms burst in a quiet 4 s clip moves the `small` encoder's int8 embedding by
-23-34 % (0.01 without it) and its MOS by up to 0.66; over the benchmark's 10 s clips, int8
-activations move the MOS by up to 0.14 and the int8 weights alone by 0.01.
+rest of the clip is rounded to a few levels; the rounding error grows layer by layer and
+survives the average pooling (measured; the LeakyReLUs presumably bias it). Measured (README,
+"Inference figures"): a 10 ms burst in a quiet 4 s clip moved the `small` encoder's int8
+embedding by 23-34 % (1.2 % without it) and its MOS by up to 0.66; over the benchmark's
+16 clips of 10 s, int8 moved `small`'s MOS by up to 0.14 (0.016 chunked) and `jsqa`'s by
+0.49 (0.051 chunked); the int8 weights alone account for 0.013 on `small` (simulated).
 
 `chunked_copy` returns a copy whose every Conv1D computes its output in chunks of
 `chunk_frames` frames, each chunk a row of the batch axis (with the `kernel_size - stride`
@@ -30,7 +31,8 @@ import keras
 
 CHUNK_FRAMES = 256
 """Output frames of a convolution per int8 scale: at 16 kHz 16 ms, at 1 kHz (after four
-decimations) 256 ms. 64 to 1024 gave the same MOS error on `small` (simulated); 4096 twice it."""
+decimations) 256 ms. 64 to 1024 gave about the same MOS error on `small` (0.015-0.019,
+simulated, 10 s clips); 4096 gave 0.041, one scale per clip 0.143."""
 
 
 class ChunkedConv1D(keras.layers.Conv1D):
