@@ -1,7 +1,8 @@
 """Inference speed and MOS error of every form of the model, per preset, in one run.
 
     python benchmarks/bench_infer.py [--presets jsqa,small,student] [--batches 1,16] [--threads 2]
-                                     [--clip-seconds 10] [--model runs/demo] [--peers] [--json]
+                                     [--clip-seconds 10] [--model runs/demo] [--peers]
+                                     [--int8-unchunked] [--json]
 
 For each preset: Keras (float32, the model called in a tf.function), the exported SavedModel
 (its `serving_default`), and TFLite float32 / float16 / int8 (dynamic range) in LiteRT, all
@@ -11,7 +12,9 @@ file, the SavedModel folder, the .tflite file), `max_abs_diff_mos` against Keras
 the same clips, and the model's `num_parameters` and `gmac_per_second` (multiply-accumulates
 per second of 16 kHz audio, the encoder's `macs_per_second`). Presets are `WaveformEncoder`'s
 (jsqa, cdpam, small, tiny) and the on-device student's (`StudentEncoder`: student,
-student-waveform, student-tiny).
+student-waveform, student-tiny). `--int8-unchunked` adds int8 converted from the SavedModel as
+it is (one dynamic-range scale per clip, as before `jsqa_tf.quantization`): the row to compare
+with.
 
 Weights. MOS differences mean something only where the outputs are not saturated, so the
 models are not left random: the `jsqa` and `small` encoders keep random convolution weights
@@ -65,6 +68,9 @@ def parse_args(argv=None):
         "--nisqa-weights",
         default=os.path.join(REPO, "..", "shared", "data", "peers", "nisqa.tar"),
         help="NISQA's nisqa.tar (its weights are not in the nisqa package).",
+    )
+    parser.add_argument(
+        "--int8-unchunked", action="store_true", help="Also int8 converted without the chunked copy (before)."
     )
     parser.add_argument("--json", action="store_true", help="Print the rows as one JSON list.")
     return parser.parse_args(argv)
@@ -148,16 +154,33 @@ def preset_of(encoder) -> str:
     return "custom"
 
 
+class LiteScorer:
+    """A TFLite model's score function whose interpreter is made on the first call and dropped
+    by `release()`: at batch 16 × 10 s each `jsqa` interpreter holds GBs of tensors, and
+    keeping every form's at once held 17 GB of a 23 GB machine."""
+
+    def __init__(self, path: str, threads: int):
+        self.path, self.threads, self.model = path, threads, None
+
+    def __call__(self, waveform):
+        from jsqa_tf.lite import LiteModel
+
+        self.model = self.model or LiteModel(self.path, num_threads=self.threads)
+        return self.model.score(waveform)
+
+    def release(self):
+        self.model = None
+
+
 def folder_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def forms(model, workdir: str, threads: int) -> dict:
+def forms(model, workdir: str, threads: int, int8_unchunked: bool = False) -> dict:
     """name -> (score function float32 [b, n] -> MOS [b], size in bytes) for every form."""
     import tensorflow as tf
 
     from jsqa_tf.export import convert_tflite, save_serving_model
-    from jsqa_tf.lite import LiteModel
 
     os.makedirs(workdir, exist_ok=True)
     keras_path = os.path.join(workdir, "model.keras")
@@ -181,8 +204,13 @@ def forms(model, workdir: str, threads: int) -> dict:
         log(f"  converting to TFLite {quantization}")
         path = os.path.join(workdir, f"model-{quantization}.tflite")
         with open(path, "wb") as stream:
-            stream.write(convert_tflite(saved_model_dir, quantization))
-        result[f"tflite_{quantization}"] = (LiteModel(path, num_threads=threads).score, os.path.getsize(path))
+            stream.write(convert_tflite(saved_model_dir, quantization, model=model))
+        result[f"tflite_{quantization}"] = (LiteScorer(path, threads), os.path.getsize(path))
+    if int8_unchunked:  # int8 as converted before jsqa_tf.quantization: one scale per clip
+        path = os.path.join(workdir, "model-int8-unchunked.tflite")
+        with open(path, "wb") as stream:
+            stream.write(convert_tflite(saved_model_dir, "int8"))
+        result["tflite_int8_unchunked"] = (LiteScorer(path, threads), os.path.getsize(path))
     return result
 
 
@@ -204,13 +232,14 @@ def time_scoring(score, batch: np.ndarray, min_seconds: float) -> tuple[float, n
 
 def bench_model(label: str, weights: str, model, clips, args, workdir) -> list[dict]:
     log(f"{label}: exporting")
-    scorers = forms(model, os.path.join(workdir, label), args.threads)
+    scorers = forms(model, os.path.join(workdir, label), args.threads, args.int8_unchunked)
     rows = []
     for batch_size in [int(b) for b in args.batches.split(",")]:
         batch = clips[:batch_size]
         reference = None
         for name, (score, size) in scorers.items():
             rtf, mos = time_scoring(score, batch, args.min_seconds)
+            getattr(score, "release", lambda: None)()
             reference = mos if name == "keras" else reference
             row = {
                 "format": name,
