@@ -48,6 +48,28 @@ def test_crops_are_exact_slices_with_padding_for_short_files(prepared):
             assert not pcm[valid:].any()  # zero padding past a short file's end
 
 
+def test_block_crops_take_every_file_once_per_epoch_in_whole_batches(prepared):
+    """Random crops are cut a block of `shuffle_buffer` records at a time (rounded up to whole
+    batches): one epoch still holds every file once, batches never straddle two blocks, and
+    the last batch of an epoch keeps its remainder when asked to."""
+    folder, originals = prepared
+    names = {*originals, "silent.wav"}
+    for shuffle_buffer in (5, 1024):
+        dataset = make_dataset(
+            folder,
+            crop_samples=700,
+            batch_size=2,
+            keys=("source_path",),
+            shuffle_buffer=shuffle_buffer,
+            repeat=False,
+            drop_remainder=False,
+            seed=5,
+        )
+        batches = [batch["source_path"].numpy().tolist() for batch in dataset]
+        assert [len(batch) for batch in batches] == [2, 2, 2, 2, 1]
+        assert sorted(name.decode() for batch in batches for name in batch) == sorted(names)
+
+
 def test_crop_offsets_cover_the_whole_file():
     pcm = np.arange(5000, dtype=np.int16)
     audio_bytes = tf.constant(pcm.astype("<i2").tobytes())
