@@ -18,8 +18,9 @@ from jsqa_tf.config import (
     to_dict,
 )
 from jsqa_tf.errors import ConfigError, ModelError
+from jsqa_tf.mixing import CLIP_LEVEL
 from jsqa_tf.models import load_mos_regressor
-from jsqa_tf.models.distiller import PEAK_LEVEL, mixtures
+from jsqa_tf.models.distiller import mixtures
 from jsqa_tf.training import TrainingError, distill
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +61,7 @@ def test_mixtures_hold_the_snr_the_gain_and_the_valid_length():
         assert abs(measured - snr_db[row]) < 1e-3
     np.testing.assert_allclose(mixed[2], clean[2] * 0.5, rtol=1e-6)  # left clean
     assert not mixed[1, 600:].any()  # zero past the valid length
-    assert np.max(np.abs(mixed[3])) == pytest.approx(PEAK_LEVEL, rel=1e-6)  # peak-limited
+    assert np.max(np.abs(mixed[3])) == pytest.approx(CLIP_LEVEL, rel=1e-6)  # peak-limited
 
 
 def test_distillation_closes_most_of_the_gap_to_the_teacher(mos_demo, tiny_mos_keras, tmp_path):

@@ -8,13 +8,11 @@ from keras import ops
 from jsqa_tf.mixing import mix_at_snr
 from jsqa_tf.models.distributed_step import DistributedStepMixin
 
-PEAK_LEVEL = 0.999  # mixtures louder than this are scaled down (speech and noise together)
-
 
 def mixtures(clean, noise, snr_db, noise_on, gain, num_valid_samples):
     """The training step's synthetic clips: `noise` added to `clean` at `snr_db` where
-    `noise_on` is 1 (clean where 0), scaled by `gain`, peak-limited to `PEAK_LEVEL`, zero past
-    each clip's valid length. keras.ops only.
+    `noise_on` is 1 (clean where 0), scaled by `gain`, peak-limited to `mixing.CLIP_LEVEL`,
+    zero past each clip's valid length. keras.ops only.
 
     Args:
         clean, noise: float [batch, samples].
@@ -24,18 +22,14 @@ def mixtures(clean, noise, snr_db, noise_on, gain, num_valid_samples):
     Returns:
         float32 [batch, samples].
     """
-    noise = ops.cast(noise, "float32") * ops.cast(noise_on, "float32")[:, None]
-    mixture = mix_at_snr(clean, noise, snr_db, num_valid_samples=num_valid_samples)
-    valid = (
-        ops.arange(ops.shape(mixture)[1], dtype="int32")[None, :]
-        < ops.cast(num_valid_samples, "int32")[:, None]
-    )
-    mixture = mixture * ops.cast(gain, "float32")[:, None] * ops.cast(valid, "float32")
-    peak = ops.max(ops.abs(mixture), axis=-1, keepdims=True)
-    return mixture * ops.minimum(1.0, PEAK_LEVEL / ops.maximum(peak, 1e-9))
+    frames = ops.arange(ops.shape(clean)[1], dtype="int32")
+    valid = ops.cast(frames[None, :] < ops.cast(num_valid_samples, "int32")[:, None], "float32")
+    # the gain goes on the speech: the noise's is computed from the speech's power, so the SNR holds
+    clean = ops.cast(clean, "float32") * ops.cast(gain, "float32")[:, None] * valid
+    noise = ops.cast(noise, "float32") * ops.cast(noise_on, "float32")[:, None] * valid
+    return mix_at_snr(clean, noise, snr_db, num_valid_samples=num_valid_samples, prevent_clipping=True)
 
 
-@keras.saving.register_keras_serializable(package="jsqa_tf")
 class Distiller(DistributedStepMixin, keras.Model):
     """Trains `student` to give `teacher`'s MOS (the teacher is frozen, run in inference mode).
 
@@ -53,6 +47,8 @@ class Distiller(DistributedStepMixin, keras.Model):
     embedding and the teacher's, over the teacher embedding's variance (so 1 = predicting
     its batch mean); plus `label_loss_weight` × the MSE to the labels where there are labels.
     Tracked: the mean |student - teacher| ("teacher_mae").
+
+    Not saved as a model: its checkpoints are weights, and what users load is the student.
 
     Args:
         student: a `MOSRegressor` (trained).

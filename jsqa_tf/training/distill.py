@@ -33,6 +33,7 @@ import numpy as np
 from jsqa_tf.config import DistillConfig
 from jsqa_tf.errors import ConfigError
 from jsqa_tf.models.saving import LAST_MODEL_FILE, MODEL_FILE, find_model_file, load_mos_regressor
+from jsqa_tf.training.pretrain import epoch_seed
 from jsqa_tf.training.run import (
     Run,
     TrainingError,
@@ -48,13 +49,6 @@ UNTRAINED_GAP = "untrained_val_teacher_mae"
 
 
 # --- data ----------------------------------------------------------------------------------------
-
-
-def epoch_seed(seed: int, epoch):
-    """The seed of epoch `epoch`'s batches (an int64 scalar tensor)."""
-    import tensorflow as tf
-
-    return tf.constant(seed, tf.int64) * 7919 + tf.cast(epoch, tf.int64)
 
 
 def _draws(config: DistillConfig, seed, index, count: int) -> dict:
