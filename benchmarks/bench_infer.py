@@ -72,6 +72,15 @@ def parse_args(argv=None):
     parser.add_argument(
         "--int8-unchunked", action="store_true", help="Also int8 converted without the chunked copy (before)."
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="Time every form this many times, in turn, and quote the median (a noisy machine).",
+    )
+    parser.add_argument(
+        "--formats", default="", help="Only these forms, e.g. keras,tflite_int8 (default: all)."
+    )
     parser.add_argument("--json", action="store_true", help="Print the rows as one JSON list.")
     return parser.parse_args(argv)
 
@@ -176,8 +185,9 @@ def folder_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def forms(model, workdir: str, threads: int, int8_unchunked: bool = False) -> dict:
-    """name -> (score function float32 [b, n] -> MOS [b], size in bytes) for every form."""
+def forms(model, workdir: str, threads: int, int8_unchunked: bool = False, only: tuple = ()) -> dict:
+    """name -> (score function float32 [b, n] -> MOS [b], size in bytes) for every form (or
+    for those in `only`; Keras float32, the reference, always)."""
     import tensorflow as tf
 
     from jsqa_tf.export import convert_tflite, save_serving_model
@@ -200,13 +210,18 @@ def forms(model, workdir: str, threads: int, int8_unchunked: bool = False) -> di
         "keras": (lambda x: keras_fn(x).numpy(), os.path.getsize(keras_path)),
         "saved_model": (saved_model_score, folder_bytes(saved_model_dir)),
     }
+    if only:
+        result = {name: form for name, form in result.items() if name == "keras" or name in only}
     for quantization in TFLITE_FORMATS:
+        if only and f"tflite_{quantization}" not in only:
+            continue
         log(f"  converting to TFLite {quantization}")
         path = os.path.join(workdir, f"model-{quantization}.tflite")
         with open(path, "wb") as stream:
             stream.write(convert_tflite(saved_model_dir, quantization, model=model))
         result[f"tflite_{quantization}"] = (LiteScorer(path, threads), os.path.getsize(path))
-    if int8_unchunked:  # int8 as converted before jsqa_tf.quantization: one scale per clip
+    # int8 as converted before jsqa_tf.quantization: one scale per clip
+    if int8_unchunked and (not only or "tflite_int8_unchunked" in only):
         path = os.path.join(workdir, "model-int8-unchunked.tflite")
         with open(path, "wb") as stream:
             stream.write(convert_tflite(saved_model_dir, "int8"))
@@ -232,21 +247,28 @@ def time_scoring(score, batch: np.ndarray, min_seconds: float) -> tuple[float, n
 
 def bench_model(label: str, weights: str, model, clips, args, workdir) -> list[dict]:
     log(f"{label}: exporting")
-    scorers = forms(model, os.path.join(workdir, label), args.threads, args.int8_unchunked)
+    only = tuple(f for f in args.formats.split(",") if f)
+    scorers = forms(model, os.path.join(workdir, label), args.threads, args.int8_unchunked, only)
     rows = []
     for batch_size in [int(b) for b in args.batches.split(",")]:
         batch = clips[:batch_size]
-        reference = None
-        for name, (score, size) in scorers.items():
-            rtf, mos = time_scoring(score, batch, args.min_seconds)
-            getattr(score, "release", lambda: None)()
-            reference = mos if name == "keras" else reference
+        timings = {name: [] for name in scorers}
+        for _ in range(args.rounds):  # forms in turn, so a load change touches all alike
+            for name, (score, _) in scorers.items():
+                rtf, mos = time_scoring(score, batch, args.min_seconds)
+                getattr(score, "release", lambda: None)()
+                timings[name].append((rtf, mos))
+        reference = timings["keras"][0][1]
+        for name, (_, size) in scorers.items():
+            rtfs = [rtf for rtf, _ in timings[name]]
+            rtf, mos = float(np.median(rtfs)), timings[name][0][1]
             row = {
                 "format": name,
                 "preset": label,
                 "batch": batch_size,
                 "threads": args.threads,
                 "realtime_factor": round(rtf, 2),
+                "realtime_factor_rounds": [round(r, 2) for r in rtfs],
                 "size_bytes": size,
                 "max_abs_diff_mos": float(np.max(np.abs(mos - reference))),
                 "weights": weights,
@@ -257,6 +279,7 @@ def bench_model(label: str, weights: str, model, clips, args, workdir) -> list[d
             log(
                 f"  {name:15s} batch {batch_size:2d}: {rtf:8.1f}x real time, {size / 1e6:7.2f} MB, "
                 f"max |dMOS| {row['max_abs_diff_mos']:.2e}"
+                + (f" (rounds: {', '.join(f'{r:.1f}' for r in rtfs)})" if len(rtfs) > 1 else "")
             )
             rows.append(row)
     return rows

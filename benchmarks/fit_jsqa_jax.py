@@ -1,0 +1,219 @@
+"""Trains the full `jsqa` MOS model on demo audio on a GPU under JAX: trained weights to
+measure int8 error on (`bench_infer.py --model`).
+
+    # here, with TensorFlow: the training data (demo corpora, int16), < 64 MiB
+    python benchmarks/fit_jsqa_jax.py data --out .device/jsqa_data.npz
+    # on a GPU machine with JAX and Keras (no TensorFlow needed), the weights as float16 parts
+    KERAS_BACKEND=jax python benchmarks/fit_jsqa_jax.py fit --data .device/jsqa_data.npz --out OUT
+    # here: the parts -> a float32 .keras file
+    python benchmarks/fit_jsqa_jax.py assemble --weights OUT --out jsqa_demo.keras
+
+Why: quantization error means something only on trained weights (random ones saturate the
+sigmoid or sit in its middle), and the 22 M-parameter `jsqa` encoder (~58 GMAC a second of
+audio) trains far too slowly on a CPU. This is a benchmark fixture, not a quality model:
+`jsqa` trained from scratch (no contrastive pretraining) with the MSE of `MOSRegressor` on
+random 3 s crops of the demo corpus's synthetic NISQA-like files (labels from a formula of
+known degradations, README) under mixed bfloat16, Adam. Train: a second demo corpus (seed 1,
+`--extra-files` files) and the demo's own train files (seed 0, 44 files); validation: the
+demo's val files (seed 0, 16 files of other speakers), the files `bench_infer.py` scores.
+Weights come back as float16 (a GPU machine returns at most 16 MiB a file, 64 MiB in all; the
+float32 weights are 88 MB), so the assembled model is the trained one rounded to float16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+PART_BYTES = 15 * 2**20
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    steps = parser.add_subparsers(dest="step", required=True)
+    data = steps.add_parser("data", help="Write the training data (needs the package's audio reader).")
+    data.add_argument("--out", required=True)
+    data.add_argument("--extra-files", type=int, default=200, help="Files of the seed-1 demo corpus.")
+    fit = steps.add_parser("fit", help="Train under KERAS_BACKEND=jax; write float16 weight parts.")
+    fit.add_argument("--data", required=True)
+    fit.add_argument("--out", required=True)
+    fit.add_argument("--minutes", type=float, default=4.0, help="Training time (after compiling).")
+    fit.add_argument("--batch-size", type=int, default=32)
+    fit.add_argument("--crop-seconds", type=float, default=3.0)
+    fit.add_argument("--learning-rate", type=float, default=2e-4)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--preset", default="jsqa", help="Encoder preset (`tiny` for a quick CPU check).")
+    fit.add_argument("--steps-per-epoch", type=int, default=32)
+    assemble = steps.add_parser("assemble", help="float16 weight parts -> a float32 .keras file.")
+    assemble.add_argument("--weights", required=True, help="The folder `fit` wrote.")
+    assemble.add_argument("--out", required=True)
+    return parser.parse_args(argv)
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def build_model(preset: str = "jsqa"):
+    from jsqa_tf.models import MOSRegressor, WaveformEncoder
+
+    return MOSRegressor(WaveformEncoder.from_preset(preset))
+
+
+# --- data (here) ----------------------------------------------------------------------------------
+
+
+def write_data(out: str, extra_files: int) -> None:
+    from jsqa_tf.audio import read_audio
+    from jsqa_tf.data.corpora import read_nisqa
+    from jsqa_tf.data.demo import demo_paths, make_demo_corpus
+
+    with tempfile.TemporaryDirectory() as workdir:
+        splits = {"train": [], "val": []}
+        for seed, num_files in ((0, 60), (1, extra_files)):
+            root = os.path.join(workdir, f"demo{seed}")
+            make_demo_corpus(root, seed=seed, num_mos_files=num_files)
+            for record in read_nisqa(demo_paths(root)["nisqa"]).records:
+                split = "val" if seed == 0 and "VAL" in record.database else "train"
+                splits[split].append((read_audio(record.path), record.mos))
+        arrays = {}
+        for split, files in splits.items():
+            pcm = [np.round(np.clip(audio, -1, 32767 / 32768) * 32768).astype(np.int16) for audio, _ in files]
+            arrays[f"{split}_pcm"] = np.concatenate(pcm)
+            arrays[f"{split}_lengths"] = np.array([len(p) for p in pcm], np.int64)
+            arrays[f"{split}_mos"] = np.array([mos for _, mos in files], np.float32)
+            log(f"{split}: {len(files)} files, {sum(len(p) for p in pcm) / SAMPLE_RATE:.0f} s")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    np.savez(out, **arrays)
+    log(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB)")
+
+
+def load_split(data, split):
+    pcm, lengths = data[f"{split}_pcm"], data[f"{split}_lengths"]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    files = [pcm[s : s + n].astype(np.float32) / 32768.0 for s, n in zip(starts, lengths, strict=True)]
+    return files, data[f"{split}_mos"]
+
+
+def padded(files):
+    """(waveforms zero-padded to the longest, int32 lengths): the masked batch input."""
+    longest = max(len(f) for f in files)
+    waveform = np.stack([np.pad(f, (0, longest - len(f))) for f in files])
+    return {"waveform": waveform, "num_valid_samples": np.array([len(f) for f in files], np.int32)}
+
+
+def scores(predicted, labels) -> dict:
+    return {
+        "pcc": float(np.corrcoef(predicted, labels)[0, 1]),
+        "rmse": float(np.sqrt(np.mean((predicted - labels) ** 2))),
+        "mos_range": [float(predicted.min()), float(predicted.max())],
+    }
+
+
+# --- fit (GPU, JAX) -------------------------------------------------------------------------------
+
+
+def fit(args) -> None:
+    import keras
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    data = np.load(args.data)
+    train, train_mos = load_split(data, "train")
+    val, val_mos = load_split(data, "val")
+    crop = int(args.crop_seconds * SAMPLE_RATE)
+    if min(len(f) for f in train) < crop:
+        sys.exit(f"{args.data}: a training file is shorter than the {args.crop_seconds} s crop")
+    rng = np.random.default_rng(args.seed)
+    keras.utils.set_random_seed(args.seed)
+    model = build_model(args.preset)
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    log(f"backend {keras.backend.backend()}, devices {__import__('jax').devices()}")
+    steps_per_epoch = args.steps_per_epoch
+    val_inputs = padded(val)
+
+    def epoch_crops():
+        picks = rng.integers(len(train), size=steps_per_epoch * args.batch_size)
+        x = np.stack([_crop(train[i], crop, rng) for i in picks])
+        return x, train_mos[picks]
+
+    history, epoch, started, budget = [], 0, None, args.minutes * 60
+    while started is None or time.time() - started < budget:
+        x, y = epoch_crops()
+        if started is not None and time.time() - started > 0.7 * budget:
+            model.optimizer.learning_rate = args.learning_rate / 10
+        t0 = time.time()
+        logs = model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0).history
+        seconds = time.time() - t0
+        if started is None:  # the first epoch compiles; the budget counts from its end
+            started = time.time()
+        epoch += 1
+        line = {"epoch": epoch, "rmse": round(logs["rmse"][-1], 4), "seconds": round(seconds, 2)}
+        if epoch % 10 == 0:
+            line["val"] = scores(np.asarray(model.predict(val_inputs, batch_size=16, verbose=0)), val_mos)
+        history.append(line)
+        log(json.dumps(line))
+    clips_per_second = steps_per_epoch * args.batch_size / np.median([h["seconds"] for h in history[1:]])
+    final = scores(np.asarray(model.predict(val_inputs, batch_size=16, verbose=0)), val_mos)
+    log(f"final val (16 whole files): {final}")
+    log(f"{clips_per_second:.0f} clips of {args.crop_seconds} s a second")
+    os.makedirs(args.out, exist_ok=True)
+    save_parts([np.asarray(w) for w in model.get_weights()], args.out)
+    summary = {"epochs": epoch, "clips_per_second": clips_per_second, "val": final, "args": vars(args)}
+    with open(os.path.join(args.out, "fit.json"), "w") as f:
+        json.dump({**summary, "history": history}, f, indent=1)
+
+
+def _crop(audio, crop, rng):
+    offset = rng.integers(len(audio) - crop + 1)
+    return audio[offset : offset + crop]
+
+
+def save_parts(weights, out: str) -> None:
+    """The weights as float16, in .npz parts of at most ~15 MiB (key: the weight's index)."""
+    parts = [{}]
+    for index, weight in enumerate(weights):
+        if parts[-1] and sum(w.nbytes for w in parts[-1].values()) + weight.size * 2 > PART_BYTES:
+            parts.append({})
+        parts[-1][f"w{index:04d}"] = weight.astype(np.float16)
+    for number, part in enumerate(parts):
+        np.savez(os.path.join(out, f"weights{number}.npz"), **part)
+
+
+# --- assemble (here) ------------------------------------------------------------------------------
+
+
+def assemble(args) -> None:
+    with open(os.path.join(args.weights, "fit.json")) as f:
+        model = build_model(json.load(f)["args"]["preset"])
+    loaded = {}
+    for path in sorted(glob.glob(os.path.join(args.weights, "weights*.npz"))):
+        with np.load(path) as part:
+            loaded.update({key: part[key] for key in part.files})
+    weights = [loaded[key].astype(np.float32) for key in sorted(loaded)]
+    if len(weights) != len(model.get_weights()):
+        sys.exit(f"{args.weights}: {len(weights)} weights, the jsqa model has {len(model.get_weights())}")
+    model.set_weights(weights)
+    model.save(args.out)
+    log(f"wrote {args.out}")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.step == "data":
+        write_data(args.out, args.extra_files)
+    elif args.step == "fit":
+        fit(args)
+    else:
+        assemble(args)
+
+
+if __name__ == "__main__":
+    main()
