@@ -2,7 +2,8 @@
 
     python benchmarks/bench_infer.py [--presets jsqa,small,student] [--batches 1,16] [--threads 2]
                                      [--clip-seconds 10] [--model runs/demo] [--peers]
-                                     [--int8-unchunked] [--json]
+                                     [--int8-unchunked] [--formats keras,tflite_int8]
+                                     [--rounds 3] [--json]
 
 For each preset: Keras (float32, the model called in a tf.function), the exported SavedModel
 (its `serving_default`), and TFLite float32 / float16 / int8 (dynamic range) in LiteRT, all
@@ -14,7 +15,8 @@ per second of 16 kHz audio, the encoder's `macs_per_second`). Presets are `Wavef
 (jsqa, cdpam, small, tiny) and the on-device student's (`StudentEncoder`: student,
 student-waveform, student-tiny). `--int8-unchunked` adds int8 converted from the SavedModel as
 it is (one dynamic-range scale per clip, as before `jsqa_tf.quantization`): the row to compare
-with.
+with. `--formats` keeps only the named forms (Keras, the reference, always); `--rounds N` times
+every form N times, in turn, and quotes the median (`realtime_factor_rounds`: each round's).
 
 Weights. MOS differences mean something only where the outputs are not saturated, so the
 models are not left random: the `jsqa` and `small` encoders keep random convolution weights
@@ -23,7 +25,8 @@ batch of demo audio and the MOS head is fitted to the demo corpus's MOS labels o
 embeddings ("calibrated"). That makes activations and outputs realistic in range, which is what
 quantization error depends on; it is not a trained quality model. `--model` (default
 `runs/demo`, what `jsqa-tf train --config pipelines/demo.yaml` writes) adds the rows of that
-trained model, with its own preset name, when it exists.
+trained model, with its own preset name, when it exists; a trained `jsqa` comes from
+`fit_jsqa_jax.py` (a GPU run under JAX) and is passed as `--model jsqa_demo.keras`.
 
 Clips: the demo corpus's NISQA-like files (synthetic speech with known degradations), each
 looped to 10 s. `--peers` adds, when installed in this environment, DNSMOS (`speechmos`,
