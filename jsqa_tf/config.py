@@ -141,6 +141,10 @@ class PairConfig:
             most this many MB (10**6 bytes), and cut excerpts from it; above it (or at 0),
             read the noise records for every excerpt (logged; ~6x slower on 60 s noise files).
             The default holds CHiME-3's backgrounds with one channel (~8.5 h, ~1 GB), not all six.
+        max_crops_per_file: non-overlapping clean crops each utterance gives per epoch, in
+            different batches (None: as many as fit, at least one; 1: one crop per utterance
+            per epoch, the sampler before issue 13). Reading and parsing a record is most of a
+            crop's cost, so several crops a record make each cheaper (`jsqa_tf.data.pipeline`).
     """
 
     clean_dir: str
@@ -156,6 +160,7 @@ class PairConfig:
     sample_rate: int = 16_000
     seed: int = 0
     noise_bank_max_mb: float = NOISE_BANK_MAX_MB
+    max_crops_per_file: int | None = None
 
     def __post_init__(self):
         check_ranges(self)
