@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from jsqa_tf.data import integrity
 from jsqa_tf.data.prepare import load_manifest
-from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm
+from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm, pcm_to_float
 from jsqa_tf.errors import CorpusError
 
 
@@ -179,7 +179,7 @@ def _crop_offsets(num_samples, crops, used, crop_samples: int, seed: tf.Tensor) 
 
 
 def _to_float(pcm: tf.Tensor) -> tf.Tensor:
-    return tf.cast(pcm, tf.float32) / 32768.0
+    return pcm_to_float(pcm)
 
 
 def circular_crop_pcm(

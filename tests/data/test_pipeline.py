@@ -6,6 +6,7 @@ from jsqa_tf.audio import write_wav
 from jsqa_tf.config import PrepareConfig
 from jsqa_tf.data.pipeline import make_dataset, random_crop_pcm, random_crop_pcm_batch, shard_paths
 from jsqa_tf.data.prepare import prepare
+from jsqa_tf.data.tfrecords import decode_pcm, pcm_to_float
 from jsqa_tf.errors import CorpusError
 
 
@@ -155,6 +156,15 @@ def test_several_crops_per_file_fall_anywhere_are_capped_and_reproducible(number
         make_dataset(folder, crop_samples=1000, max_crops_per_file=0)
     with pytest.raises(ValueError, match="several crops per file need random crops"):
         make_dataset(folder, crop_samples=1000, max_crops_per_file=None, drop_remainder=False)
+
+
+def test_int16_to_float_is_x_over_32768_bit_for_bit():
+    pcm = np.arange(-32768, 32768, dtype=np.int16)
+    expected = pcm.astype(np.float32) / 32768
+    np.testing.assert_array_equal(
+        pcm_to_float(tf.constant(pcm.reshape(2, -1))).numpy(), expected.reshape(2, -1)
+    )
+    np.testing.assert_array_equal(decode_pcm(tf.constant(pcm.astype("<i2").tobytes())).numpy(), expected)
 
 
 def test_crop_offsets_cover_the_whole_file():
