@@ -16,9 +16,35 @@ endless stream with an error instead of spinning through empty epochs forever.
 
 Random crops with no per-file filter are parsed and cut a block of `shuffle_buffer` records
 (rounded up to whole batches) at a time: one vectorised map per block parses, crops and
-permutes it (the permutation the shuffle buffer would draw), and its batches are slices of
-the block's int16 crops. So each record is copied whole only when it is read and parsed, not
-through a shuffle buffer and a batch too (~20% less CPU a crop on a 2 h corpus, 2 cores).
+permutes it (the permutation the shuffle buffer would draw), and its batches are rows of the
+block's int16 crops, converted to float per batch. So each record is copied whole only when it
+is read and parsed, not through a shuffle buffer and a batch too (~20% less CPU a crop on a
+2 h corpus, 2 cores).
+
+Several crops a file (`max_crops_per_file`, the JND pair sampler's default: as many as fit).
+Reading, CRC-checking and parsing a record costs most of a crop, per record and whatever the
+crop's length (3-15 s utterances, 2 cores, under load: ~0.2 CPU-ms to read a 9 s record, ~0.07
+to parse it, against ~0.15 for the crop, the batch and the conversion). So a file of L samples
+gives max(1, L // crop) non-overlapping crops per epoch, at random places (the slack split into
+random gaps; `_crop_offsets`), all cut from one read and parse of the record: on that corpus
+1.8 crops a record, ~30% less CPU a clean crop and ~20% less a pair than the code before, in
+alternating processes (README). The crops go into passes: pass k holds the k-th crop (in a
+random order of the file's crops) of every file of the block that has more than k, in a
+stateless random order, cut to whole batches; so a batch never holds two crops of one file,
+and pass 0 takes every file once, as the one-crop reader does. A later pass drops its
+remainder (< batch_size crops a pass and block; ~0.4% of the crops for 1,024-record blocks of
+3-15 s files), any of a file's crops alike. Trade-offs: an epoch is longer (each utterance
+weighs by its length, as a pretraining epoch counted in hours of audio already does); crops of
+one utterance can fall in nearby batches of one epoch; a block holds all its crops (2 bytes x
+crop samples each: ~240 MB for 1,024 records of 3-15 s, ~360 MB of LibriSpeech's ~12 s mean,
+with 4 s crops), besides the records being parsed.
+
+Shards prepared as fixed-length chunks (`prepare --chunk-seconds`) were measured as the
+alternative and not adopted here: a prototype reader of the same corpus cut into ~5 s chunk
+records (one crop each) took 0.26 CPU-ms a clean crop against 0.29 for several crops of whole
+utterances (same run, load 4.6-7.4), ~6% of a pair, while it needs the corpus prepared again
+(a format change), cuts every crop inside one chunk, and needs utterance ids to keep two chunks
+of one utterance out of one batch.
 """
 
 from __future__ import annotations
