@@ -36,7 +36,7 @@ remainder (< batch_size crops a pass and block; ~0.4% of the crops for 1,024-rec
 3-15 s files), any of a file's crops alike. Trade-offs: an epoch is longer (each utterance
 weighs by its length, as a pretraining epoch counted in hours of audio already does); crops of
 one utterance can fall in nearby batches of one epoch; a block holds all its crops (2 bytes x
-crop samples each: ~240 MB for 1,024 records of 3-15 s, ~360 MB of LibriSpeech's ~12 s mean,
+crop samples each: ~240 MB for 1,024 records of 3-15 s, ~330 MB at LibriSpeech's ~12 s mean,
 with 4 s crops), besides the records being parsed.
 
 Shards prepared as fixed-length chunks (`prepare --chunk-seconds`) were measured as the
