@@ -316,8 +316,8 @@ class PretrainDataConfig:
         demo_dir: when set, the demo corpus is written and prepared here (once) and used
             instead of clean_dir / noise_dir.
         crop_seconds, pairs_per_batch, snr_range_db, snr_window_db, snr_window_low_db,
-            max_abs_delta_db, snr_placement, noise_bank_max_mb: as in `PairConfig`; pairs_per_batch is per
-            replica (each device sees that many).
+            max_abs_delta_db, snr_placement, noise_bank_max_mb, max_crops_per_file: as in
+            `PairConfig`; pairs_per_batch is per replica (each device sees that many).
         val_batches: validation batches per epoch (the same pairs every epoch).
     """
 
@@ -333,6 +333,7 @@ class PretrainDataConfig:
     snr_placement: str = "uniform_window"
     val_batches: int = 50
     noise_bank_max_mb: float = NOISE_BANK_MAX_MB
+    max_crops_per_file: int | None = None
 
     def __post_init__(self):
         check_ranges(self)
@@ -482,6 +483,7 @@ class PretrainConfig:
             snr_placement=data.snr_placement,
             seed=self.training.seed,
             noise_bank_max_mb=data.noise_bank_max_mb,
+            max_crops_per_file=data.max_crops_per_file,
         )
 
 
