@@ -16,11 +16,11 @@ endless stream with an error instead of spinning through empty epochs forever.
 
 Random crops with no per-file filter are parsed and cut a block of `shuffle_buffer` records
 (rounded up to whole batches) at a time: one vectorised map per block parses, crops and
-permutes it (the permutation the shuffle buffer would draw); its batches are the block's crops
-as byte strings, decoded and converted to float per batch (a block-sized int16 tensor was fresh
-memory zeroed page by page every block: 17% more CPU a pair). So each record is copied whole
-only when it is read and parsed, not through a shuffle buffer and a batch too (~20% less CPU a
-crop on a 2 h corpus, 2 cores).
+permutes it (the permutation the shuffle buffer would draw); its batches are gathered from the
+block's crops, kept as byte strings, then decoded and converted to float per batch (a
+block-sized int16 tensor was fresh memory zeroed page by page every block: 17% more CPU a pair). So
+each record is copied whole only when it is read and parsed, not through a shuffle buffer and a
+batch too (~20% less CPU a crop on a 2 h corpus, 2 cores).
 
 Several crops a file (`max_crops_per_file`, the JND pair sampler's default: as many as fit).
 Reading, CRC-checking and parsing a record costs most of a crop, per record and whatever the
@@ -29,23 +29,25 @@ to parse it, against ~0.15 for the crop, the batch and the conversion). So a fil
 gives max(1, L // crop) non-overlapping crops per epoch, at random places (the slack split into
 random gaps; `_crop_offsets`), all cut from one read and parse of the record: on that corpus
 1.8 crops a record; with the byte strings above and the one-pass conversion, 36% less CPU a
-clean crop and 29% less a pair than the code before (alternating processes; README). The crops go into passes: pass k holds the k-th crop (in a
-random order of the file's crops) of every file of the block that has more than k, in a
-stateless random order, cut to whole batches; so a batch never holds two crops of one file,
-and pass 0 takes every file once, as the one-crop reader does. A later pass drops its
-remainder (< batch_size crops a pass and block; ~0.4% of the crops for 1,024-record blocks of
-3-15 s files), any of a file's crops alike. Trade-offs: an epoch is longer (each utterance
-weighs by its length, as a pretraining epoch counted in hours of audio already does); crops of
-one utterance can fall in nearby batches of one epoch; a block holds all its crops (2 bytes x
-crop samples each: ~240 MB for 1,024 records of 3-15 s, ~330 MB at LibriSpeech's ~12 s mean,
-with 4 s crops, as byte strings), besides the records being parsed.
+clean crop and 29% less a pair than the code before (alternating processes; README). The crops
+go into passes: pass k holds the k-th crop (in a random order of the file's crops) of every
+file of the block that has more than k, in a stateless random order, cut to whole batches; so a
+batch never holds two crops of one file, and pass 0 takes every file once, as the one-crop
+reader does. A later pass drops its remainder (< batch_size crops a pass and block; ~0.4% of
+the crops for 1,024-record blocks of 3-15 s files), any of a file's crops alike. Trade-offs: an
+epoch is longer (each utterance weighs by its length, as a pretraining epoch counted in hours
+of audio already does); crops of one utterance can fall in nearby batches of one epoch; a block
+holds all its crops (2 bytes x crop samples each: ~240 MB for 1,024 records of 3-15 s, ~330 MB
+at LibriSpeech's ~12 s mean, with 4 s crops, as byte strings), besides the records being
+parsed.
 
 Shards prepared as fixed-length chunks (`prepare --chunk-seconds`) were measured as the
-alternative and not adopted here: a prototype reader of the same corpus cut into ~5 s chunk
-records (one crop each) took 0.26 CPU-ms a clean crop against 0.29 for several crops of whole
-utterances (same run, load 4.6-7.4), ~6% of a pair, while it needs the corpus prepared again
-(a format change), cuts every crop inside one chunk, and needs utterance ids to keep two chunks
-of one utterance out of one batch.
+alternative and not adopted: a prototype reader of the same corpus cut into ~5 s chunk records
+(one crop each, its int16 crops sliced from one block tensor) took 0.26 CPU-ms a clean crop
+against 0.29 for several crops of whole utterances with a block tensor too (same run, load
+4.6-7.4), and 0.25 against 0.24 for the final code's byte strings (same run, 3 rounds, load
+2.5-3.3). Chunks would also need the corpus prepared again (a format change), cut every crop
+inside one chunk, and need utterance ids to keep two chunks of one utterance out of one batch.
 """
 
 from __future__ import annotations
@@ -392,11 +394,13 @@ def make_dataset(
         kept = tf.gather(per_pass // batch_size * batch_size, pass_of)
         keep = tf.logical_and(tf.gather(tf.reshape(used, [-1]), order), position < kept)
         chosen = tf.boolean_mask(order, keep)  # flat (file, pass) indices, whole batches
-        # The crops stay byte strings, each its own small buffer, until `decode_batch`: one
-        # int16 tensor of the block's crops (~240 MB for 1,024 records of 3-15 s) was fresh
-        # memory the kernel zeroed page by page every block (17% more CPU a pair, same run).
+        # The crops stay byte strings, each its own small buffer, until `batches_of` gathers
+        # and decodes a batch of them: one int16 tensor of the block's crops (~240 MB for
+        # 1,024 records of 3-15 s) was fresh memory the kernel zeroed page by page every
+        # block (17% more CPU a pair, same run); gathering them per batch spares a copy (5%).
         element = {
-            "audio": tf.reshape(tf.gather(tf.reshape(pieces, [-1]), chosen), [-1, batch_size]),
+            "pieces": tf.reshape(pieces, [-1]),
+            "chosen": tf.reshape(chosen, [-1, batch_size]),  # each batch's crops in `pieces`
             "num_valid_samples": tf.reshape(
                 tf.cast(tf.gather(tf.reshape(valid, [-1]), chosen), tf.int32), [-1, batch_size]
             ),
@@ -406,9 +410,20 @@ def make_dataset(
             element[name] = tf.reshape(tf.gather(example[name], files), [-1, batch_size])
         return element
 
-    def decode_batch(element):
-        pcm = tf.io.decode_raw(element["audio"], tf.int16, little_endian=True, fixed_length=2 * crop_samples)
-        return {**element, "audio": _to_float(pcm)}  # zero-padded past a short file's end
+    def batches_of(block):
+        """The batches of a block: each batch's crops gathered from the block's byte strings,
+        decoded and converted (zero-padded past a short file's end)."""
+
+        def batch(index):
+            pieces = tf.gather(block["pieces"], block["chosen"][index])
+            pcm = tf.io.decode_raw(pieces, tf.int16, little_endian=True, fixed_length=2 * crop_samples)
+            element = {key: value[index] for key, value in block.items() if key not in ("pieces", "chosen")}
+            return {**element, "audio": _to_float(pcm)}
+
+        num_batches = tf.shape(block["chosen"], out_type=tf.int64)[0]
+        return tf.data.Dataset.range(num_batches).map(
+            batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+        )
 
     def to_element(example, crop_seed):
         element = {key: example[key] for key in keys if key not in ("audio", "num_samples")}
@@ -455,11 +470,11 @@ def make_dataset(
                     num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=deterministic,
                 )
-                .unbatch()
+                .flat_map(batches_of)
             )
             if repeat:  # at least one batch: at least `needed` records
                 batches = _fail_if_short(batches, 1, tag)
-            return batches.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            return batches
         if shuffle:
             records = _block_shuffle(records, shuffle_buffer, epoch_seed)
         records = records.map(
