@@ -356,13 +356,15 @@ def make_dataset(
 
     def crop_block(index, serialized, epoch_seed):
         """A block of records parsed and cut at once into whole batches of crops: only the
-        int16 crops travel on, instead of whole records copied through a shuffle and a batch.
+        crops (byte strings) travel on, instead of whole records copied through a shuffle and
+        a batch; `batches_of` gathers and decodes each batch.
 
         Each file gives `_crops_per_file` non-overlapping crops. They are laid out in passes:
-        pass k holds the k-th crop of every file that has more than k, in a stateless random
-        order keyed on (epoch seed, block), cut to whole batches; so a batch holds crops of
-        different files. Pass 0 (one crop of every file of the block) is whole batches but at
-        an epoch's end; of the later passes, up to `batch_size - 1` crops a pass are dropped.
+        pass k holds the k-th crop (in a random order of the file's crops) of every file that
+        has more than k, in a stateless random order keyed on (epoch seed, block), cut to whole
+        batches; so a batch holds crops of different files. Pass 0 (one crop of every file of
+        the block) is whole batches but at an epoch's end; of the later passes, up to
+        `batch_size - 1` crops a pass are dropped.
         """
         example = tf.io.parse_example(serialized, spec)
         key = tf.stack([epoch_seed, index])
@@ -407,7 +409,8 @@ def make_dataset(
         }
         files = tf.cast(chosen, tf.int64) // num_passes
         for name in keys:
-            element[name] = tf.reshape(tf.gather(example[name], files), [-1, batch_size])
+            if name != "audio":  # the batch's crops, not the whole files
+                element[name] = tf.reshape(tf.gather(example[name], files), [-1, batch_size])
         return element
 
     def batches_of(block):
