@@ -16,6 +16,11 @@ Streams, each a fresh pipeline, timed in turn for `--rounds` rounds (medians quo
             noise bank, or read as records with `--noise-bank-max-mb 0`
     pairs-records, noise-records   the same with the noise read as records (the fallback
             above `noise_bank_max_mb`), for a side-by-side comparison in one run
+    pairs-one-crop, clean-one-crop   the same with one clean crop per utterance per epoch
+            (`max_crops_per_file=1`, the sampler before issue 13's several crops a record)
+Each round reads every stream once, in turn, so that a drifting load (another job on the
+machine) hits each alike; ratios are medians of the per-round ratios, the fair comparison on a
+loaded machine. The 1-min load average is recorded with each window.
 Each is read for `--warmup-seconds` first (tf.data buffers a fast pipeline's output while it
 warms up, which a short window would count), then for a window of `--seconds`; CPU time is
 the whole process's (all tf.data threads) over the window.
@@ -57,6 +62,15 @@ STREAM_KEYS = {  # stream: (JSON key of its rate, of its CPU time per item)
     "noise": ("noise_crops_per_second", "cpu_ms_per_noise_crop"),
     "pairs-records": ("pairs_per_second_noise_from_records", "cpu_ms_per_pair_noise_from_records"),
     "noise-records": ("noise_crops_per_second_from_records", "cpu_ms_per_noise_crop_from_records"),
+    "pairs-one-crop": ("pairs_per_second_one_crop_per_utterance", "cpu_ms_per_pair_one_crop_per_utterance"),
+    "clean-one-crop": (
+        "clean_crops_per_second_one_crop_per_utterance",
+        "cpu_ms_per_clean_crop_one_crop_per_utterance",
+    ),
+}
+RATIOS = {  # JSON key: (stream, the stream it is compared with in the same rounds)
+    "pairs_ratio_vs_one_crop": ("pairs", "pairs-one-crop"),
+    "clean_ratio_vs_one_crop": ("clean", "clean-one-crop"),
 }
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -91,7 +105,11 @@ def _cut(sources: list[np.ndarray], seconds: float, rng: np.random.Generator) ->
 
 
 def make_corpus(folder: str, args: argparse.Namespace) -> tuple[str, str]:
-    """Writes and prepares the clean and noise corpora; returns (clean_dir, noise_dir)."""
+    """Writes and prepares the clean and noise corpora; returns (clean_dir, noise_dir). A
+    folder that holds them already (`--corpus-dir` of an earlier run) is reused as it is."""
+    clean_dir, noise_dir = os.path.join(folder, "shards", "clean"), os.path.join(folder, "shards", "noise")
+    if all(os.path.exists(os.path.join(d, "manifest.json")) for d in (clean_dir, noise_dir)):
+        return clean_dir, noise_dir
     rng = np.random.default_rng(0)
     speech, noise = _sources(args.speech_source, rng, "speech"), _sources(args.noise_source, rng, "noise")
     total, index = 0.0, 0
@@ -103,7 +121,6 @@ def make_corpus(folder: str, args: argparse.Namespace) -> tuple[str, str]:
         write_wav(
             os.path.join(folder, "noise", f"noise{index:02d}.wav"), _cut(noise, args.noise_seconds, rng)
         )
-    clean_dir, noise_dir = os.path.join(folder, "shards", "clean"), os.path.join(folder, "shards", "noise")
     shard_seconds = total / args.clean_shards + 1.0
     prepare(
         PrepareConfig(corpus="folder", source=os.path.join(folder, "speech"), shard_seconds=shard_seconds),
@@ -128,7 +145,12 @@ def read_rate(dataset: tf.data.Dataset, items_per_batch: int, warmup_seconds: fl
         batches += 1
     cpu = time.process_time() - cpu_start
     items = batches * items_per_batch
-    return {"per_second": items / elapsed, "cpu_ms": 1000 * cpu / items, "batches": batches}
+    return {
+        "per_second": items / elapsed,
+        "cpu_ms": 1000 * cpu / items,
+        "batches": batches,
+        "load": os.getloadavg()[0],
+    }
 
 
 def time_mixing(config: PairConfig, repeats: int) -> tuple[float, float]:
@@ -170,7 +192,13 @@ def main() -> None:
         help="0 reads the noise records for every excerpt (the fallback)",
     )
     parser.add_argument(
-        "--streams", default="pairs,clean,noise", help="comma-separated: " + ", ".join(STREAM_KEYS)
+        "--streams",
+        default="pairs,pairs-one-crop,clean,clean-one-crop,noise",
+        help="comma-separated: " + ", ".join(STREAM_KEYS),
+    )
+    parser.add_argument(
+        "--corpus-dir",
+        help="write the corpus here, or reuse the one an earlier run wrote (default: a temporary folder)",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="timed window per stream and round")
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
@@ -195,7 +223,7 @@ def main() -> None:
         if args.clean_dir:
             clean_dir, noise_dir, corpus = args.clean_dir, args.noise_dir, "given"
         else:
-            clean_dir, noise_dir = make_corpus(scratch, args)
+            clean_dir, noise_dir = make_corpus(args.corpus_dir or scratch, args)
             corpus = (
                 f"written: {args.clean_hours:g} h of 3-15 s clean files in {args.clean_shards} shards "
                 f"({'cut from ' + args.speech_source if args.speech_source else 'synthetic'}), "
@@ -212,12 +240,15 @@ def main() -> None:
         )
         bank = load_noise_bank(noise_dir, args.split, config.crop_samples, max_mb=args.noise_bank_max_mb)
         records = dataclasses.replace(config, noise_bank_max_mb=0.0)
+        one_crop = dataclasses.replace(config, max_crops_per_file=1)
         builders = {
             "pairs": lambda: make_pair_dataset(config),
             "clean": lambda: clean_stream(config, config.seed).prefetch(tf.data.AUTOTUNE),
             "noise": lambda: noise_stream(config, config.seed + 1, bank=bank).prefetch(tf.data.AUTOTUNE),
             "pairs-records": lambda: make_pair_dataset(records),
             "noise-records": lambda: noise_stream(records, config.seed + 1).prefetch(tf.data.AUTOTUNE),
+            "pairs-one-crop": lambda: make_pair_dataset(one_crop),
+            "clean-one-crop": lambda: clean_stream(one_crop, config.seed).prefetch(tf.data.AUTOTUNE),
         }
         rates = {name: [] for name in streams}
         for _ in range(args.rounds):  # streams in turn, so that drifting load hits each alike
@@ -239,6 +270,15 @@ def main() -> None:
         result[rate_key] = per_second["median"]
         result[f"{rate_key}_range"] = [per_second["min"], per_second["max"]]
         result[cpu_key] = summary([run["cpu_ms"] for run in runs], 3)["median"]
+        result[f"{rate_key}_load_average_1min"] = [round(run["load"], 2) for run in runs]
+    for key, (name, other) in RATIOS.items():
+        if name in rates and other in rates:
+            ratios = [
+                a["per_second"] / b["per_second"] for a, b in zip(rates[name], rates[other], strict=True)
+            ]
+            cpu = [a["cpu_ms"] / b["cpu_ms"] for a, b in zip(rates[name], rates[other], strict=True)]
+            result[key] = summary(ratios, 3)
+            result[key.replace("ratio", "cpu_ratio")] = summary(cpu, 3)
     if "pairs" in rates:
         pairs = result["pairs_per_second"]
         result["clean_audio_seconds_per_second"] = round(pairs * config.crop_seconds, 1)
@@ -270,6 +310,13 @@ def main() -> None:
             f"s of clean speech per s (and as much noise) = {r['mixed_views_audio_seconds_per_second']:,.0f} "
             f"s of mixed views per s (bench_train's unit)"
         )
+    for key, (name, other) in RATIOS.items():
+        if key in result:
+            r, cpu = result[key], result[key.replace("ratio", "cpu_ratio")]
+            lines.append(
+                f"{name} / {other} (same rounds, alternating): {r['median']:.2f}x the rate "
+                f"(rounds {r['min']:.2f}-{r['max']:.2f}), {cpu['median']:.2f}x the CPU an item"
+            )
     for name in ("clean", "noise"):
         if name in rates:
             lines.append(
@@ -278,6 +325,12 @@ def main() -> None:
                 + (f", noise from {result['noise_source']}" if name == "noise" else "")
             )
     for name, (rate_key, cpu_key) in STREAM_KEYS.items():
+        if name.endswith("-one-crop") and name in rates:
+            what = "pairs" if name.startswith("pairs") else "clean crops"
+            lines.append(
+                f"{name} (one crop per utterance an epoch): {result[rate_key]:,.0f} {what}/s "
+                f"({result[cpu_key]:.3f} CPU-ms each)"
+            )
         if name.endswith("-records") and name in rates:
             what = "pairs" if name.startswith("pairs") else "noise crops"
             lines.append(
@@ -288,6 +341,10 @@ def main() -> None:
         f"mix_pair: {mix_ms:.2f} ms per batch in a tf.function ({mix_eager_ms:.2f} ms eager); "
         f"{result['cpu_count']} cores, 1-min load average {result['load_average_1min'][0]} -> "
         f"{result['load_average_1min'][1]}; {args.rounds} rounds of {args.seconds:g} s windows, medians"
+    )
+    lines.append(
+        "1-min load at each window: "
+        + "; ".join(f"{name} {result[STREAM_KEYS[name][0] + '_load_average_1min']}" for name in rates)
     )
     print("\n".join(lines))
 

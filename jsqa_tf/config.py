@@ -141,6 +141,10 @@ class PairConfig:
             most this many MB (10**6 bytes), and cut excerpts from it; above it (or at 0),
             read the noise records for every excerpt (logged; ~6x slower on 60 s noise files).
             The default holds CHiME-3's backgrounds with one channel (~8.5 h, ~1 GB), not all six.
+        max_crops_per_file: non-overlapping clean crops each utterance gives per epoch, in
+            different batches (None: as many as fit, at least one; 1: one crop per utterance
+            per epoch, the sampler before issue 13). Reading and parsing a record is most of a
+            crop's cost, so several crops a record make each cheaper (`jsqa_tf.data.pipeline`).
     """
 
     clean_dir: str
@@ -156,6 +160,7 @@ class PairConfig:
     sample_rate: int = 16_000
     seed: int = 0
     noise_bank_max_mb: float = NOISE_BANK_MAX_MB
+    max_crops_per_file: int | None = None
 
     def __post_init__(self):
         check_ranges(self)
@@ -311,8 +316,8 @@ class PretrainDataConfig:
         demo_dir: when set, the demo corpus is written and prepared here (once) and used
             instead of clean_dir / noise_dir.
         crop_seconds, pairs_per_batch, snr_range_db, snr_window_db, snr_window_low_db,
-            max_abs_delta_db, snr_placement, noise_bank_max_mb: as in `PairConfig`; pairs_per_batch is per
-            replica (each device sees that many).
+            max_abs_delta_db, snr_placement, noise_bank_max_mb, max_crops_per_file: as in
+            `PairConfig`; pairs_per_batch is per replica (each device sees that many).
         val_batches: validation batches per epoch (the same pairs every epoch).
     """
 
@@ -328,6 +333,7 @@ class PretrainDataConfig:
     snr_placement: str = "uniform_window"
     val_batches: int = 50
     noise_bank_max_mb: float = NOISE_BANK_MAX_MB
+    max_crops_per_file: int | None = None
 
     def __post_init__(self):
         check_ranges(self)
@@ -477,6 +483,7 @@ class PretrainConfig:
             snr_placement=data.snr_placement,
             seed=self.training.seed,
             noise_bank_max_mb=data.noise_bank_max_mb,
+            max_crops_per_file=data.max_crops_per_file,
         )
 
 

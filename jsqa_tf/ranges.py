@@ -73,6 +73,7 @@ RANGES: dict[str, tuple[str, dict[str, Range]]] = {
             "sample_rate": SAMPLE_RATES,
             "seed": _at_least(0),
             "noise_bank_max_mb": _at_least(0),
+            "max_crops_per_file": _at_least(1),
         },
     ),
     "PretrainDataConfig": (
@@ -82,6 +83,7 @@ RANGES: dict[str, tuple[str, dict[str, Range]]] = {
             "pairs_per_batch": _at_least(2),
             "val_batches": _at_least(1),
             "noise_bank_max_mb": _at_least(0),
+            "max_crops_per_file": _at_least(1),
         },
     ),
     "EncoderConfig": (

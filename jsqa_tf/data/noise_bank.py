@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from jsqa_tf.data.pipeline import _split
 from jsqa_tf.data.prepare import load_manifest
-from jsqa_tf.data.tfrecords import FEATURE_SPEC
+from jsqa_tf.data.tfrecords import FEATURE_SPEC, pcm_to_float
 from jsqa_tf.errors import CorpusError
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class NoiseBank:
             starts = tf.gather(self.starts, files) + offsets
             pcm = tf.stack([self.pcm[starts[i] : starts[i] + crop] for i in range(batch_size)])
             element = {
-                "audio": tf.cast(pcm, tf.float32) / 32768.0,
+                "audio": pcm_to_float(pcm),
                 "num_valid_samples": tf.fill([batch_size], tf.constant(crop, tf.int32)),
             }
             if "source_path" in keys:

@@ -105,7 +105,8 @@ def _uniform_snr_pairs(num_pairs, seeds, low, high, snr_window_db, max_abs_delta
 
 def clean_stream(config: PairConfig, seed: int | tf.Tensor, keys: tuple[str, ...] = ()) -> tf.data.Dataset:
     """Endless batches of clean crops, each batch from different utterances (when the split
-    has `pairs_per_batch` of them): `make_dataset` random crops."""
+    has `pairs_per_batch` of them): `make_dataset` random crops, up to
+    `config.max_crops_per_file` non-overlapping crops of each utterance per epoch."""
     return make_dataset(
         config.clean_dir,
         config.split,
@@ -116,6 +117,7 @@ def clean_stream(config: PairConfig, seed: int | tf.Tensor, keys: tuple[str, ...
         repeat=True,
         seed=seed,
         sample_rate=config.sample_rate,  # the rate the pairs are drawn at
+        max_crops_per_file=config.max_crops_per_file,
     )
 
 

@@ -16,9 +16,38 @@ endless stream with an error instead of spinning through empty epochs forever.
 
 Random crops with no per-file filter are parsed and cut a block of `shuffle_buffer` records
 (rounded up to whole batches) at a time: one vectorised map per block parses, crops and
-permutes it (the permutation the shuffle buffer would draw), and its batches are slices of
-the block's int16 crops. So each record is copied whole only when it is read and parsed, not
-through a shuffle buffer and a batch too (~20% less CPU a crop on a 2 h corpus, 2 cores).
+permutes it (the permutation the shuffle buffer would draw); its batches are gathered from the
+block's crops, kept as byte strings, then decoded and converted to float per batch (a
+block-sized int16 tensor was fresh memory zeroed page by page every block: 17% more CPU a pair). So
+each record is copied whole only when it is read and parsed, not through a shuffle buffer and a
+batch too (~20% less CPU a crop on a 2 h corpus, 2 cores).
+
+Several crops a file (`max_crops_per_file`, the JND pair sampler's default: as many as fit).
+Reading, CRC-checking and parsing a record costs most of a crop, per record and whatever the
+crop's length (3-15 s utterances, 2 cores, under load: ~0.2 CPU-ms to read a 9 s record, ~0.07
+to parse it, against ~0.15 for the crop, the batch and the conversion). So a file of L samples
+gives max(1, L // crop) non-overlapping crops per epoch, at random places (the slack split into
+random gaps; `_crop_offsets`), all cut from one read and parse of the record: on that corpus
+1.8 crops a record; with the byte strings above and the one-pass conversion, 36% less CPU a
+clean crop and 29% less a pair than the code before (alternating processes; README). The crops
+go into passes: pass k holds the k-th crop (in a random order of the file's crops) of every
+file of the block that has more than k, in a stateless random order, cut to whole batches; so a
+batch never holds two crops of one file, and pass 0 takes every file once, as the one-crop
+reader does. A later pass drops its remainder (< batch_size crops a pass and block; ~0.4% of
+the crops for 1,024-record blocks of 3-15 s files), any of a file's crops alike. Trade-offs: an
+epoch is longer (each utterance weighs by its length, as a pretraining epoch counted in hours
+of audio already does); crops of one utterance can fall in nearby batches of one epoch; a block
+holds all its crops (2 bytes x crop samples each: ~240 MB for 1,024 records of 3-15 s, ~330 MB
+at LibriSpeech's ~12 s mean, with 4 s crops, as byte strings), besides the records being
+parsed.
+
+Shards prepared as fixed-length chunks (`prepare --chunk-seconds`) were measured as the
+alternative and not adopted: a prototype reader of the same corpus cut into ~5 s chunk records
+(one crop each, its int16 crops sliced from one block tensor) took 0.26 CPU-ms a clean crop
+against 0.29 for several crops of whole utterances with a block tensor too (same run, load
+4.6-7.4), and 0.25 against 0.24 for the final code's byte strings (same run, 3 rounds, load
+2.5-3.3). Chunks would also need the corpus prepared again (a format change), cut every crop
+inside one chunk, and need utterance ids to keep two chunks of one utterance out of one batch.
 """
 
 from __future__ import annotations
@@ -29,7 +58,7 @@ import tensorflow as tf
 
 from jsqa_tf.data import integrity
 from jsqa_tf.data.prepare import load_manifest
-from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm
+from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm, pcm_to_float
 from jsqa_tf.errors import CorpusError
 
 
@@ -149,8 +178,37 @@ def _random_crop_int16(
     return tf.ensure_shape(pcm, [None, crop_samples]), tf.cast(valid, tf.int32)
 
 
+def _crops_per_file(num_samples: tf.Tensor, crop_samples: int, max_crops: int | None) -> tf.Tensor:
+    """int64 [files]: the non-overlapping crops each file gives per epoch, at least one (a
+    file shorter than a crop gives one, zero-padded), at most `max_crops` (None: no limit)."""
+    crops = tf.maximum(tf.cast(num_samples, tf.int64) // crop_samples, 1)
+    return crops if max_crops is None else tf.minimum(crops, max_crops)
+
+
+def _crop_offsets(num_samples, crops, used, crop_samples: int, seed: tf.Tensor) -> tf.Tensor:
+    """int64 [files, slots]: the sample offsets of each file's `crops` non-overlapping crops
+    (0 where `used` is false), in a random order along the slots.
+
+    The file's slack (its samples no crop covers) is split at random into gaps: the i-th crop
+    along the file starts at i * crop_samples plus the i-th smallest of `crops` uniform draws in
+    [0, slack], so crops fall anywhere in the file and never overlap. The slots get them in a
+    random order, so that a crop a later pass drops (`make_dataset`) is any of the file's, not
+    always its last. Full-range int64 draws modulo slack + 1: uniform up to a bias of slack / 2**64.
+    """
+    num_samples = tf.cast(num_samples, tf.int64)
+    slack = tf.maximum(num_samples - crops * crop_samples, 0)[:, None]
+    shape = tf.shape(used, out_type=tf.int64)
+    draws = tf.random.stateless_uniform(shape, seed, minval=None, maxval=None, dtype=tf.int64)
+    gaps = tf.sort(tf.where(used, tf.math.floormod(draws, slack + 1), slack), axis=1)
+    slots = tf.range(shape[1])
+    along = slots[None, :] * crop_samples + gaps  # in order along the file
+    ranks = tf.random.stateless_uniform(shape, tf.random.experimental.stateless_fold_in(seed, 1))
+    order = tf.argsort(tf.where(used, ranks, 2.0), axis=1)  # the used slots, shuffled; unused last
+    return tf.where(used, tf.gather(along, order, batch_dims=1), 0)
+
+
 def _to_float(pcm: tf.Tensor) -> tf.Tensor:
-    return tf.cast(pcm, tf.float32) / 32768.0
+    return pcm_to_float(pcm)
 
 
 def circular_crop_pcm(
@@ -228,6 +286,7 @@ def make_dataset(
     select_keys: tuple[str, ...] = (),
     num_selected: int | None = None,
     sample_rate: int | None = None,
+    max_crops_per_file: int | None = 1,
 ) -> tf.data.Dataset:
     """Batches of random crops (or whole files) from a prepared folder.
 
@@ -259,6 +318,9 @@ def make_dataset(
         num_selected: how many files `select` keeps (so that a small selection still fills
             its batches); required with `select`.
         sample_rate: refuse a folder prepared at another rate (CorpusError).
+        max_crops_per_file: random crops only: each file gives up to this many
+            non-overlapping crops per epoch (None: as many as fit, `_crops_per_file`), in
+            different batches; 1 (the default): one crop per file per epoch.
     """
     unknown = sorted(set(keys) - set(FEATURE_SPEC))
     if unknown:
@@ -278,36 +340,93 @@ def make_dataset(
     parse_keys = tuple(dict.fromkeys(("audio", "num_samples", "is_silent", *keys, *select_keys)))
     spec = {key: FEATURE_SPEC[key] for key in parse_keys}
     # Random crops of every file: parse and cut whole batches (no per-file filter to apply first).
-    by_batch = crop_samples is not None and crop_mode == "random" and not skip_silent and select is None
+    by_batch = (
+        crop_samples is not None
+        and crop_mode == "random"
+        and drop_remainder
+        and not skip_silent
+        and select is None
+    )
+    if max_crops_per_file is not None and max_crops_per_file < 1:
+        raise ValueError(f"max_crops_per_file must be >= 1 or None, not {max_crops_per_file}")
+    if max_crops_per_file != 1 and not by_batch:
+        raise ValueError(
+            "several crops per file need random crops, drop_remainder, no skip_silent and no select"
+        )
 
     def crop_block(index, serialized, epoch_seed):
-        """A block of records parsed and cropped at once, then put in a stateless random order
-        (the permutation `_block_shuffle` draws): only the 4 s int16 crops travel on, instead
-        of whole records copied through a shuffle and a batch."""
+        """A block of records parsed and cut at once into whole batches of crops: only the
+        crops (byte strings) travel on, instead of whole records copied through a shuffle and
+        a batch; `batches_of` gathers and decodes each batch.
+
+        Each file gives `_crops_per_file` non-overlapping crops. They are laid out in passes:
+        pass k holds the k-th crop (in a random order of the file's crops) of every file that
+        has more than k, in a stateless random order keyed on (epoch seed, block), cut to whole
+        batches; so a batch holds crops of different files. Pass 0 (one crop of every file of
+        the block) is whole batches but at an epoch's end; of the later passes, up to
+        `batch_size - 1` crops a pass are dropped.
+        """
         example = tf.io.parse_example(serialized, spec)
-        element = {key: example[key] for key in keys}
-        order_seed = tf.stack([epoch_seed, index])
-        element["audio"], element["num_valid_samples"] = _random_crop_int16(
-            example["audio"],
-            example["num_samples"],
-            crop_samples,
-            tf.random.experimental.stateless_fold_in(order_seed, 1),
-        )
+        key = tf.stack([epoch_seed, index])
+        fold_in = tf.random.experimental.stateless_fold_in
+        num_samples = example["num_samples"]
+        num_files = tf.shape(num_samples, out_type=tf.int64)[0]
+        crops = _crops_per_file(num_samples, crop_samples, max_crops_per_file)  # [files]
+        slots = tf.range(tf.reduce_max(crops))  # [passes]
+        used = slots[None, :] < crops[:, None]  # [files, passes]
+        offsets = _crop_offsets(num_samples, crops, used, crop_samples, fold_in(key, 1))
+        valid = tf.where(used, tf.minimum(num_samples, crop_samples)[:, None], 0)
+        # One string per (file, pass): the crop's bytes, or empty where the file has no such crop.
+        pieces = tf.strings.substr(example["audio"][:, None], 2 * offsets, 2 * valid)
         if shuffle:
-            order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(serialized)[0]), order_seed)
-            element = {key: tf.gather(value, order) for key, value in element.items()}
+            rank = tf.random.stateless_uniform(
+                tf.shape(used, out_type=tf.int64), fold_in(key, 2), maxval=1 << 31, minval=0, dtype=tf.int64
+            )
+        else:
+            rank = tf.broadcast_to(tf.range(num_files)[:, None], tf.shape(used, out_type=tf.int64))
+        # Pass-major order (unused slots last), random within a pass; each pass cut to whole batches.
+        sort_key = tf.where(used, slots[None, :] * (1 << 32) + rank, tf.int64.max)
+        order = tf.argsort(tf.reshape(sort_key, [-1]), stable=True)
+        num_passes = tf.shape(slots, out_type=tf.int64)[0]
+        per_pass = tf.reduce_sum(tf.cast(used, tf.int64), axis=0)  # [passes]
+        pass_of = tf.cast(order, tf.int64) % num_passes  # flat index = file * passes + pass
+        position = tf.range(tf.size(order, out_type=tf.int64)) - tf.gather(
+            tf.cumsum(per_pass, exclusive=True), pass_of
+        )
+        kept = tf.gather(per_pass // batch_size * batch_size, pass_of)
+        keep = tf.logical_and(tf.gather(tf.reshape(used, [-1]), order), position < kept)
+        chosen = tf.boolean_mask(order, keep)  # flat (file, pass) indices, whole batches
+        # The crops stay byte strings, each its own small buffer, until `batches_of` gathers
+        # and decodes a batch of them: one int16 tensor of the block's crops (~240 MB for
+        # 1,024 records of 3-15 s) was fresh memory the kernel zeroed page by page every
+        # block (17% more CPU a pair, same run); gathering them per batch spares a copy (5%).
+        element = {
+            "pieces": tf.reshape(pieces, [-1]),
+            "chosen": tf.reshape(chosen, [-1, batch_size]),  # each batch's crops in `pieces`
+            "num_valid_samples": tf.reshape(
+                tf.cast(tf.gather(tf.reshape(valid, [-1]), chosen), tf.int32), [-1, batch_size]
+            ),
+        }
+        files = tf.cast(chosen, tf.int64) // num_passes
+        for name in keys:
+            if name != "audio":  # the batch's crops, not the whole files
+                element[name] = tf.reshape(tf.gather(example[name], files), [-1, batch_size])
         return element
 
     def batches_of(block):
-        """The batches of a block, sliced in place (no per-record elements, no copies)."""
-        count = tf.shape(block["num_valid_samples"], out_type=tf.int64)[0]
-        num_batches = count // batch_size if drop_remainder else (count + batch_size - 1) // batch_size
-        return tf.data.Dataset.range(num_batches).map(
-            lambda i: {key: value[i * batch_size : (i + 1) * batch_size] for key, value in block.items()}
-        )
+        """The batches of a block: each batch's crops gathered from the block's byte strings,
+        decoded and converted (zero-padded past a short file's end)."""
 
-    def to_float(element):
-        return {**element, "audio": _to_float(element["audio"])}
+        def batch(index):
+            pieces = tf.gather(block["pieces"], block["chosen"][index])
+            pcm = tf.io.decode_raw(pieces, tf.int16, little_endian=True, fixed_length=2 * crop_samples)
+            element = {key: value[index] for key, value in block.items() if key not in ("pieces", "chosen")}
+            return {**element, "audio": _to_float(pcm)}
+
+        num_batches = tf.shape(block["chosen"], out_type=tf.int64)[0]
+        return tf.data.Dataset.range(num_batches).map(
+            batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+        )
 
     def to_element(example, crop_seed):
         element = {key: example[key] for key in keys if key not in ("audio", "num_samples")}
@@ -358,7 +477,7 @@ def make_dataset(
             )
             if repeat:  # at least one batch: at least `needed` records
                 batches = _fail_if_short(batches, 1, tag)
-            return batches.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            return batches
         if shuffle:
             records = _block_shuffle(records, shuffle_buffer, epoch_seed)
         records = records.map(

@@ -17,6 +17,7 @@ from jsqa_tf.config import (
     single_snr_density,
 )
 from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, write_pairs
+from jsqa_tf.data.pipeline import make_dataset
 from jsqa_tf.data.prepare import prepare
 from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.mixing import mix_pair
@@ -214,6 +215,39 @@ def test_noise_records_are_the_fallback_above_the_bank_limit(prepared_pairs, cap
         np.testing.assert_array_equal(snr_db, bank_snr_db)
     with pytest.raises(ConfigError, match="noise_bank_max_mb must be >= 0"):  # the ranges' words
         PairConfig("c", "n", noise_bank_max_mb=-1.0)
+
+
+def test_several_clean_crops_per_utterance_never_share_a_batch(prepared_pairs):
+    """1 s crops of 3-7 s utterances: each gives 3-7 crops an epoch (the default), never two in
+    one batch; max_crops_per_file=1 reads one per utterance an epoch (the sampler before)."""
+    one = PairConfig(**{**prepared_pairs.__dict__, "max_crops_per_file": 1})
+    for config in (prepared_pairs, one):
+        for *_, ids in make_pair_dataset(config, with_ids=True).take(20):
+            assert len(set(ids["clean_id"].numpy())) == 4
+
+    def epoch(config):  # one pass over the clean split, as the pair sampler reads it
+        dataset = make_dataset(
+            config.clean_dir,
+            crop_samples=config.crop_samples,
+            batch_size=4,
+            keys=("source_path", "num_samples"),
+            repeat=False,
+            max_crops_per_file=config.max_crops_per_file,
+        )
+        return [
+            (name, int(n))
+            for batch in dataset
+            for name, n in zip(*(batch[k].numpy() for k in ("source_path", "num_samples")), strict=True)
+        ]
+
+    several, single = epoch(prepared_pairs), epoch(one)
+    assert len(set(single)) == len(single)  # one crop an utterance
+    crops = sum(n // 16_000 for name, n in set(several))
+    assert crops - 4 * 7 <= len(several) <= crops and len(several) > 2 * len(single)
+    pretrain = PretrainConfig("run", data=PretrainDataConfig(max_crops_per_file=1))
+    assert pretrain.pair_config("train", "c", "n", 4).max_crops_per_file == 1
+    with pytest.raises(ConfigError, match="max_crops_per_file must be >= 1"):
+        PretrainDataConfig(max_crops_per_file=0)
 
 
 @pytest.mark.parametrize("noise_bank_max_mb", [100.0, 0.0], ids=["bank", "records"])

@@ -6,6 +6,7 @@ from jsqa_tf.audio import write_wav
 from jsqa_tf.config import PrepareConfig
 from jsqa_tf.data.pipeline import make_dataset, random_crop_pcm, random_crop_pcm_batch, shard_paths
 from jsqa_tf.data.prepare import prepare
+from jsqa_tf.data.tfrecords import decode_pcm, pcm_to_float
 from jsqa_tf.errors import CorpusError
 
 
@@ -68,6 +69,102 @@ def test_block_crops_take_every_file_once_per_epoch_in_whole_batches(prepared):
         batches = [batch["source_path"].numpy().tolist() for batch in dataset]
         assert [len(batch) for batch in batches] == [2, 2, 2, 2, 1]
         assert sorted(name.decode() for batch in batches for name in batch) == sorted(names)
+
+
+@pytest.fixture(scope="module")
+def numbered(tmp_path_factory):
+    """Files whose samples number their position (distinct within a file): each crop's offset
+    can be read off its first sample."""
+    root = tmp_path_factory.mktemp("numbered")
+    lengths = {"a.wav": 800, "b.wav": 1200, "c.wav": 3000, "d.wav": 5000, "e.wav": 6400, "f.wav": 2000}
+    for name, length in lengths.items():
+        write_wav(root / "audio" / name, (np.arange(length) + 1) / 32768.0)
+    settings = dict(corpus="folder", source=str(root / "audio"), shard_seconds=0.3, num_workers=0)
+    prepare(PrepareConfig(**settings), root / "shards")
+    return root / "shards", lengths
+
+
+def crops_of(batches):
+    """[(batch, file, offset, valid)] of numbered crops."""
+    found = []
+    for index, batch in enumerate(batches):
+        for audio, valid, name in zip(
+            batch["audio"], batch["num_valid_samples"], batch["source_path"].numpy(), strict=True
+        ):
+            pcm, valid = as_pcm(audio), int(valid)
+            offset = int(pcm[0]) - 1
+            np.testing.assert_array_equal(pcm[:valid], np.arange(offset, offset + valid) + 1)  # exact slices
+            assert not pcm[valid:].any()  # zero-padded past a short file's end
+            found.append((index, name.decode(), offset, valid))
+    return found
+
+
+def test_several_crops_per_file_never_overlap_and_never_share_a_batch(numbered):
+    """max_crops_per_file=None: a file of L samples gives max(1, L // crop) non-overlapping
+    crops an epoch, each in a different batch; a batch never holds two crops of one file.
+    Pass 0 (one crop of every file) is cut to whole batches like the one-crop sampler; a later
+    pass drops its remainder (here: one crop of the pass of 3, the one of the pass of 1)."""
+    folder, lengths = numbered
+    dataset = make_dataset(
+        folder,
+        crop_samples=1000,
+        batch_size=2,
+        keys=("source_path",),
+        repeat=False,
+        max_crops_per_file=None,
+        seed=2,
+    )
+    found = crops_of(dataset)
+    for index in {batch for batch, *_ in found}:
+        names = [name for batch, name, *_ in found if batch == index]
+        assert len(names) == len(set(names)) == 2
+    expected = {name: max(1, length // 1000) for name, length in lengths.items()}  # 1, 1, 3, 5, 6, 2
+    passes = [sum(count > k for count in expected.values()) // 2 * 2 for k in range(6)]  # 6, 4, 2, 2, 2, 0
+    assert len(found) == sum(passes) == 16
+    for name, length in lengths.items():
+        spans = sorted((offset, offset + valid) for _, file, offset, valid in found if file == name)
+        assert 1 <= len(spans) <= expected[name]  # every file at least once
+        assert all(start >= 0 and end <= length for start, end in spans)
+        assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))  # no overlap
+    short = [valid for _, file, _, valid in found if file == "a.wav"]
+    assert short == [800]
+
+
+def test_several_crops_per_file_fall_anywhere_are_capped_and_reproducible(numbered):
+    folder, lengths = numbered
+
+    def epochs(seed, max_crops, count=60):
+        dataset = make_dataset(
+            folder,
+            crop_samples=1000,
+            batch_size=2,
+            keys=("source_path",),
+            max_crops_per_file=max_crops,
+            seed=seed,
+        )
+        return crops_of(dataset.take(count))
+
+    found = epochs(4, None)
+    starts = [offset for _, name, offset, _ in found if name == "e.wav"]
+    assert min(starts) < 100 and max(starts) > 5300  # slack 400: crops reach both ends
+    assert found == epochs(4, None)
+    assert found != epochs(5, None)
+    capped = epochs(4, 2, 200)
+    per_name = {name: sum(1 for _, n, *_ in capped if n == name) for name in lengths}
+    assert per_name["e.wav"] <= 2 * per_name["a.wav"] + 2  # at most two crops a file an epoch
+    with pytest.raises(ValueError, match="max_crops_per_file must be >= 1"):
+        make_dataset(folder, crop_samples=1000, max_crops_per_file=0)
+    with pytest.raises(ValueError, match="several crops per file need random crops"):
+        make_dataset(folder, crop_samples=1000, max_crops_per_file=None, drop_remainder=False)
+
+
+def test_int16_to_float_is_x_over_32768_bit_for_bit():
+    pcm = np.arange(-32768, 32768, dtype=np.int16)
+    expected = pcm.astype(np.float32) / 32768
+    np.testing.assert_array_equal(
+        pcm_to_float(tf.constant(pcm.reshape(2, -1))).numpy(), expected.reshape(2, -1)
+    )
+    np.testing.assert_array_equal(decode_pcm(tf.constant(pcm.astype("<i2").tobytes())).numpy(), expected)
 
 
 def test_crop_offsets_cover_the_whole_file():
