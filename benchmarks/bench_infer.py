@@ -54,6 +54,7 @@ from jsqa_tf.audio import SAMPLE_RATE, read_audio  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFLITE_FORMATS = ("float32", "float16", "int8")
+FORMS = ("keras", "saved_model", *(f"tflite_{q}" for q in TFLITE_FORMATS), "tflite_int8_unchunked")
 
 
 def parse_args(argv=None):
@@ -85,7 +86,19 @@ def parse_args(argv=None):
         "--formats", default="", help="Only these forms, e.g. keras,tflite_int8 (default: all)."
     )
     parser.add_argument("--json", action="store_true", help="Print the rows as one JSON list.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = sorted(set(named_forms(args.formats)) - set(FORMS))
+    if unknown:
+        parser.error(f"--formats: unknown {', '.join(unknown)}; one of {', '.join(FORMS)}")
+    args.int8_unchunked = args.int8_unchunked or "tflite_int8_unchunked" in named_forms(args.formats)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, not {args.rounds}")
+    return args
+
+
+def named_forms(formats: str) -> list[str]:
+    """The forms a `--formats` value names."""
+    return [f for f in formats.split(",") if f]
 
 
 def log(text: str) -> None:
@@ -250,7 +263,7 @@ def time_scoring(score, batch: np.ndarray, min_seconds: float) -> tuple[float, n
 
 def bench_model(label: str, weights: str, model, clips, args, workdir) -> list[dict]:
     log(f"{label}: exporting")
-    only = tuple(f for f in args.formats.split(",") if f)
+    only = tuple(named_forms(args.formats))
     scorers = forms(model, os.path.join(workdir, label), args.threads, args.int8_unchunked, only)
     rows = []
     for batch_size in [int(b) for b in args.batches.split(",")]:
@@ -404,4 +417,9 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    from jsqa_tf.errors import JSQAError
+
+    try:
+        main()
+    except JSQAError as error:  # a bad --model: one line naming the file
+        sys.exit(f"error: {error}")

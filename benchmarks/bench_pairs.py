@@ -214,6 +214,8 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.clean_dir) != bool(args.noise_dir):
         parser.error("give both --clean-dir and --noise-dir, or neither")
+    if args.corpus_dir and os.path.exists(args.corpus_dir) and not os.path.isdir(args.corpus_dir):
+        parser.error(f"--corpus-dir {args.corpus_dir}: not a folder")
     streams = [name.strip() for name in args.streams.split(",") if name.strip()]
     if not streams or set(streams) - set(STREAM_KEYS):
         parser.error(f"--streams takes {', '.join(STREAM_KEYS)}")

@@ -29,8 +29,11 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
 
 import numpy as np
+
+from jsqa_tf import atomic
 
 SAMPLE_RATE = 16_000
 PART_BYTES = 15 * 2**20
@@ -91,8 +94,8 @@ def write_data(out: str, extra_files: int) -> None:
             arrays[f"{split}_lengths"] = np.array([len(p) for p in pcm], np.int64)
             arrays[f"{split}_mos"] = np.array([mos for _, mos in files], np.float32)
             log(f"{split}: {len(files)} files, {sum(len(p) for p in pcm) / SAMPLE_RATE:.0f} s")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    np.savez(out, **arrays)
+    with atomic.atomic_path(out) as temp:
+        np.savez(temp, **arrays)
     log(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB)")
 
 
@@ -104,18 +107,31 @@ def load_split(data, split):
 
 
 def padded(files):
-    """(waveforms zero-padded to the longest, int32 lengths): the masked batch input."""
-    longest = max(len(f) for f in files)
-    waveform = np.stack([np.pad(f, (0, longest - len(f))) for f in files])
-    return {"waveform": waveform, "num_valid_samples": np.array([len(f) for f in files], np.int32)}
+    """The masked batch input: waveforms zero-padded to the longest, and their lengths."""
+    from jsqa_tf.windows import pad_batch
+
+    waveform, lengths = pad_batch(files)
+    return {"waveform": waveform, "num_valid_samples": lengths}
 
 
 def scores(predicted, labels) -> dict:
+    from jsqa_tf import metrics
+
     return {
-        "pcc": float(np.corrcoef(predicted, labels)[0, 1]),
-        "rmse": float(np.sqrt(np.mean((predicted - labels) ** 2))),
+        "pcc": metrics.pcc(labels, predicted),
+        "rmse": metrics.rmse(labels, predicted),
         "mos_range": [float(predicted.min()), float(predicted.max())],
     }
+
+
+def load_npz(path: str):
+    """An .npz `data` or `fit` wrote, or exit with one line naming the file."""
+    if not zipfile.is_zipfile(path):
+        sys.exit(f"{path}: missing, or not an .npz archive")
+    try:
+        return np.load(path)
+    except (OSError, ValueError) as error:
+        sys.exit(f"{path}: cannot read it ({error})")
 
 
 # --- fit (GPU, JAX) -------------------------------------------------------------------------------
@@ -125,7 +141,9 @@ def fit(args) -> None:
     import keras
 
     keras.config.set_dtype_policy("mixed_bfloat16")
-    data = np.load(args.data)
+    data = load_npz(args.data)
+    if any(f"{split}_pcm" not in data.files for split in ("train", "val")):
+        sys.exit(f"{args.data}: not written by `fit_jsqa_jax.py data` (no train_pcm / val_pcm)")
     train, train_mos = load_split(data, "train")
     val, val_mos = load_split(data, "val")
     crop = int(args.crop_seconds * SAMPLE_RATE)
@@ -136,11 +154,10 @@ def fit(args) -> None:
     model = build_model(args.preset)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     log(f"backend {keras.backend.backend()}, devices {__import__('jax').devices()}")
-    steps_per_epoch = args.steps_per_epoch
     val_inputs = padded(val)
 
     def epoch_crops():
-        picks = rng.integers(len(train), size=steps_per_epoch * args.batch_size)
+        picks = rng.integers(len(train), size=args.steps_per_epoch * args.batch_size)
         x = np.stack([_crop(train[i], crop, rng) for i in picks])
         return x, train_mos[picks]
 
@@ -160,15 +177,16 @@ def fit(args) -> None:
             line["val"] = scores(np.asarray(model.predict(val_inputs, batch_size=16, verbose=0)), val_mos)
         history.append(line)
         log(json.dumps(line))
-    clips_per_second = steps_per_epoch * args.batch_size / np.median([h["seconds"] for h in history[1:]])
+    timed = [h["seconds"] for h in history[1:]] or [history[0]["seconds"]]  # the first compiles
+    clips_per_second = args.steps_per_epoch * args.batch_size / np.median(timed)
     final = scores(np.asarray(model.predict(val_inputs, batch_size=16, verbose=0)), val_mos)
     log(f"final val (16 whole files): {final}")
     log(f"{clips_per_second:.0f} clips of {args.crop_seconds} s a second")
     os.makedirs(args.out, exist_ok=True)
     save_parts([np.asarray(w) for w in model.get_weights()], args.out)
     summary = {"epochs": epoch, "clips_per_second": clips_per_second, "val": final, "args": vars(args)}
-    with open(os.path.join(args.out, "fit.json"), "w") as f:
-        json.dump({**summary, "history": history}, f, indent=1)
+    # Last: a fit.json means every part is whole (`assemble` reads it first).
+    atomic.write_json(os.path.join(args.out, "fit.json"), {**summary, "history": history})
 
 
 def _crop(audio, crop, rng):
@@ -184,24 +202,33 @@ def save_parts(weights, out: str) -> None:
             parts.append({})
         parts[-1][f"w{index:04d}"] = weight.astype(np.float16)
     for number, part in enumerate(parts):
-        np.savez(os.path.join(out, f"weights{number}.npz"), **part)
+        with atomic.atomic_path(os.path.join(out, f"weights{number}.npz")) as temp:
+            np.savez(temp, **part)
 
 
 # --- assemble (here) ------------------------------------------------------------------------------
 
 
 def assemble(args) -> None:
-    with open(os.path.join(args.weights, "fit.json")) as f:
-        model = build_model(json.load(f)["args"]["preset"])
+    summary = os.path.join(args.weights, "fit.json")
+    try:
+        with open(summary) as f:
+            model = build_model(json.load(f)["args"]["preset"])
+    except (OSError, ValueError, KeyError) as error:
+        sys.exit(f"{summary}: not a summary `fit` wrote ({error!r})")
     loaded = {}
     for path in sorted(glob.glob(os.path.join(args.weights, "weights*.npz"))):
-        with np.load(path) as part:
+        with load_npz(path) as part:
             loaded.update({key: part[key] for key in part.files})
     weights = [loaded[key].astype(np.float32) for key in sorted(loaded)]
     if len(weights) != len(model.get_weights()):
         sys.exit(f"{args.weights}: {len(weights)} weights, the jsqa model has {len(model.get_weights())}")
-    model.set_weights(weights)
-    model.save(args.out)
+    try:
+        model.set_weights(weights)
+    except ValueError as error:
+        sys.exit(f"{args.weights}: the weights do not fit the model fit.json names ({error})")
+    with atomic.atomic_path(args.out) as temp:
+        model.save(temp)
     log(f"wrote {args.out}")
 
 

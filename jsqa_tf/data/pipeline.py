@@ -159,14 +159,6 @@ def random_crop_pcm_batch(
         (waveforms float32 [batch, crop_samples] zero-padded past a short file's end,
         int32 [batch] samples of each that came from the file).
     """
-    pcm, valid = _random_crop_int16(audio_bytes, num_samples, crop_samples, seed)
-    return _to_float(pcm), valid
-
-
-def _random_crop_int16(
-    audio_bytes: tf.Tensor, num_samples: tf.Tensor, crop_samples: int, seed: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """`random_crop_pcm_batch` before the conversion: int16 [batch, crop_samples], valid."""
     num_samples = tf.cast(num_samples, tf.int64)
     max_offset = tf.maximum(num_samples - crop_samples, 0)
     # Full-range int64 draws modulo the number of offsets: uniform up to a bias of n / 2**64.
@@ -175,7 +167,7 @@ def _random_crop_int16(
     valid = tf.minimum(num_samples, crop_samples)
     pieces = tf.strings.substr(audio_bytes, 2 * offset, 2 * valid)
     pcm = tf.io.decode_raw(pieces, tf.int16, little_endian=True, fixed_length=2 * crop_samples)  # zero-padded
-    return tf.ensure_shape(pcm, [None, crop_samples]), tf.cast(valid, tf.int32)
+    return tf.ensure_shape(pcm_to_float(pcm), [None, crop_samples]), tf.cast(valid, tf.int32)
 
 
 def _crops_per_file(num_samples: tf.Tensor, crop_samples: int, max_crops: int | None) -> tf.Tensor:
@@ -205,10 +197,6 @@ def _crop_offsets(num_samples, crops, used, crop_samples: int, seed: tf.Tensor) 
     ranks = tf.random.stateless_uniform(shape, tf.random.experimental.stateless_fold_in(seed, 1))
     order = tf.argsort(tf.where(used, ranks, 2.0), axis=1)  # the used slots, shuffled; unused last
     return tf.where(used, tf.gather(along, order, batch_dims=1), 0)
-
-
-def _to_float(pcm: tf.Tensor) -> tf.Tensor:
-    return pcm_to_float(pcm)
 
 
 def circular_crop_pcm(
@@ -421,7 +409,7 @@ def make_dataset(
             pieces = tf.gather(block["pieces"], block["chosen"][index])
             pcm = tf.io.decode_raw(pieces, tf.int16, little_endian=True, fixed_length=2 * crop_samples)
             element = {key: value[index] for key, value in block.items() if key not in ("pieces", "chosen")}
-            return {**element, "audio": _to_float(pcm)}
+            return {**element, "audio": pcm_to_float(pcm)}
 
         num_batches = tf.shape(block["chosen"], out_type=tf.int64)[0]
         return tf.data.Dataset.range(num_batches).map(
