@@ -21,6 +21,7 @@ import traceback
 import click
 
 import jsqa_tf
+from jsqa_lite.cli import predict_command
 from jsqa_tf.errors import JSQAError
 
 logger = logging.getLogger("jsqa_tf")
@@ -1196,104 +1197,16 @@ def export(model_path, name, output_dir, tflite, representative_data, check) -> 
     _echo_json(summary)
 
 
-class _UsageError(click.ClickException):
-    """One line and exit status 2: the command cannot start (bad option, model or output)."""
+def _open_backend(path: str, num_threads: int):
+    from jsqa_tf.predict import open_backend
 
-    exit_code = 2
+    return open_backend(path, num_threads)
 
 
-@main.command()
-@click.argument("paths", nargs=-1, type=click.Path())
-@click.option(
-    "--model",
-    "model_path",
-    default=os.path.join("runs", "demo"),
-    show_default=True,
-    help="saved_models/NAME[/VERSION], FILE.tflite, a run folder or a .keras file.",
+main.add_command(
+    predict_command(
+        _open_backend,
+        model_help="saved_models/NAME[/VERSION], FILE.tflite, a run folder or a .keras file.",
+        default_model=os.path.join("runs", "demo"),
+    )
 )
-@click.option(
-    "--csv", "csv_lists", multiple=True, type=click.Path(), help="CSV list of files (a `path` column)."
-)
-@click.option("--recursive", is_flag=True, help="Also take audio files from subfolders of folders given.")
-@click.option(
-    "--format", "output_format", type=click.Choice(["csv", "json", "jsonl"]), default="csv", show_default=True
-)
-@click.option("--output", type=click.Path(dir_okay=False), help="Write the results here (default: stdout).")
-@click.option("--batch-size", default="8", show_default=True, help="Windows scored at once.")
-@click.option("--window-seconds", default="10", show_default=True, help="Longer files are scored in windows.")
-@click.option("--per-window", is_flag=True, help="Also give each window's MOS and start time.")
-@click.option("--threads", default="2", show_default=True, help="CPU threads of the TFLite interpreter.")
-def predict(
-    paths,
-    model_path,
-    csv_lists,
-    recursive,
-    output_format,
-    output,
-    batch_size,
-    window_seconds,
-    per_window,
-    threads,
-) -> None:
-    """MOS of audio files: PATHS are files or folders (any rate, channels, WAV/FLAC/OGG).
-
-    A file longer than --window-seconds is scored in windows of that length and averaged. Each
-    file gets a row (path, mos, seconds, num_windows, error), streamed as it is done; a file that
-    fails gets its error and the run goes on. Exit status: 0 all scored, 1 some failed, 2 the
-    command could not start. With a .tflite model TensorFlow is not imported.
-    """
-    import math
-
-    from jsqa_tf.export import MIN_SECONDS
-    from jsqa_tf.predict import ResultWriter, collect_inputs, open_backend
-    from jsqa_tf.predict import predict as run_predict
-
-    batch_size = _number("--batch-size", batch_size, int, 1)
-    threads = _number("--threads", threads, int, 1)
-    window_seconds = _number("--window-seconds", window_seconds, float, MIN_SECONDS)
-    if not math.isfinite(window_seconds):
-        raise _UsageError(f"--window-seconds {window_seconds}: must be a finite number of seconds")
-    if output:
-        folder = os.path.dirname(os.path.abspath(output))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise _UsageError(f"{output}: cannot write here (no such folder, or not writable)")
-    try:
-        files = collect_inputs(paths, csv_lists, recursive)
-        if not files:
-            raise _UsageError("no audio files given (PATH..., folders with audio, or --csv LIST)")
-        backend = open_backend(model_path, num_threads=threads)
-        stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
-    except JSQAError as error:
-        raise _UsageError(str(error)) from error
-    except OSError as error:
-        raise _UsageError(f"{output}: cannot write ({error.strerror})") from error
-
-    logger.info("scoring %d file(s) with %s (%s)", len(files), backend.path, backend.kind)
-    writer = ResultWriter(stream, output_format, per_window)
-    try:
-        with _progress(len(files), "scoring") as bar:
-
-            def on_result(result) -> None:
-                writer.write(result)
-                bar.update(1)
-
-            scored, failed = run_predict(
-                backend, files, window_seconds=window_seconds, batch_size=batch_size, on_result=on_result
-            )
-        writer.close()
-    finally:
-        if stream is not sys.stdout:
-            stream.close()
-    click.echo(f"{scored} file(s) scored, {failed} failed", err=True)
-    if failed:
-        sys.exit(1)
-
-
-def _number(option: str, text: str, kind: type, minimum: float):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise _UsageError(f"{option} {text}: not a{'n integer' if kind is int else ' number'}") from None
-    if not value >= minimum:
-        raise _UsageError(f"{option} {text}: must be at least {minimum:g}")
-    return value

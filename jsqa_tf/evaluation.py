@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from jsqa_lite.contract import DEFAULT_WINDOW_SECONDS, SAMPLE_RATE, to_samples
 from jsqa_tf import atomic
 from jsqa_tf.errors import AudioError, CorpusError, JSQAError
 
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 SCATTER_FILE = "scatter.png"
-SAMPLE_RATE = 16_000
 
 
 def _is_shards(data: str) -> bool:
@@ -83,8 +83,15 @@ def labelled_audio(
 def score_labelled(
     model, files, *, window_seconds: float, batch_size: int, on_file: Callable[[], None] | None = None
 ) -> list[tuple]:
-    """(`LabelledFile`, predicted MOS) for each file, the audio dropped as soon as it is scored."""
-    from jsqa_tf.scoring import keras_predictor, score_files
+    """(`LabelledFile`, predicted MOS) for each file, the audio dropped as soon as it is scored.
+
+    The windows of several files share padded batches (the model's dict input masks the
+    padding), of `batch_size` rows and lengths rounded up to whole seconds.
+
+    Raises:
+        JSQAError: the model failed on a batch, or gave a non-finite MOS.
+    """
+    from jsqa_lite.scoring import score_files
 
     meta = {}
 
@@ -93,14 +100,20 @@ def score_labelled(
             meta[file.key] = dataclasses.replace(file, audio=np.zeros(0, np.float32))
             yield file.key, file.audio
 
+    def predict(waveform, num_valid_samples):
+        return model.predict_on_batch({"waveform": waveform, "num_valid_samples": num_valid_samples})
+
     results = []
     for score in score_files(
         pieces(),
-        keras_predictor(model),
-        window_samples=int(round(window_seconds * SAMPLE_RATE)),
+        predict,
+        window_samples=to_samples(window_seconds),
+        masks_padding=True,
         batch_size=batch_size,
         bucket_samples=SAMPLE_RATE,
     ):
+        if not score.ok:
+            raise JSQAError(f"{score.key}: {score.error}")
         results.append((meta.pop(score.key), score.mos))
         if on_file is not None:
             on_file()
@@ -123,7 +136,7 @@ def evaluate(
     *,
     split: str = "val",
     databases: tuple[str, ...] = (),
-    window_seconds: float = 10.0,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
     batch_size: int = 8,
     num_bootstrap: int = 1000,
     seed: int = 0,

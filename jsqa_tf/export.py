@@ -1,17 +1,14 @@
 """Export of a trained `MOSRegressor` for TF Serving (SavedModel) and devices (TFLite / LiteRT).
 
-Input contract (every exported form, and `jsqa_tf.lite`):
-    waveform: float32 [batch, samples], 16 kHz mono, in [-1, 1], any number of samples from
-        `MIN_SAMPLES` (0.25 s) on; all rows of a batch hold real audio of the same length
-        (zero padding is not masked and would change the scores: batch equal lengths only).
-Outputs:
-    mos: float32 [batch], in the model's `mos_range` ([1, 5]).
-    embedding: float32 [batch, d], the embedding the MOS head reads.
+Every exported form keeps the input contract of `jsqa_lite.contract`: input `waveform`,
+float32 [batch, samples], 16 kHz mono in [-1, 1], at least `MIN_SAMPLES` (0.25 s), rows of a
+batch of one length (zero padding is not masked); outputs `mos` float32 [batch] in the model's
+`mos_range` and `embedding` float32 [batch, d].
 
 The SavedModel's `serving_default` signature (method `tensorflow/serving/predict`) takes the
 input named `waveform` and returns `mos` and `embedding`; the TFLite models carry the same
 signature, builtin ops only, with a dynamic [-1, -1] input. Audio longer than the window a
-caller chooses is scored in windows and averaged (`jsqa_tf.windows`), outside the model.
+caller chooses is scored in windows and averaged (`jsqa_lite.scoring`), outside the model.
 
 Why the module holds raw variables: `tf.saved_model.save` of a module that tracks a Keras 3
 model reloads with `tf.saved_model.load` but fails in the v1 loader TF Serving uses ("Could not
@@ -41,22 +38,25 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 import jsqa_tf
+from jsqa_lite.contract import (
+    EMBEDDING_OUTPUT,
+    INPUT_NAME,
+    MIN_SECONDS,
+    MOS_OUTPUT,
+    SAMPLE_RATE,
+    SIGNATURE_KEY,
+    input_spec,
+    saved_model_contract_path,
+    tflite_contract_path,
+)
+from jsqa_lite.errors import ModelError
+from jsqa_lite.lite_model import LiteModel
 from jsqa_tf.atomic import write_json
-from jsqa_tf.audio import SAMPLE_RATE
-from jsqa_tf.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
-MIN_SECONDS = 0.25
-"""Shortest audio accepted, in seconds: about one syllable. Shorter input is rejected (the model
-computes a number for any length, but below this it is not a quality judgement)."""
-MIN_SAMPLES = int(MIN_SECONDS * SAMPLE_RATE)
-
-SIGNATURE_KEY = "serving_default"
-INPUT_NAME = "waveform"
 SERVING_TAG = "serve"
 PREDICT_METHOD = "tensorflow/serving/predict"
-CONTRACT_FILE = "jsqa_tf_contract.json"  # in a version's assets.extra/, and beside each .tflite
 WARMUP_FILE = "tf_serving_warmup_requests"
 TFLITE_DIR = "tflite"  # saved_models/NAME/tflite/<version>/: not an integer, so Serving ignores it
 
@@ -96,7 +96,7 @@ def _serving_module(model):
             def serve(waveform):
                 embedding = model.embed(waveform, training=False)
                 mos = model.head(embedding, training=False)
-                return {"mos": tf.reshape(mos, [-1]), "embedding": tf.cast(embedding, tf.float32)}
+                return {MOS_OUTPUT: tf.reshape(mos, [-1]), EMBEDDING_OUTPUT: tf.cast(embedding, tf.float32)}
 
             self.serve = serve
 
@@ -258,20 +258,10 @@ def contract(model, quantization: str | None = None, source: str | None = None) 
         "format": "tflite" if quantization else "saved_model",
         "quantization": quantization or "float32",
         "signature": SIGNATURE_KEY,
-        "input": {
-            "name": INPUT_NAME,
-            "dtype": "float32",
-            "shape": ["batch", "samples"],
-            "range": [-1.0, 1.0],
-            "sample_rate": SAMPLE_RATE,
-            "channels": 1,
-            "min_samples": MIN_SAMPLES,
-            "min_seconds": MIN_SECONDS,
-            "batch_rule": "rows of one batch have the same length (zero padding is not masked)",
-        },
+        "input": input_spec(),
         "outputs": {
-            "mos": {"dtype": "float32", "shape": ["batch"], "range": list(model.mos_range)},
-            "embedding": {"dtype": "float32", "shape": ["batch", int(model.embedding_width)]},
+            MOS_OUTPUT: {"dtype": "float32", "shape": ["batch"], "range": list(model.mos_range)},
+            EMBEDDING_OUTPUT: {"dtype": "float32", "shape": ["batch", int(model.embedding_width)]},
         },
         "encoder": encoder_contract(encoder),
         "num_parameters": int(model.count_params()),
@@ -476,14 +466,12 @@ def serving_scorer(saved_model_dir: str, model_name: str = "model"):
         for name, value in outputs.items():
             response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
         response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
-        return tf.make_ndarray(response.outputs["mos"])
+        return tf.make_ndarray(response.outputs[MOS_OUTPUT])
 
     return score, session.close
 
 
 def tflite_scorer(path: str, num_threads: int = 2):
-    from jsqa_tf.lite import LiteModel
-
     return LiteModel(path, num_threads=num_threads).score
 
 
@@ -548,9 +536,7 @@ def export_model(
         saved_model_dir = os.path.join(work_dir, "saved_model")
         sizes = save_serving_model(model, saved_model_dir)
         write_warmup_requests(saved_model_dir, name)
-        write_json(
-            os.path.join(saved_model_dir, "assets.extra", CONTRACT_FILE), contract(model, source=source)
-        )
+        write_json(saved_model_contract_path(saved_model_dir), contract(model, source=source))
 
         converted = {}
         for quantization in tflite:
@@ -584,7 +570,7 @@ def export_model(
             if parity:
                 info["max_abs_diff_mos"] = parity["max_abs_diff_mos"][quantization]
             os.replace(temp_path, path)
-            write_json(os.path.splitext(path)[0] + ".json", info)
+            write_json(tflite_contract_path(path), info)
             summary["tflite"][quantization] = {"path": path, "size_bytes": size}
     if parity:
         summary["parity"] = parity

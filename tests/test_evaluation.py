@@ -9,11 +9,11 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from jsqa_lite.contract import split_windows
 from jsqa_tf.cli import main
 from jsqa_tf.errors import CorpusError, JSQAError
 from jsqa_tf.evaluation import evaluate
 from jsqa_tf.models import MOSRegressor, WaveformEncoder
-from jsqa_tf.windows import split_windows
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,10 @@ import tensorflow as tf
 from click.testing import CliRunner
 from tensorflow_serving.apis import prediction_log_pb2
 
+from jsqa_lite.contract import CONTRACT_FILE, MIN_SAMPLES
 from jsqa_tf.cli import main
 from jsqa_tf.errors import ModelError
 from jsqa_tf.export import (
-    CONTRACT_FILE,
-    MIN_SAMPLES,
     MOS_TOLERANCE,
     WARMUP_FILE,
     check_parity,

@@ -1,4 +1,5 @@
-"""jsqa_tf.lite: the on-device runtime, checked in a process where TensorFlow cannot be imported."""
+"""The on-device runtime (`jsqa_lite`, also `jsqa_tf.lite`), checked in a process where TensorFlow
+cannot be imported, and its `jsqa-lite predict` beside `jsqa-tf predict`."""
 
 import json
 import os
@@ -85,16 +86,47 @@ def test_predict_cli_with_tflite_does_not_import_tensorflow(tiny_export, tmp_pat
     result = _run_without_tensorflow(
         f"""
         import json
-        from jsqa_tf.cli import main
-        try:
-            main(["predict", {str(tmp_path)!r}, "--model", {path!r}, "--format", "json",
-                  "--output", {str(tmp_path / "out.json")!r}])
-        except SystemExit as exit:
-            code = exit.code
-        print(json.dumps({{"exit": code, "rows": json.load(open({str(tmp_path / "out.json")!r}))}}))
+        import jsqa_lite.cli, jsqa_tf.cli
+        out = {{}}
+        for name, main in [("jsqa-tf", jsqa_tf.cli.main), ("jsqa-lite", jsqa_lite.cli.main)]:
+            output = {str(tmp_path)!r} + "/" + name + ".json"
+            args = ["predict", {str(tmp_path)!r}, "--model", {path!r}, "--format", "json", "--output", output]
+            try:
+                main(args)
+            except SystemExit as exit:
+                out[name] = {{"exit": exit.code, "rows": json.load(open(output))}}
+        print(json.dumps(out))
         """
     )
-    assert result["exit"] == 0 and len(result["rows"]) == 1 and 1 <= result["rows"][0]["mos"] <= 5
+    for name in ("jsqa-tf", "jsqa-lite"):
+        assert result[name]["exit"] == 0 and len(result[name]["rows"]) == 1, result
+        assert 1 <= result[name]["rows"][0]["mos"] <= 5
+    assert result["jsqa-lite"]["rows"] == result["jsqa-tf"]["rows"]
+
+
+def test_jsqa_lite_predict_gives_jsqa_tf_predicts_rows_and_statuses(tiny_mos_keras, tiny_export, tmp_path):
+    from click.testing import CliRunner
+
+    from jsqa_lite.cli import main as lite_main
+    from jsqa_tf.cli import main as full_main
+
+    long, short = example_clips([12.0, 0.1], seed=2)
+    write_audio(tmp_path / "long.wav", long)
+    write_audio(tmp_path / "short.wav", short)
+    model = tiny_export["tflite"]["float32"]["path"]
+    args = ["predict", str(tmp_path), "--model", model, "--per-window", "--window-seconds", "5"]
+    lite, full = CliRunner().invoke(lite_main, args), CliRunner().invoke(full_main, args)
+    assert lite.exit_code == full.exit_code == 1  # short.wav is too short
+    assert lite.stdout == full.stdout and "too short" in lite.stdout
+    assert "1 file(s) scored, 1 failed" in lite.stderr
+
+    for bad, message in [
+        (["--model", tiny_mos_keras], "not a .tflite file"),
+        (["--model", model, "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        ([], "Missing option '--model'"),
+    ]:
+        result = CliRunner().invoke(lite_main, ["predict", str(tmp_path / "long.wav"), *bad])
+        assert result.exit_code == 2 and message in result.output, result.output
 
 
 def test_score_batches_equal_length_windows(tiny_export):

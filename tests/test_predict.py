@@ -10,11 +10,12 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from jsqa_lite.predict import FileResult, ResultWriter, predict
 from jsqa_tf.audio import read_audio
 from jsqa_tf.cli import main
 from jsqa_tf.export import example_clips
 from jsqa_tf.models import load_mos_regressor
-from jsqa_tf.predict import FileResult, ResultWriter, open_backend, predict
+from jsqa_tf.predict import open_backend
 
 GOOD = ("a.wav", "long.flac", "stereo8k24.wav", "sub/deep.ogg")
 BAD = {

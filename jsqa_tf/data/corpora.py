@@ -25,11 +25,10 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 
-from jsqa_tf.audio import audio_info
+from jsqa_tf.audio import AUDIO_SUFFIXES, audio_info
 from jsqa_tf.errors import AudioError, CorpusError
 from jsqa_tf.ranges import MOS_RANGE
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3")
 CHIME3_ENVIRONMENTS = ("BUS", "CAF", "PED", "STR")
 CORPUS_KINDS = ("librispeech", "chime3", "nisqa", "folder", "csv")
 

@@ -39,11 +39,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from jsqa_lite.contract import SAMPLE_RATE
 from jsqa_tf import atomic
 from jsqa_tf.audio import resample, write_audio
 from jsqa_tf.errors import CorpusError
 
-SAMPLE_RATE = 16_000
 DEMO_VERSION = 1
 MARKER_NAME = "demo.json"
 CHIME3_DIR = os.path.join("CHiME3", "data", "audio", "16kHz", "backgrounds")

@@ -20,6 +20,7 @@ import os
 import re
 import sys
 
+from jsqa_tf.data.manifest import load_manifest
 from jsqa_tf.errors import CorpusError
 
 _CHUNK_BYTES = 1 << 20
@@ -102,8 +103,6 @@ def verify_shards(data_dir: str | os.PathLike, *, checksum: bool = True, records
     Returns:
         {"data_dir", "num_shards", "num_bytes", "problems": [{"file", "reason"}], "checked": [...]}
     """
-    from jsqa_tf.data.prepare import load_manifest
-
     data_dir = os.path.abspath(os.fspath(data_dir))
     manifest = load_manifest(data_dir)
     problems, checked, total = [], set(), 0

@@ -19,12 +19,12 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
+from jsqa_lite.contract import SAMPLE_RATE
 from jsqa_tf.data.pipeline import make_dataset, shard_paths
 from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm
 from jsqa_tf.errors import CorpusError
 
 _HASH_BUCKETS = 2**30
-SAMPLE_RATE = 16_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +107,7 @@ def mos_train_dataset(
     num_files: int,
     selection: Selection = Selection(),
     crop_samples: int | None = None,
-    bucket_samples: int = 16_000,
+    bucket_samples: int = SAMPLE_RATE,
 ) -> tf.data.Dataset:
     """Endless training batches ({"waveform", "num_valid_samples"}, mos): a new order and new
     crop offsets every pass, from stateless RNG keyed on `seed` (a tensor inside flat_map).

@@ -33,8 +33,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from jsqa_tf.data.manifest import load_manifest
 from jsqa_tf.data.pipeline import _split
-from jsqa_tf.data.prepare import load_manifest
 from jsqa_tf.data.tfrecords import FEATURE_SPEC, pcm_to_float
 from jsqa_tf.errors import CorpusError
 

@@ -57,7 +57,7 @@ import os
 import tensorflow as tf
 
 from jsqa_tf.data import integrity
-from jsqa_tf.data.prepare import load_manifest
+from jsqa_tf.data.manifest import load_manifest
 from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm, pcm_to_float
 from jsqa_tf.errors import CorpusError
 

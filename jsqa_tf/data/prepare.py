@@ -36,15 +36,16 @@ from jsqa_tf.audio import is_silent, read_audio, to_int16
 from jsqa_tf.config import PrepareConfig, to_dict
 from jsqa_tf.data.corpora import AudioRecord, Corpus, Problem, read_corpus
 from jsqa_tf.data.integrity import file_digest
+from jsqa_tf.data.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    PLAN_NAME,
+    load_manifest,  # noqa: F401 (jsqa_tf.cli imports it from here)
+)
 from jsqa_tf.errors import AudioError, CorpusError
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-"""Version of the shard format (`jsqa_tf.data.tfrecords`) and manifest layout."""
-
-MANIFEST_NAME = "manifest.json"
-PLAN_NAME = "plan.json"
 SPLITS = ("train", "val")
 
 
@@ -435,25 +436,3 @@ def _manifest(config, corpus, output_dir, shards, stats, problems, by_split) -> 
         "num_problems": len(problems),
         "problems": problems,
     }
-
-
-def load_manifest(data_dir: str | os.PathLike) -> dict:
-    """Reads a prepared folder's manifest; a clear error when it is missing or incomplete."""
-    data_dir = os.path.abspath(os.fspath(data_dir))
-    path = os.path.join(data_dir, MANIFEST_NAME)
-    if not os.path.exists(path):
-        if os.path.exists(os.path.join(data_dir, PLAN_NAME)):
-            raise CorpusError(data_dir, "preparation is unfinished (no manifest.json): rerun prepare")
-        raise CorpusError(data_dir, "no manifest.json: not a folder written by `jsqa-tf prepare`")
-    try:
-        with open(path, encoding="utf-8") as stream:
-            manifest = json.load(stream)
-    except json.JSONDecodeError as error:
-        raise CorpusError(path, f"corrupt manifest ({error})")
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        found = manifest.get("format_version") if isinstance(manifest, dict) else None
-        raise CorpusError(
-            path,
-            f"shard format {found}, this jsqa-tf reads format {FORMAT_VERSION}: prepare the corpus again",
-        )
-    return manifest

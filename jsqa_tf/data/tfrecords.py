@@ -13,7 +13,7 @@ Features of each example:
     mos            float   mean opinion score, NaN when the corpus has none
     is_silent      int64   1 when the file's RMS level is below -60 dBFS
 
-Bump `jsqa_tf.data.prepare.FORMAT_VERSION` whenever this list changes.
+Bump `jsqa_tf.data.manifest.FORMAT_VERSION` whenever this list changes.
 """
 
 from __future__ import annotations

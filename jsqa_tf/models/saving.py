@@ -36,6 +36,20 @@ def find_model_file(path: str | os.PathLike) -> str:
     return path
 
 
+def register_classes() -> None:
+    """Makes every Keras class of jsqa-tf known to `keras.saving` (importing the modules that
+    define them registers them), so that a file holding another kind of model than the one
+    asked for loads and is named in the error, instead of failing on an unknown class."""
+    from jsqa_tf.models import (  # noqa: F401
+        contrastive_pretrainer,
+        mos_head,
+        mos_regressor,
+        projection_head,
+        student_encoder,
+        waveform_encoder,
+    )
+
+
 def load_keras_file(path: str | os.PathLike, expected: type, what: str):
     """Loads a `.keras` file holding an `expected` model (safe mode: no code runs).
 
@@ -44,8 +58,7 @@ def load_keras_file(path: str | os.PathLike, expected: type, what: str):
     """
     import keras
 
-    import jsqa_tf.models  # noqa: F401  (registers the classes the file names)
-
+    register_classes()
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelError(path, "model not found")

@@ -9,7 +9,8 @@ import tensorflow as tf
 from jsqa_tf.audio import read_audio, to_int16
 from jsqa_tf.config import PrepareConfig
 from jsqa_tf.data import prepare as prepare_module
-from jsqa_tf.data.prepare import load_manifest, prepare
+from jsqa_tf.data.manifest import load_manifest
+from jsqa_tf.data.prepare import prepare
 from jsqa_tf.data.tfrecords import parse_example
 from jsqa_tf.errors import CorpusError
 
@@ -194,7 +195,8 @@ def test_a_folder_prepared_before_mos_range_existed_still_resumes(tiny_demo):
 
     from jsqa_tf.config import to_dict
     from jsqa_tf.data.corpora import read_librispeech
-    from jsqa_tf.data.prepare import FORMAT_VERSION, _fingerprint, plan_shards
+    from jsqa_tf.data.manifest import FORMAT_VERSION
+    from jsqa_tf.data.prepare import _fingerprint, plan_shards
 
     settings = config(tiny_demo["librispeech"])
     shards = plan_shards(read_librispeech(tiny_demo["librispeech"]).records, "train", 6.0, 0)

@@ -1,0 +1,187 @@
+"""The `jsqa-lite` command line, and the `predict` command it shares with `jsqa-tf`.
+
+`predict_command(open_backend, ...)` builds the click command: `jsqa-lite predict` opens
+`.tflite` files only, `jsqa-tf predict` passes an `open_backend` that opens every form of a
+model. Results go to stdout (or --output), logs and the progress bar to stderr. Exit status:
+0 all files scored, 1 some failed (or an unexpected error), 2 the command could not start.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import traceback
+from collections.abc import Callable
+
+import click
+
+from jsqa_lite import __version__
+from jsqa_lite.contract import DEFAULT_WINDOW_SECONDS, MIN_SECONDS
+from jsqa_lite.errors import JSQAError
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(click.ClickException):
+    """One line and exit status 2: the command cannot start (bad option, model or output)."""
+
+    exit_code = 2
+
+
+def parse_number(option: str, text: str, kind: type, minimum: float):
+    """`text` as an int or float of at least `minimum`, else a `UsageError` naming `option`."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UsageError(f"{option} {text}: not a{'n integer' if kind is int else ' number'}") from None
+    if not value >= minimum:
+        raise UsageError(f"{option} {text}: must be at least {minimum:g}")
+    return value
+
+
+def predict_command(
+    open_backend: Callable[[str, int], object], *, model_help: str, default_model: str | None = None
+) -> click.Command:
+    """The `predict` command scoring files with what `open_backend(path, num_threads)` opens.
+
+    Args:
+        open_backend: returns a backend (`jsqa_lite.predict`) or raises a `JSQAError`.
+        model_help: the --model option's help (what it may name).
+        default_model: --model's default; None makes --model required.
+    """
+
+    # No default at all when there is none (click >= 8.3 takes default=None for a given value).
+    model_default = {"default": default_model, "show_default": True} if default_model else {"required": True}
+
+    @click.command("predict")
+    @click.argument("paths", nargs=-1, type=click.Path())
+    @click.option("--model", "model_path", help=model_help, **model_default)
+    @click.option(
+        "--csv", "csv_lists", multiple=True, type=click.Path(), help="CSV list of files (a `path` column)."
+    )
+    @click.option("--recursive", is_flag=True, help="Also take audio files from subfolders of folders given.")
+    @click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["csv", "json", "jsonl"]),
+        default="csv",
+        show_default=True,
+    )
+    @click.option(
+        "--output", type=click.Path(dir_okay=False), help="Write the results here (default: stdout)."
+    )
+    @click.option("--batch-size", default="8", show_default=True, help="Windows scored at once.")
+    @click.option(
+        "--window-seconds",
+        default=f"{DEFAULT_WINDOW_SECONDS:g}",
+        show_default=True,
+        help="Longer files are scored in windows.",
+    )
+    @click.option("--per-window", is_flag=True, help="Also give each window's MOS and start time.")
+    @click.option("--threads", default="2", show_default=True, help="CPU threads of the TFLite interpreter.")
+    def predict(paths, model_path, csv_lists, recursive, output_format, output, **numbers) -> None:
+        """MOS of audio files: PATHS are files or folders (any rate, channels, WAV/FLAC/OGG).
+
+        A file longer than --window-seconds is scored in windows of that length and averaged. Each
+        file gets a row (path, mos, seconds, num_windows, error), streamed as it is done; a file that
+        fails gets its error and the run goes on. Exit status: 0 all scored, 1 some failed, 2 the
+        command could not start. With a .tflite model TensorFlow is not imported.
+        """
+        from jsqa_lite.predict import ResultWriter, collect_inputs
+        from jsqa_lite.predict import predict as run_predict
+
+        batch_size = parse_number("--batch-size", numbers["batch_size"], int, 1)
+        threads = parse_number("--threads", numbers["threads"], int, 1)
+        window_seconds = parse_number("--window-seconds", numbers["window_seconds"], float, MIN_SECONDS)
+        if not math.isfinite(window_seconds):
+            raise UsageError(f"--window-seconds {window_seconds}: must be a finite number of seconds")
+        if output:
+            folder = os.path.dirname(os.path.abspath(output))
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+                raise UsageError(f"{output}: cannot write here (no such folder, or not writable)")
+        try:
+            files = collect_inputs(paths, csv_lists, recursive)
+            if not files:
+                raise UsageError("no audio files given (PATH..., folders with audio, or --csv LIST)")
+            backend = open_backend(model_path, threads)
+            stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+        except JSQAError as error:
+            raise UsageError(str(error)) from error
+        except OSError as error:
+            raise UsageError(f"{output}: cannot write ({error.strerror})") from error
+
+        logger.info("scoring %d file(s) with %s (%s)", len(files), backend.path, backend.kind)
+        writer = ResultWriter(stream, output_format, numbers["per_window"])
+        try:
+            with click.progressbar(length=len(files), label="scoring", file=sys.stderr, show_pos=True) as bar:
+
+                def on_result(result) -> None:
+                    writer.write(result)
+                    bar.update(1)
+
+                scored, failed = run_predict(
+                    backend, files, window_seconds=window_seconds, batch_size=batch_size, on_result=on_result
+                )
+            writer.close()
+        finally:
+            if stream is not sys.stdout:
+                stream.close()
+        click.echo(f"{scored} file(s) scored, {failed} failed", err=True)
+        if failed:
+            sys.exit(1)
+
+    return predict
+
+
+class Failure(click.ClickException):
+    """One line on stderr, `error: <message>`, exit status 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class ErrorBoundaryGroup(click.Group):
+    """A command group that turns any exception its commands let through into one line,
+    `error: ...`, and exit status 1 (-vv prints the traceback first). `error_line` says what
+    a line says; a CLI with more kinds of errors overrides it."""
+
+    @staticmethod
+    def error_line(error: Exception) -> str:
+        if isinstance(error, JSQAError):
+            return str(error)
+        if isinstance(error, OSError) and error.strerror:
+            where = error.filename or error.filename2
+            return f"{where}: {error.strerror}" if where else error.strerror
+        return f"unexpected {type(error).__name__}: {error} (-vv shows the traceback)"
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:
+            if ctx.params.get("verbose", 0) >= 2:
+                traceback.print_exception(error, file=sys.stderr)
+            raise Failure(self.error_line(error)) from error
+
+
+@click.group(cls=ErrorBoundaryGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jsqa-lite")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug and tracebacks).")
+def main(verbose: int) -> None:
+    """jsqa-lite: MOS of speech files with a jsqa-tf TFLite model, on LiteRT (no TensorFlow)."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+
+
+def _open_tflite(path: str, num_threads: int):
+    from jsqa_lite.predict import open_tflite
+
+    return open_tflite(path, num_threads)
+
+
+main.add_command(predict_command(_open_tflite, model_help="The FILE.tflite that `jsqa-tf export` wrote."))

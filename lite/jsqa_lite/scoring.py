@@ -1,0 +1,164 @@
+"""Scoring whole files in windows with any model: the one loop behind `predict`, `LiteModel`
+and evaluation (NumPy only).
+
+`score_files` cuts each file into windows (`jsqa_lite.contract.window_starts`), packs windows
+into batches, calls `predict(waveform [batch, samples], num_valid_samples [batch]) -> mos
+[batch]`, and yields each file's score (the mean of its windows') as soon as the file and all
+before it are scored, in input order. How windows share a batch depends on the model:
+
+- `masks_padding=True` (a Keras `MOSRegressor` with its dict input): windows of any length,
+  of several files, share a batch of exactly `batch_size` rows, zero-padded to a length
+  rounded up to `bucket_samples` (so a compiled model sees a handful of shapes); unused rows
+  are zeros of length 1.
+- `masks_padding=False` (exported models: SavedModel, TFLite): the rows of a batch hold real
+  audio of one length. Full windows of several files are batched together, the last batch
+  with fewer rows; a file shorter than the window is scored alone, at once.
+
+A batch whose call raises, or gives a non-finite MOS, fails its files (they carry the
+error), not the run.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from jsqa_lite.contract import SAMPLE_RATE, window_starts
+from jsqa_lite.errors import PathError
+
+
+@dataclasses.dataclass
+class FileScore:
+    """A file's windows and their scores, or why it could not be scored.
+
+    Attributes:
+        key: what the caller gave with the audio (a path, an id).
+        num_samples: the audio's length (None when it could not be read).
+        window_starts: each window's first sample.
+        window_mos: each window's MOS, in window order (None while not scored).
+        error: why the file has no score, or None.
+    """
+
+    key: Any
+    num_samples: int | None = None
+    window_starts: list[int] = dataclasses.field(default_factory=list)
+    window_mos: list[float | None] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or all(mos is not None for mos in self.window_mos)
+
+    @property
+    def mos(self) -> float | None:
+        """The mean of the windows' MOS (None for a file with an error)."""
+        return float(np.mean(self.window_mos)) if self.ok and self.window_mos else None
+
+    def summary(self) -> dict:
+        """{"mos", "seconds", "num_windows", "window_mos", "window_start_seconds"}."""
+        read = self.num_samples is not None
+        return {
+            "mos": self.mos,
+            "seconds": self.num_samples / SAMPLE_RATE if read else None,
+            "num_windows": len(self.window_starts),
+            "window_mos": [float(mos) for mos in self.window_mos] if self.ok else None,
+            "window_start_seconds": [start / SAMPLE_RATE for start in self.window_starts] if read else None,
+        }
+
+
+def pad_batch(
+    pieces: list[np.ndarray], rows: int | None = None, multiple: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pads 1-D float waveforms into one batch: (float32 [rows, width], int32 lengths [rows]).
+
+    Args:
+        pieces: the waveforms, one per row.
+        rows: the batch's rows (default: one per piece); rows past the pieces are zeros of
+            length 1 (a length of 0 would divide by zero in a masked mean).
+        multiple: the width is the longest piece rounded up to a multiple of this.
+    """
+    rows = len(pieces) if rows is None else rows
+    lengths = np.ones(rows, dtype=np.int32)
+    lengths[: len(pieces)] = [len(piece) for piece in pieces]
+    width = int(-(-int(lengths.max()) // multiple) * multiple)
+    batch = np.zeros((rows, width), dtype=np.float32)
+    for row, piece in enumerate(pieces):
+        batch[row, : len(piece)] = piece
+    return batch, lengths
+
+
+def score_files(
+    files: Iterable[tuple[Any, np.ndarray | Exception]],
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    *,
+    window_samples: int,
+    masks_padding: bool,
+    hop_samples: int | None = None,
+    batch_size: int = 8,
+    bucket_samples: int = 1,
+) -> Iterator[FileScore]:
+    """Scores (key, 1-D float32 waveform) pairs; yields a `FileScore` per file, in order.
+
+    Args:
+        files: (key, waveform) pairs; in place of a waveform, an exception saying why the
+            file cannot be scored (its `FileScore` carries the reason, in its place).
+        predict: waveform [batch, samples], num_valid_samples [batch] -> MOS [batch].
+        window_samples, hop_samples: the window rule (`jsqa_lite.contract.window_starts`).
+        masks_padding: whether `predict` ignores zero padding (see the module's docstring).
+        batch_size: windows per call.
+        bucket_samples: with `masks_padding`, batch lengths are multiples of this.
+    """
+    pending: collections.deque[FileScore] = collections.deque()  # files not yet yielded
+    queue: list[tuple[FileScore, int, np.ndarray]] = []  # (file, window index, window)
+
+    def run(items):
+        pieces = [window for _, _, window in items]
+        if masks_padding:
+            batch, lengths = pad_batch(pieces, rows=batch_size, multiple=bucket_samples)
+        else:
+            batch, lengths = pad_batch(pieces)  # one length: nothing is padded
+        try:
+            mos = np.asarray(predict(batch, lengths), dtype=np.float64).reshape(-1)[: len(items)]
+        except Exception as error:  # a failing batch fails its files, not the run
+            for score, _, _ in items:
+                score.error = f"scoring failed ({type(error).__name__}: {error})"
+            return
+        for (score, index, _), value in zip(items, mos, strict=True):
+            if not np.isfinite(value):
+                score.error = "the model gave a non-finite MOS"
+            score.window_mos[index] = float(value)
+
+    def finished():
+        while pending and pending[0].done:
+            yield pending.popleft()
+
+    for key, audio in files:
+        score = FileScore(key)
+        pending.append(score)
+        if isinstance(audio, Exception):
+            score.error = audio.reason if isinstance(audio, PathError) else str(audio)
+            yield from finished()
+            continue
+        score.num_samples = len(audio)
+        score.window_starts = window_starts(len(audio), window_samples, hop_samples)
+        score.window_mos = [None] * len(score.window_starts)
+        windows = [audio[start : start + window_samples] for start in score.window_starts]
+        if not masks_padding and len(windows[0]) < window_samples:
+            run([(score, 0, windows[0])])  # shorter than a window: alone, unpadded
+        else:
+            queue += [(score, index, window) for index, window in enumerate(windows)]
+            while len(queue) >= batch_size:
+                run(queue[:batch_size])
+                del queue[:batch_size]
+        yield from finished()
+    if queue:
+        run(queue)
+    yield from finished()
