@@ -1,0 +1,1 @@
+"""Corpora, prepared TFRecord shards and the tf.data pipelines that read them."""
