@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jsqa_tf.config import PairConfig, abs_delta_snr_density, expected_mean_abs_delta_db
+from jsqa_tf.config import PairConfig
+from jsqa_tf.data.snr import abs_delta_snr_density, expected_mean_abs_delta_db
 from jsqa_tf.errors import ConfigError
 from jsqa_tf.jnd import KINDS, NAME_NUMBERS, SAME, LabelledPair, parse_name, wilson_interval
 from jsqa_tf.psychometric import (
@@ -265,7 +266,7 @@ def expected_share_same(
     step_db: float = 0.01,
 ) -> float:
     """Expected share of pairs judged "same": P(same | d) integrated against the sampler's
-    |ΔSNR| density (`jsqa_tf.config.abs_delta_snr_density`) for this window and cap."""
+    |ΔSNR| density (`jsqa_tf.data.snr.abs_delta_snr_density`) for this window and cap."""
     cap = snr_window_db if max_abs_delta_db is None else max_abs_delta_db
     return float(_Shares(p_same, cap, min(step_db, cap / 100)).share(snr_window_db, cap))
 

@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from jsqa_tf.config import PairConfig, abs_delta_snr_density
+from jsqa_tf.config import PairConfig
+from jsqa_tf.data.snr import abs_delta_snr_density
 from jsqa_tf.jnd import read_cdpam_list
 from jsqa_tf.jnd_curve import (
     Curve,

@@ -124,8 +124,8 @@ def test_several_runs_are_compared_and_an_interrupted_stage_resumes(mos_demo, tm
     raw = {
         "run_dir": str(tmp_path / "runs"),
         "pretrain": {
-            "data": {"clean_dir": mos_demo["clean"], "noise_dir": mos_demo["noise"], "crop_seconds": 0.5,
-                     "pairs_per_batch": 4, "val_batches": 1},
+            "data": {"clean_dir": mos_demo["clean"], "noise_dir": mos_demo["noise"], "val_batches": 1,
+                     "pairs": {"crop_seconds": 0.5, "pairs_per_batch": 4}},
             "model": {"preset": "tiny", "projection": False},
             "training": {"epochs": 1, "steps_per_epoch": 3, "audio_examples": 0},
         },

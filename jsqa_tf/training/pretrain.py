@@ -167,10 +167,10 @@ class _PairExamples(keras.callbacks.Callback):
             snr_db,
             num_valid_samples=num_valid,
             step=epoch + 1,
-            snr_window_db=self.config.data.snr_window_db,
-            max_abs_delta_db=self.config.data.max_abs_delta_db,
-            snr_placement=self.config.data.snr_placement,
-            snr_range_db=self.config.data.snr_range_db,
+            snr_window_db=self.config.data.pairs.snr_window_db,
+            max_abs_delta_db=self.config.data.pairs.max_abs_delta_db,
+            snr_placement=self.config.data.pairs.snr_placement,
+            snr_range_db=self.config.data.pairs.snr_range_db,
             max_outputs=self.config.training.audio_examples,
         )
 
@@ -203,7 +203,7 @@ def pretrain(
         if config.data.demo_dir:
             clean_dir, noise_dir = demo_shards(config.data.demo_dir)
         check_data(config, clean_dir, noise_dir)
-        global_pairs = config.data.pairs_per_batch * run.strategy.num_replicas
+        global_pairs = config.data.pairs.pairs_per_batch * run.strategy.num_replicas
         with run.strategy.scope():
             model = build_pretrainer(config, resumed_encoder_numerics(run))
             record_encoder_numerics(run, model.encoder)
