@@ -129,24 +129,61 @@ def main(verbose: int) -> None:
     _quiet_tensorflow(verbose)
 
 
+def _progress(length: int, label: str):
+    return click.progressbar(
+        length=length, label=label, file=sys.stderr, show_pos=True, item_show_func=lambda item: item
+    )
+
+
 @contextlib.contextmanager
 def _progress_bars():
-    """`progress(label, length) -> update(n)` for the library (one bar a task, on stderr)."""
-    current = []
+    """A `jsqa_tf.progress.Progress` for the library: one bar a task, on stderr, closed when
+    its task is done, the next one starts, or the command ends."""
+    bars = []
+
+    def close() -> None:
+        if bars:
+            bars.pop().__exit__(None, None, None)
 
     def progress(label: str, length: int):
-        if current:
-            current.pop().__exit__(None, None, None)
+        close()
         bar = _progress(length, label)
         bar.__enter__()
-        current.append(bar)
-        return bar.update
+        bars.append(bar)
+
+        def update(n: int, item=None) -> None:
+            if bars and bars[-1] is bar:
+                bar.update(n, item)
+                if bar.pos >= length:
+                    close()
+
+        return update
 
     try:
         yield progress
     finally:
-        if current:
-            current.pop().__exit__(None, None, None)
+        close()
+
+
+def _given(options: dict, keys: dict | None = None) -> dict:
+    """The options given (not None, not empty) as config keys (`keys[name]`, or the option's
+    own name); tuples become lists."""
+    return {
+        (keys or {}).get(name, name): list(value) if isinstance(value, tuple) else value
+        for name, value in options.items()
+        if value not in (None, ())
+    }
+
+
+def _options(*options):
+    """One decorator for several click options, in the order given."""
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 @main.command("demo-data")
@@ -160,18 +197,11 @@ def demo_data(directory: str, seed: int, small: bool) -> None:
     degradations, not rated by people. Prints the corpus paths as JSON.
     """
     from jsqa_tf.data.demo import SMALL_DEMO, make_demo_corpus
+    from jsqa_tf.progress import demo_callbacks
 
-    sizes = SMALL_DEMO if small else {}
     logger.info("writing the demo corpus to %s", directory)
     with _progress_bars() as progress:
-        update = []
-        paths = make_demo_corpus(
-            directory,
-            seed,
-            on_start=lambda steps: update.append(progress("writing the demo corpus", steps)),
-            on_progress=lambda n: update[0](n),
-            **sizes,
-        )
+        paths = make_demo_corpus(directory, seed, **demo_callbacks(progress), **(SMALL_DEMO if small else {}))
     _echo_json(paths)
 
 
@@ -230,13 +260,12 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
     from jsqa_tf.config import PrepareConfig, from_dict, load_yaml
     from jsqa_tf.data.prepare import list_corpus
     from jsqa_tf.data.prepare import prepare as run_prepare
+    from jsqa_tf.progress import prepare_callbacks
 
     check_writable(os.path.join(output_dir, "manifest.json"))
     settings = load_yaml(config_path) if config_path else {}
     settings.update(corpus=corpus, source=os.path.abspath(source))
-    for name, value in options.items():  # every option is a PrepareConfig field; unset ones are None
-        if value not in (None, ()):
-            settings[name] = list(value) if isinstance(value, tuple) else value
+    settings.update(_given(options))  # every option is a PrepareConfig field
     config = from_dict(PrepareConfig, settings, where=config_path or "prepare")
 
     listing = list_corpus(config)
@@ -246,30 +275,9 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
             f"--strict: {len(listing.problems)} problem file(s), e.g. {first.path}: {first.reason} "
             "(without --strict they are skipped and listed)"
         )
-
-    bar = None
-
-    def on_start(seconds: float, num_shards: int) -> None:
-        nonlocal bar
-        if num_shards:
-            bar = click.progressbar(
-                length=max(1, round(seconds)),
-                label=f"writing {num_shards} shard(s)",
-                file=sys.stderr,
-                show_pos=True,
-                item_show_func=lambda name: name,
-            )
-            bar.__enter__()
-
-    def on_shard(stats: dict) -> None:
-        if bar is not None:
-            bar.update(round(stats["seconds"]), stats["name"])
-
-    try:
-        manifest = run_prepare(config, output_dir, corpus=listing, on_start=on_start, on_shard=on_shard)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    with _progress_bars() as progress:
+        callbacks = prepare_callbacks(progress, "writing {num_shards} shard(s)")
+        manifest = run_prepare(config, output_dir, corpus=listing, **callbacks)
 
     if strict and manifest["num_problems"]:
         raise JSQAError(
@@ -320,23 +328,15 @@ def check(folders, records, quick) -> None:
     click.echo(f"{sum(r['num_shards'] for r in reports)} shard(s) intact", err=True)
 
 
-def _progress(length: int, label: str):
-    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
+_PAIR_KEYS = {
+    "snr_range": "snr_range_db",
+    "snr_window": "snr_window_db",
+    "snr_window_low": "snr_window_low_db",
+    "max_abs_delta": "max_abs_delta_db",
+}
+"""The SNR options' `PairSampling` fields."""
 
-
-def _pair_settings(settings: dict, snr_range, snr_window, snr_window_low, max_abs_delta) -> dict:
-    if snr_range:
-        settings["snr_range_db"] = list(snr_range)
-    if snr_window is not None:
-        settings["snr_window_db"] = snr_window
-    if snr_window_low is not None:
-        settings["snr_window_low_db"] = snr_window_low
-    if max_abs_delta is not None:
-        settings["max_abs_delta_db"] = max_abs_delta
-    return settings
-
-
-_SNR_OPTIONS = [
+_snr_options = _options(
     click.option("--snr-range", nargs=2, type=float, help="Range the SNR window lies in, dB (default -3 9)."),
     click.option("--snr-window", type=float, help="Width of the window both SNRs come from, dB (default 6)."),
     click.option("--snr-window-low", type=float, help="Fix the window's low end (default: random per pair)."),
@@ -345,13 +345,7 @@ _SNR_OPTIONS = [
         type=float,
         help="Cap on |ΔSNR|, dB, at most the window (default: none; see `jnd curve --target-same`).",
     ),
-]
-
-
-def _snr_options(command):
-    for option in reversed(_SNR_OPTIONS):
-        command = option(command)
-    return command
+)
 
 
 @main.command()
@@ -369,7 +363,12 @@ def _snr_options(command):
     "uniform single SNRs (README, jsqa-tf pairs).",
 )
 @click.option("--seed", type=int, help="Seed of crops, excerpts and SNRs (default 0).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML with PairConfig fields.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="YAML with PairConfig fields (a pretraining file's data.pairs section is one).",
+)
 @click.option("--audio/--no-audio", default=True, show_default=True, help="Write each pair's two WAV files.")
 @click.option(
     "--tensorboard",
@@ -378,21 +377,7 @@ def _snr_options(command):
     help="Also log example pairs (audio) and the |ΔSNR| histogram here.",
 )
 def pairs(
-    clean_dir,
-    noise_dir,
-    output_dir,
-    num_pairs,
-    split,
-    crop_seconds,
-    snr_range,
-    snr_window,
-    snr_window_low,
-    max_abs_delta,
-    snr_placement,
-    seed,
-    config_path,
-    audio,
-    tensorboard_dir,
+    clean_dir, noise_dir, output_dir, num_pairs, split, config_path, audio, tensorboard_dir, **options
 ) -> None:
     """Draws JND pairs from prepared CLEAN_DIR speech and NOISE_DIR noise into OUTPUT_DIR.
 
@@ -410,25 +395,16 @@ def pairs(
     settings.update(clean_dir=os.path.abspath(clean_dir), noise_dir=os.path.abspath(noise_dir), split=split)
     # Pairs are drawn at the rate the speech was prepared at (the noise must match it).
     settings.setdefault("sample_rate", load_manifest(clean_dir).get("sample_rate", 16_000))
-    if crop_seconds is not None:
-        settings["crop_seconds"] = crop_seconds
-    if seed is not None:
-        settings["seed"] = seed
-    if snr_placement is not None:
-        settings["snr_placement"] = snr_placement
-    config = from_dict(
-        PairConfig,
-        _pair_settings(settings, snr_range, snr_window, snr_window_low, max_abs_delta),
-        where=config_path or "pairs",
-    )
-    with _progress(num_pairs, "drawing pairs") as bar:
+    config = from_dict(PairConfig, settings | _given(options, _PAIR_KEYS), where=config_path or "pairs")
+    with _progress_bars() as progress:
+        update = progress("drawing pairs", num_pairs)
         summary = write_pairs(
             config,
             output_dir,
             num_pairs,
             write_audio=audio,
             tensorboard_dir=tensorboard_dir,
-            on_progress=bar.update,
+            on_progress=update,
         )
     click.echo(
         f"mean |ΔSNR| {summary['mean_abs_delta_db']:.3f} dB over {summary['num_pairs']} pairs "
@@ -445,20 +421,10 @@ def jnd() -> None:
     """The JND classifier (PESQ SVM) and the label-only JND curve."""
 
 
-def _report_skipped(reasons: list[str], what: str) -> int:
-    failed = [r for r in reasons if r]
-    if failed:
-        examples = "".join(f"\n  {r}" for r in failed[:3])
-        click.echo(f"warning: {len(failed)} {what} skipped; e.g.:{examples}", err=True)
-    return len(failed)
-
-
-def _pair_name(pair) -> str:
-    """A list's pair as a user finds it: its line and its two files."""
-    return f"line {pair.line_number} ({os.path.basename(pair.first)} / {os.path.basename(pair.second)})"
-
-
 _KINDS_HELP = "Kinds of degradation to use, comma-separated: additive (noise types; gain-named), mp3, reverb."
+_WORKERS_OPTION = click.option(
+    "-j", "--num-workers", default=2, show_default=True, help="Feature processes (0: none)."
+)
 
 
 @jnd.command("fit")
@@ -495,128 +461,41 @@ _KINDS_HELP = "Kinds of degradation to use, comma-separated: additive (noise typ
 @click.option("--c", "c_value", default=1.0, show_default=True, help="SVM regularisation C (> 0).")
 @click.option("--folds", default=5, show_default=True, help="Cross-validation folds, grouped by recording.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("-j", "--num-workers", default=2, show_default=True, help="Feature processes (0: none).")
-def jnd_fit(
-    pair_list, audio_root, out_path, features_text, kinds_text, reference, c_value, folds, seed, num_workers
-) -> None:
+@_WORKERS_OPTION
+def jnd_fit(pair_list, out_path, features_text, kinds_text, c_value, **options) -> None:
     """Trains the JND classifier on human-labelled pairs and prints its CV accuracy.
 
     PAIR_LIST: CDPAM's `ref<TAB>per<TAB>label[<TAB>type]` list (0 = same, 1 = different) or a
     CSV with columns ref, deg, label[, type]. Cross-validation keeps each source recording (the
     name after the gain) in one fold.
     """
-    import numpy as np
+    from jsqa_tf.jnd import fit_from_list, parse_feature_names, parse_kinds
 
-    from jsqa_tf.atomic import check_writable
-    from jsqa_tf.jnd import (
-        JNDClassifier,
-        check_fit_settings,
-        extract_features,
-        parse_feature_names,
-        parse_kinds,
-        read_labelled_pairs,
-        reference_and_degraded,
-    )
-
-    feature_names = parse_feature_names(features_text)
-    kinds = parse_kinds(kinds_text)
-    if os.path.exists(out_path):
-        raise JSQAError(f"{out_path}: exists already; choose another name (nothing was overwritten)")
-    check_writable(out_path)  # now, not after the features are computed
-    listed = read_labelled_pairs(pair_list, audio_root)
-    labelled = [p for p in listed if p.kind in kinds]
-    if not labelled:
-        raise JSQAError(f"{pair_list}: no pairs of kind(s) {', '.join(kinds)}")
-    labels = np.array([p.label for p in labelled])
-    groups = [p.source for p in labelled]
-    check_fit_settings(labels, groups, C=c_value, folds=folds)
-    with _progress(len(labelled), " + ".join(feature_names)) as bar:
-        features, ok, reasons = extract_features(
-            [reference_and_degraded(p, reference) for p in labelled],
-            names=feature_names,
-            num_workers=num_workers,
-            on_progress=bar.update,
+    feature_names, kinds = parse_feature_names(features_text), parse_kinds(kinds_text)
+    with _progress_bars() as progress:
+        classifier = fit_from_list(
+            pair_list,
+            out_path,
+            feature_names=feature_names,
+            kinds=kinds,
+            C=c_value,
+            progress=progress,
+            **options,
         )
-    reasons = [reason and f"{_pair_name(p)}: {reason}" for p, reason in zip(labelled, reasons, strict=True)]
-    skipped = _report_skipped(reasons, "pair(s) could not be scored and were")
-    if skipped == len(labelled):
-        raise JSQAError(f"{pair_list}: no pair could be scored; e.g. {reasons[0]}")
-    classifier = JNDClassifier.fit(
-        features[ok],
-        labels[ok],
-        feature_names=feature_names,
-        groups=[g for g, keep in zip(groups, ok, strict=True) if keep],
-        C=c_value,
-        seed=seed,
-        folds=folds,
-    )
-    classifier.info.update(
-        num_skipped=skipped,
-        num_not_used=len(listed) - len(labelled),
-        kinds=list(kinds),
-        reference=reference,
-        trained_on=os.path.abspath(pair_list),
-    )
-    classifier.save(out_path)
     _echo_json(classifier.info | {"classifier": os.path.abspath(out_path)})
 
 
 @jnd.command("validate")
 @click.argument("classifier_path", type=click.Path(exists=True, dir_okay=False))
 @click.argument("pairs_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("-j", "--num-workers", default=2, show_default=True, help="Feature processes (0: none).")
+@_WORKERS_OPTION
 def jnd_validate(classifier_path, pairs_dir, num_workers) -> None:
     """Scores pairs written by `jsqa-tf pairs` and reports the share within JND (95% CI)."""
-    import csv
-
-    import numpy as np
-
-    from jsqa_tf.data.pairs import PAIRS_CSV
-    from jsqa_tf.jnd import FEATURE_NAMES, SAME, JNDClassifier, extract_features, wilson_interval
+    from jsqa_tf.jnd import JNDClassifier, validate_pairs
 
     classifier = JNDClassifier.load(classifier_path)
-    csv_path = os.path.join(pairs_dir, PAIRS_CSV)
-    if not os.path.exists(csv_path):
-        raise JSQAError(f"{pairs_dir}: no {PAIRS_CSV}; write pairs with `jsqa-tf pairs` first")
-    with open(csv_path, newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream))
-    if not rows or not rows[0].get("file_a"):
-        raise JSQAError(f"{csv_path}: the pairs were written without audio (--no-audio)")
-    files = []
-    for row in rows:
-        a, b = (os.path.join(pairs_dir, row[key]) for key in ("file_a", "file_b"))
-        files.append((a, b) if float(row["snr_a_db"]) >= float(row["snr_b_db"]) else (b, a))
-    with _progress(len(files), "PESQ + SI-SDR") as bar:
-        features, ok, reasons = extract_features(files, num_workers=num_workers, on_progress=bar.update)
-    reasons = [reason and f"pair {row['pair']}: {reason}" for row, reason in zip(rows, reasons, strict=True)]
-    skipped = _report_skipped(reasons, "pair(s) could not be scored and were")
-    scored = int(ok.sum())
-    if scored == 0:
-        raise JSQAError(f"{pairs_dir}: no pair could be scored")
-    columns = [FEATURE_NAMES.index(name) for name in classifier.feature_names]
-    same = int(np.sum(classifier.predict(features[ok][:, columns]) == SAME))
-    low, high = wilson_interval(same, scored)
-    _echo_json(
-        {
-            "num_pairs": len(rows),
-            "num_scored": scored,
-            "num_skipped": skipped,
-            "features": list(classifier.feature_names),
-            "num_within_jnd": same,
-            "share_within_jnd": same / scored,
-            "share_within_jnd_ci95": [low, high],
-            "mean_pesq_wb": float(np.mean(features[ok, 0])),
-            "mean_si_sdr_db": float(np.mean(features[ok, 1])),
-        }
-    )
-
-
-def _threshold_text(entry: dict, unit: str) -> str:
-    if entry["x"] is None:
-        return "undefined"
-    interval = entry.get("ci95")
-    ci = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
-    return f"{entry['x']:.2f}{ci} {unit}"
+    with _progress_bars() as progress:
+        _echo_json(validate_pairs(classifier, pairs_dir, num_workers=num_workers, progress=progress))
 
 
 @jnd.command("curve")
@@ -639,19 +518,7 @@ def _threshold_text(entry: dict, unit: str) -> str:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write the curve as a PNG here.")
 def jnd_curve(
-    pair_list,
-    snr_range,
-    snr_window,
-    snr_window_low,
-    max_abs_delta,
-    kinds_text,
-    bin_width,
-    drop,
-    fit_max_db,
-    targets,
-    bootstrap,
-    seed,
-    plot_path,
+    pair_list, kinds_text, bin_width, drop, fit_max_db, targets, bootstrap, seed, plot_path, **options
 ) -> None:
     """P(same) against the size of the difference, from a CDPAM list's labels alone (no audio).
 
@@ -664,71 +531,28 @@ def jnd_curve(
     mp3 (octaves of bitrate) and reverb (parameter distance) on request: --kinds additive,mp3,reverb.
     """
     from jsqa_tf.config import PairConfig, from_dict
-    from jsqa_tf.jnd import parse_kinds, read_cdpam_list
-    from jsqa_tf.jnd_curve import check_curve_settings, curve_report
+    from jsqa_tf.jnd import parse_kinds
+    from jsqa_tf.jnd_curve import check_curve_settings, curve_from_list, summary_lines
 
     kinds = parse_kinds(kinds_text)
     check_curve_settings(bin_width_db=bin_width, drop=drop, num_bootstrap=bootstrap, targets=targets)
-    if plot_path:
-        from jsqa_tf.atomic import check_writable
-
-        check_writable(plot_path)
     if fit_max_db is not None and not fit_max_db > 0:
         raise JSQAError(f"--fit-max-db must be > 0, got {fit_max_db}")
-    settings = _pair_settings({}, snr_range, snr_window, snr_window_low, max_abs_delta)
-    pair_config = from_dict(PairConfig, {"clean_dir": "", "noise_dir": "", **settings}, where="jnd curve")
-    report, curves = curve_report(
-        read_cdpam_list(pair_list),
+    settings = {"clean_dir": "", "noise_dir": ""} | _given(options, _PAIR_KEYS)
+    report = curve_from_list(
+        pair_list,
         kinds=kinds,
-        pair_config=pair_config,
+        pair_config=from_dict(PairConfig, settings, where="jnd curve"),
         bin_width_db=bin_width,
         drop=drop,
         num_bootstrap=bootstrap,
         seed=seed,
         targets=targets,
         fit_max_db=fit_max_db,
+        plot_path=plot_path,
     )
-    report["list"] = os.path.abspath(pair_list)
-    if plot_path:
-        from jsqa_tf.atomic import atomic_path
-        from jsqa_tf.plots import jnd_curve_png
-
-        png = jnd_curve_png(report, curves, pair_config)
-        with atomic_path(plot_path) as temp_path, open(temp_path, "wb") as stream:
-            stream.write(png)
-        report["plot"] = os.path.abspath(plot_path)
-    for warning in report["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
-    for kind in kinds:
-        fit = (report.get(kind) or {}).get("pooled", {}).get("fit")
-        if fit:
-            unit = report[kind]["unit"]
-            levels = fit["thresholds"]
-            names = list(levels)
-            click.echo(
-                f"{kind}: floor {fit['floor']:.3f}, ceiling {fit['ceiling']:.3f}; "
-                + "; ".join(f"{name} {_threshold_text(levels[name], unit)}" for name in names)
-                + f" ({fit['num_pairs_fitted']} pairs)",
-                err=True,
-            )
-    window = report.get("pair_window")
-    if window:
-        share = window["expected_share_same"]
-        if share["fit"] is not None:
-            click.echo(
-                f"pair window {window['snr_window_db']:g} dB"
-                + (f", |ΔSNR| <= {window['max_abs_delta_db']:g} dB" if window["max_abs_delta_db"] else "")
-                + f": expected share judged same {share['fit']:.3f} (fit), "
-                + (f"{share['bins']:.3f} (bins)" if share["bins"] is not None else "bins: n/a"),
-                err=True,
-            )
-        for answer in window["targets"]:
-            parts = []
-            options = (("widest_snr_window_db", "--snr-window"), ("max_abs_delta_db", "--max-abs-delta"))
-            for name, option in options:
-                value = answer[name]["fit"]
-                parts.append(f"{option} {value:.2f}" if value is not None else f"{option}: none")
-            click.echo(f"--target-same {answer['target_same']:g}: " + ", or ".join(parts), err=True)
+    for line in [f"warning: {warning}" for warning in report["warnings"]] + summary_lines(report):
+        click.echo(line, err=True)
     _echo_json(report)
 
 
@@ -757,112 +581,23 @@ _SET_OPTION = click.option(
 )
 
 
-@main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Pipeline YAML, e.g. pipelines/pretrain_demo.yaml.",
-)
-@click.option("--run-dir", help="Run folder (default: the config's run_dir).")
-@click.option("--clean-dir", type=click.Path(file_okay=False), help="Prepared clean speech (train + val).")
-@click.option("--noise-dir", type=click.Path(file_okay=False), help="Prepared noise (train + val).")
-@click.option("--epochs", type=int, help="Training epochs.")
-@click.option("--steps-per-epoch", type=int, help="Batches per epoch (instead of the file's epoch_hours).")
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]))
-@click.option("--jit-compile/--no-jit-compile", default=None, help="Compile the step with XLA.")
-@click.option(
-    "--strategy",
-    type=click.Choice(["default", "mirrored", "multi-worker"]),
-    help="default: one device; mirrored: all local GPUs; multi-worker: TF_CONFIG cluster.",
-)
-@_SET_OPTION
-@click.option("--resume", is_flag=True, help="Continue the run in the run folder from its last checkpoint.")
-def pretrain(
-    config_path,
-    run_dir,
-    clean_dir,
-    noise_dir,
-    epochs,
-    steps_per_epoch,
-    precision,
-    jit_compile,
-    strategy,
-    assignments,
-    resume,
-) -> None:
-    """Contrastive pretraining of the encoder on JND pairs (NT-Xent).
+_STAGE_KEYS = {
+    "run_dir": "run_dir",
+    "clean_dir": "data.clean_dir",
+    "noise_dir": "data.noise_dir",
+    "data_dir": "data.data_dir",
+    "mos_dir": "data.mos_dir",
+    "encoder": "model.encoder",
+    "teacher": "model.teacher",
+    "epochs": "training.epochs",
+    "steps_per_epoch": "training.steps_per_epoch",
+    "precision": "training.precision",
+    "jit_compile": "training.jit_compile",
+    "strategy": "training.strategy",
+}
+"""The training commands' options as the dotted keys of their config files."""
 
-    Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
-    encoder.keras = the last epoch, encoder-best.keras = the lowest validation loss,
-    summary.json); prints the summary as JSON. Ctrl-C, then the same command with --resume,
-    continues from the last finished epoch. The logged pair accuracy shows that the two views
-    of a pair are told apart from the others (recognising the utterance or the noise is
-    enough), not that the encoder learned anything perceptual (README).
-    """
-    from jsqa_tf.config import PretrainConfig, apply_overrides, from_dict, load_yaml
-    from jsqa_tf.training import pretrain as run_pretrain
-
-    overrides = {
-        "run_dir": run_dir,
-        "data.clean_dir": clean_dir,
-        "data.noise_dir": noise_dir,
-        "training.epochs": epochs,
-        "training.steps_per_epoch": steps_per_epoch,
-        "training.precision": precision,
-        "training.jit_compile": jit_compile,
-        "training.strategy": strategy,
-    }
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    if clean_dir or noise_dir:
-        overrides["data.demo_dir"] = None
-    if steps_per_epoch is not None:  # the option wins over an epoch length in hours
-        overrides["training.epoch_hours"] = None
-    overrides.update(_assignments(assignments))
-    settings = apply_overrides(load_yaml(config_path), overrides)
-    config = from_dict(PretrainConfig, settings, where=config_path)
-    _check_run_dir(config.run_dir)
-    if config.data.demo_dir:  # written and prepared once, with progress bars (~20 s)
-        from jsqa_tf.training import demo_shards
-
-        with _progress_bars() as progress:
-            demo_shards(config.data.demo_dir, progress)
-    summary = run_pretrain(config, resume=resume)
-    _echo_json({k: v for k, v in summary.items() if k != "history"})
-
-
-def _check_run_dir(run_dir: str) -> None:
-    from jsqa_tf.atomic import check_writable
-
-    check_writable(os.path.join(run_dir, "config.yaml"))
-
-
-def _demo_data_for(raw: dict) -> None:
-    """Writes and prepares the demo data a pipeline file names (data.demo_dir of its
-    pretraining and fine-tuning sections), with progress bars, before the stages run."""
-    from jsqa_tf.training import demo_mos_shards, demo_shards
-
-    def demo_dir(section) -> str | None:
-        data = section.get("data") if isinstance(section, dict) else None
-        value = data.get("demo_dir") if isinstance(data, dict) else None
-        return value if isinstance(value, str) and value else None
-
-    pretrain_section = raw.get("pretrain") or {}
-    if not isinstance(pretrain_section, dict):
-        pretrain_section = {}
-    sections = [pretrain_section] if "data" in pretrain_section else list(pretrain_section.values())
-    wanted = [(demo_shards, demo_dir(section)) for section in sections]
-    wanted.append((demo_mos_shards, demo_dir(raw.get("finetune"))))
-    if demo_dir(raw.get("distill")):  # the student learns from the speech, noise and MOS audio
-        wanted += [(demo_shards, demo_dir(raw["distill"])), (demo_mos_shards, demo_dir(raw["distill"]))]
-    with _progress_bars() as progress:
-        for make, folder in wanted:
-            if folder:
-                make(folder, progress)
-
-
-_TRAINING_OPTIONS = [
+_run_options = _options(
     click.option("--run-dir", help="Run folder (default: the config's run_dir)."),
     click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"])),
     click.option("--jit-compile/--no-jit-compile", default=None, help="Compile the step with XLA."),
@@ -873,30 +608,66 @@ _TRAINING_OPTIONS = [
     ),
     _SET_OPTION,
     click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."),
-]
+)
+"""The options of every training command (pretrain, finetune, distill, train)."""
 
 
-def _training_options(command):
-    for option in reversed(_TRAINING_OPTIONS):
-        command = option(command)
-    return command
+def _config_option(help_text: str):
+    return click.option(
+        "--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False), help=help_text
+    )
+
+
+def _run_stage(stage, cls, config_path: str, assignments, resume: bool, options: dict) -> None:
+    """Runs a training stage on its config file, overridden by the options given (a data
+    folder replaces the demo data; steps per epoch replace an epoch's hours of audio), then
+    by --set; prints the summary without the history."""
+    from jsqa_tf.config import apply_overrides, from_dict, load_yaml
+
+    overrides = _given(options, _STAGE_KEYS)
+    if any(key.startswith("data.") for key in overrides):
+        overrides["data.demo_dir"] = None
+    if "training.steps_per_epoch" in overrides:  # pretraining's option wins over its file's epoch_hours
+        overrides["training.epoch_hours"] = None
+    overrides.update(_assignments(assignments))
+    config = from_dict(cls, apply_overrides(load_yaml(config_path), overrides), where=config_path)
+    if not config.run_dir:
+        raise JSQAError(f"{config_path}: run_dir is not set (--run-dir)")
+    with _progress_bars() as progress:
+        summary = stage(config, resume=resume, progress=progress)
+    _echo_json({k: v for k, v in summary.items() if k != "history"})
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML with FinetuneConfig sections (run_dir, data, model, training).",
-)
+@_config_option("Pipeline YAML, e.g. pipelines/pretrain_demo.yaml.")
+@click.option("--clean-dir", type=click.Path(file_okay=False), help="Prepared clean speech (train + val).")
+@click.option("--noise-dir", type=click.Path(file_okay=False), help="Prepared noise (train + val).")
+@click.option("--epochs", type=int, help="Training epochs.")
+@click.option("--steps-per-epoch", type=int, help="Batches per epoch (instead of the file's epoch_hours).")
+@_run_options
+def pretrain(config_path, assignments, resume, **options) -> None:
+    """Contrastive pretraining of the encoder on JND pairs (NT-Xent).
+
+    Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
+    encoder.keras = the last epoch, encoder-best.keras = the lowest validation loss,
+    summary.json); prints the summary as JSON. Ctrl-C, then the same command with --resume,
+    continues from the last finished epoch. The logged pair accuracy shows that the two views
+    of a pair are told apart from the others (recognising the utterance or the noise is
+    enough), not that the encoder learned anything perceptual (README).
+    """
+    from jsqa_tf.config import PretrainConfig
+    from jsqa_tf.training import pretrain as run_pretrain
+
+    _run_stage(run_pretrain, PretrainConfig, config_path, assignments, resume, options)
+
+
+@main.command()
+@_config_option("YAML with FinetuneConfig sections (run_dir, data, model, training).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Prepared MOS shards (train + val).")
 @click.option("--encoder", help="'scratch', a pretraining run folder, or an encoder .keras file.")
 @click.option("--epochs", type=int, help="Training epochs.")
-@_training_options
-def finetune(
-    config_path, data_dir, encoder, epochs, run_dir, precision, jit_compile, strategy, assignments, resume
-) -> None:
+@_run_options
+def finetune(config_path, assignments, resume, **options) -> None:
     """MOS fine-tuning of a (pretrained) encoder with the 4-layer regression head.
 
     Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
@@ -904,57 +675,21 @@ def finetune(
     summary.json); prints the summary as JSON. Ctrl-C, then the same command with --resume,
     continues from the last finished epoch.
     """
-    from jsqa_tf.config import FinetuneConfig, apply_overrides, from_dict, load_yaml
+    from jsqa_tf.config import FinetuneConfig
     from jsqa_tf.training import finetune as run_finetune
 
-    overrides = {
-        "run_dir": run_dir,
-        "data.data_dir": data_dir,
-        "model.encoder": encoder,
-        "training.epochs": epochs,
-        "training.precision": precision,
-        "training.jit_compile": jit_compile,
-        "training.strategy": strategy,
-    }
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    if data_dir:
-        overrides["data.demo_dir"] = None
-    overrides.update(_assignments(assignments))
-    config = from_dict(FinetuneConfig, apply_overrides(load_yaml(config_path), overrides), where=config_path)
-    if not config.run_dir:
-        raise JSQAError(f"{config_path}: run_dir is not set (--run-dir)")
-    summary = run_finetune(config, resume=resume)
-    _echo_json({k: v for k, v in summary.items() if k != "history"})
+    _run_stage(run_finetune, FinetuneConfig, config_path, assignments, resume, options)
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML with DistillConfig sections (run_dir, data, model, training).",
-)
+@_config_option("YAML with DistillConfig sections (run_dir, data, model, training).")
 @click.option("--teacher", help="The fine-tuned teacher: a run folder or a .keras file.")
 @click.option("--clean-dir", type=click.Path(file_okay=False), help="Prepared clean speech (train split).")
 @click.option("--noise-dir", type=click.Path(file_okay=False), help="Prepared noise (train split).")
 @click.option("--mos-dir", type=click.Path(file_okay=False), help="Prepared MOS corpus (train, val).")
 @click.option("--epochs", type=int, help="Training epochs.")
-@_training_options
-def distill(
-    config_path,
-    teacher,
-    clean_dir,
-    noise_dir,
-    mos_dir,
-    epochs,
-    run_dir,
-    precision,
-    jit_compile,
-    strategy,
-    assignments,
-    resume,
-) -> None:
+@_run_options
+def distill(config_path, assignments, resume, **options) -> None:
     """Trains a small student to give a fine-tuned teacher's MOS, on unlabelled audio.
 
     Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
@@ -963,36 +698,10 @@ def distill(
     like any other: `evaluate`, `export` and `predict` take the run folder. Ctrl-C, then the
     same command with --resume, continues from the last finished epoch.
     """
-    from jsqa_tf.config import DistillConfig, apply_overrides, from_dict, load_yaml
+    from jsqa_tf.config import DistillConfig
     from jsqa_tf.training.distill import distill as run_distill
 
-    overrides = {
-        "run_dir": run_dir,
-        "model.teacher": teacher,
-        "data.clean_dir": clean_dir,
-        "data.noise_dir": noise_dir,
-        "data.mos_dir": mos_dir,
-        "training.epochs": epochs,
-        "training.precision": precision,
-        "training.jit_compile": jit_compile,
-        "training.strategy": strategy,
-    }
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    if clean_dir or noise_dir or mos_dir:
-        overrides["data.demo_dir"] = None
-    overrides.update(_assignments(assignments))
-    config = from_dict(DistillConfig, apply_overrides(load_yaml(config_path), overrides), where=config_path)
-    if not config.run_dir:
-        raise JSQAError(f"{config_path}: run_dir is not set (--run-dir)")
-    _check_run_dir(config.run_dir)
-    if config.data.demo_dir:  # written and prepared once, with progress bars
-        from jsqa_tf.training import demo_mos_shards, demo_shards
-
-        with _progress_bars() as progress:
-            demo_shards(config.data.demo_dir, progress)
-            demo_mos_shards(config.data.demo_dir, progress)
-    summary = run_distill(config, resume=resume)
-    _echo_json({k: v for k, v in summary.items() if k != "history"})
+    _run_stage(run_distill, DistillConfig, config_path, assignments, resume, options)
 
 
 @main.command()
@@ -1035,14 +744,8 @@ def evaluate(
     if out_dir is None:
         name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
         out_dir = os.path.join(os.path.dirname(model_file), f"evaluate-{name}")
-    bar = None
-
-    def on_start(count):
-        nonlocal bar
-        bar = _progress(count, "scoring")
-        bar.__enter__()
-
-    try:
+    with _progress_bars() as progress:
+        updates = []
         report = run_evaluate(
             model_file,
             data,
@@ -1054,12 +757,9 @@ def evaluate(
             num_bootstrap=bootstrap,
             seed=seed,
             strict=strict,
-            on_start=on_start,
-            on_file=lambda: bar.update(1),
+            on_start=lambda count: updates.append(progress("scoring", count)),
+            on_file=lambda: updates[-1](1),
         )
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     click.echo(summary_text(report), err=True)
     _echo_json({"output_dir": os.path.abspath(out_dir), "num_files": report["num_files"]})
 
@@ -1107,15 +807,9 @@ def compare(sources, baseline, bootstrap, seed, as_json, output) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Pipeline YAML: pipelines/demo.yaml, paper.yaml, label_efficiency.yaml.",
-)
-@_training_options
-def train(config_path, run_dir, precision, jit_compile, strategy, assignments, resume) -> None:
+@_config_option("Pipeline YAML: pipelines/demo.yaml, paper.yaml, label_efficiency.yaml.")
+@_run_options
+def train(config_path, run_dir, assignments, resume, **run_settings) -> None:
     """The whole of JSQA: pretraining, fine-tuning and evaluation (and a comparison of runs).
 
     Writes pretrain/, finetune/ and evaluate/ into the run folder (per run when the file
@@ -1127,25 +821,12 @@ def train(config_path, run_dir, precision, jit_compile, strategy, assignments, r
     """
     from jsqa_tf.config import apply_overrides, load_yaml
     from jsqa_tf.training import train as run_train
-    from jsqa_tf.training.pipeline import plan
+    from jsqa_tf.training.pipeline import with_run_settings
 
-    raw = load_yaml(config_path)
-    overrides = {"run_dir": run_dir} if run_dir else {}
-    stages = ["finetune", *(["distill"] if raw.get("distill") else [])]
-    pretrain_section = raw.get("pretrain") or {}
-    if isinstance(pretrain_section, dict) and pretrain_section:
-        if set(pretrain_section) <= {"data", "model", "training"}:
-            stages.append("pretrain")
-        else:
-            stages += [f"pretrain.{name}" for name in pretrain_section]
-    for key, value in (("precision", precision), ("jit_compile", jit_compile), ("strategy", strategy)):
-        if value is not None:
-            overrides.update({f"{stage}.training.{key}": value for stage in stages})
-    overrides.update(_assignments(assignments))
-    raw = apply_overrides(raw, overrides)
-    plan(raw, config_path)  # every setting checked before the demo data is written
-    _demo_data_for(raw)
-    _echo_json(run_train(raw, resume=resume, where=config_path))
+    raw = with_run_settings(load_yaml(config_path), _given(run_settings), config_path)
+    raw = apply_overrides(raw, _given({"run_dir": run_dir}) | _assignments(assignments))
+    with _progress_bars() as progress:
+        _echo_json(run_train(raw, resume=resume, where=config_path, progress=progress))
 
 
 @main.command()

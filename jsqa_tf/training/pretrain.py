@@ -184,8 +184,11 @@ def pretrain(
     resume: bool = False,
     verbose: int = 1,
     callbacks: list | None = None,
+    progress=None,
 ) -> dict:
     """Runs (or resumes) contrastive pretraining; returns the summary written to summary.json.
+
+    `progress` (`jsqa_tf.progress`) shows the demo data being written and prepared, if any.
 
     Raises:
         TrainingError: the loss became NaN/Inf (the last good checkpoint is kept and named),
@@ -201,7 +204,7 @@ def pretrain(
         if not config.data.demo_dir and not (clean_dir and noise_dir):
             raise TrainingError("data.clean_dir and data.noise_dir must be set (--clean-dir, --noise-dir)")
         if config.data.demo_dir:
-            clean_dir, noise_dir = demo_shards(config.data.demo_dir)
+            clean_dir, noise_dir = demo_shards(config.data.demo_dir, progress)
         check_data(config, clean_dir, noise_dir)
         global_pairs = config.data.pairs.pairs_per_batch * run.strategy.num_replicas
         with run.strategy.scope():
