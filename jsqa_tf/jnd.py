@@ -53,29 +53,27 @@ KINDS = ("additive", "mp3", "reverb")
 REFERENCES = ("first", "second", "by-name")
 
 
-def parse_feature_names(text: str) -> tuple[str, ...]:
-    """ "pesq", "pesq,sisdr", "sisdr" ... -> feature names in `FEATURE_NAMES` order."""
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in FEATURE_ALIASES]
-    if not names or unknown:
+def _comma_list(text: str, option: str, names: dict[str, str], order: Sequence[str], listed: str):
+    """ "a,b" -> the values of the names given (`names`: accepted name -> value), in `order`."""
+    given = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in given if name not in names]
+    if not given or unknown:
         raise ConfigError(
-            f"--features {text!r}: expected a comma-separated list of pesq, sisdr"
+            f"{option} {text!r}: expected a comma-separated list of {listed}"
             + (f" (unknown: {', '.join(unknown)})" if unknown else "")
         )
-    chosen = {FEATURE_ALIASES[name] for name in names}
-    return tuple(name for name in FEATURE_NAMES if name in chosen)
+    chosen = {names[name] for name in given}
+    return tuple(value for value in order if value in chosen)
+
+
+def parse_feature_names(text: str) -> tuple[str, ...]:
+    """ "pesq", "pesq,sisdr", "sisdr" ... -> feature names in `FEATURE_NAMES` order."""
+    return _comma_list(text, "--features", FEATURE_ALIASES, FEATURE_NAMES, "pesq, sisdr")
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
     """ "additive", "additive,mp3,reverb" ... -> kinds in `KINDS` order."""
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in KINDS]
-    if not names or unknown:
-        raise ConfigError(
-            f"--kinds {text!r}: expected a comma-separated list of {', '.join(KINDS)}"
-            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
-        )
-    return tuple(kind for kind in KINDS if kind in names)
+    return _comma_list(text, "--kinds", {kind: kind for kind in KINDS}, KINDS, ", ".join(KINDS))
 
 
 # --- features ------------------------------------------------------------------------------
