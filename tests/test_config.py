@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from jsqa_tf.config import (
@@ -12,6 +14,8 @@ from jsqa_tf.config import (
 )
 from jsqa_tf.errors import ConfigError
 from jsqa_tf.ranges import ENCODER_PRESETS, STUDENT_PRESETS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_yaml_round_trip(tmp_path):
@@ -199,6 +203,10 @@ def test_run_and_pair_settings_are_defined_once():
     pairs = pretrain.pair_config("val", "c", "n", 16)
     assert (pairs.split, pairs.pairs_per_batch, pairs.crop_seconds) == ("val", 16, 4.0)
     assert isinstance(pairs, PairSampling) and not isinstance(pretrain.data, PairSampling)
+    # A pretraining file's data.pairs section is a file `jsqa-tf pairs --config` reads.
+    section = load_yaml(os.path.join(REPO, "pipelines", "pretrain_demo.yaml"))["data"]["pairs"]
+    drawn = from_dict(PairConfig, {"clean_dir": "c", "noise_dir": "n", **section}, where="pairs.yaml")
+    assert drawn.crop_seconds == 1.0 and drawn.pairs_per_batch == 8
 
 
 def test_encoder_presets_are_those_of_the_models():
