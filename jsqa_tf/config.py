@@ -3,36 +3,59 @@
 Leaf names equal the keyword arguments of the functions they feed; unknown keys are rejected
 with the offending key named, so a typo in a YAML file never passes silently.
 
-Every numeric setting is checked in one place, `jsqa_tf.ranges.RANGES`, by `check_ranges`,
-which each config's `__post_init__` calls first: a value out of range is refused when the
-config is built, with the field's path and the value (`training.learning_rate must be > 0,
-got -0.001`); `from_dict` adds the file (or command) it came from.
+Each setting is defined once. A stage's file holds `run_dir` and the sections `data`, `model`
+and `training`; what several stages share is one class:
+    PairSampling  how JND pairs are drawn (crops, pairs per batch, SNR window, placement, cap):
+                  a section of its own, `data.pairs` of pretraining, since it names one thing,
+                  and the very mapping `jsqa-tf pairs --config` reads (`PairConfig` is a
+                  `PairSampling` plus where the audio is).
+    RunSettings   how a training stage runs (precision, XLA, strategy, seed, determinism,
+                  checkpoints kept): inherited by the three `training` sections, which stay
+                  flat, since a `training.run` level would name nothing a reader looks for.
+
+Every numeric setting declares its range beside it (`setting(45, at_least(1))`,
+`jsqa_tf.ranges`); `check_ranges`, which each config's `__post_init__` calls first, refuses a
+value out of range when the config is built, with the field's path and the value
+(`training.learning_rate must be > 0, got -0.001`); `from_dict` adds the file (or command)
+it came from.
+
+A key a class has moved (`RENAMED`: old key -> new dotted key) is still read from an older
+file (a run folder's config.yaml, a pipeline): one warning line names the new keys.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import os
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import yaml
 
 from jsqa_tf.atomic import write_text
+from jsqa_tf.data.snr import SNR_PLACEMENTS, expected_mean_abs_delta_db
 from jsqa_tf.errors import ConfigError
 from jsqa_tf.ranges import (
     DECIMATIONS,
     ENCODER_PRESETS,
+    FINITE,
     MOS_RANGE,
+    SAMPLE_RATES,
+    SHARE,
     STUDENT_PRESETS,
     Range,
+    above,
+    at_least,
     check_choice,
     check_interval,
     check_ranges,
+    setting,
 )
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -63,18 +86,18 @@ class PrepareConfig:
 
     corpus: str
     source: str
-    sample_rate: int = 16_000
-    shard_seconds: float = 1800.0
-    val_fraction: float = 0.0
+    sample_rate: int = setting(16_000, SAMPLE_RATES)
+    shard_seconds: float = setting(1800.0, above(0))
+    val_fraction: float = setting(0.0, SHARE)
     val_databases: tuple[str, ...] = ()
-    seed: int = 0
-    min_seconds: float = 0.0
-    channel: int | None = None
+    seed: int = setting(0, at_least(0))
+    min_seconds: float = setting(0.0, at_least(0))
+    channel: int | None = setting(None, at_least(0))
     subsets: tuple[str, ...] = ()
     databases: tuple[str, ...] = ()
     chime3_channels: str = "first"
-    num_workers: int = 2
-    mos_range: tuple[float, ...] = MOS_RANGE
+    num_workers: int = setting(2, at_least(0))
+    mos_range: tuple[float, ...] = setting(MOS_RANGE, FINITE)
 
     def __post_init__(self):
         check_ranges(self)
@@ -84,49 +107,24 @@ class PrepareConfig:
         check_interval("mos_range", self.mos_range)
 
 
-SNR_PLACEMENTS = ("uniform_window", "uniform_snr")
-"""How a pair's SNRs are placed in the SNR range (`PairConfig`): the paper says only that both
-come from "a 6 dB-wide window inside [-3, 9] dB"."""
-
-
 NOISE_BANK_MAX_MB = 1200.0
 """Default memory limit of the in-memory noise bank: CHiME-3's backgrounds, one channel (about
 50 h over 6 channels, so ~8.5 h, ~1 GB at 16 kHz int16), fit; all six channels do not."""
 
 
-@dataclasses.dataclass(frozen=True)
-class PairConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PairSampling:
     """How JND pairs are drawn: the same clean crop and noise excerpt at two SNRs.
 
-    Every pair's two SNRs lie inside `snr_range_db` and within `snr_window_db` of each other
-    (so inside one window that wide), placed by `snr_placement`:
-
-    "uniform_window" (the default): both SNRs are drawn independently from one uniform window
-    `snr_window_db` wide, placed uniformly at random inside `snr_range_db` for each pair (or
-    fixed at `snr_window_low_db`). |ΔSNR| is then triangular on [0, window], mean window / 3
-    (2 dB for the paper's 6 dB window inside [-3, 9] dB). Single SNRs are not uniform: the sum
-    of the window's place and the draw in it, a triangle on [-3, 9] peaking at 3 dB for the
-    paper's numbers (12.5% below 0 dB, against 25% for uniform SNRs).
-
-    "uniform_snr": single SNRs are uniform over `snr_range_db`. The first SNR is uniform over
-    the range; the second is the first plus a signed |ΔSNR| drawn from the same density as
-    above, reflected back into the range at its edges (so both SNRs are uniform, either may be
-    the higher, and |ΔSNR| is never larger than drawn). Near the range's edges the reflection
-    shortens |ΔSNR|: its density is f(d) (R - d) / R + (1 - F(d)) / R (R the range's width, f
-    and F the density and CDF above), mean 1.75 dB for the paper's numbers.
-
-    With `max_abs_delta_db` M, the pairs are those same pairs conditioned on |ΔSNR| <= M (drawn
-    directly, no rejection): |ΔSNR| has density 2 (W - d) / (2 W M - M²) on [0, M] (W the
-    window), and given |ΔSNR| the pair lies uniformly in the window, in random order (under
-    "uniform_snr", that is the drawn |ΔSNR| before reflection). `abs_delta_snr_density` and
-    `single_snr_density` are the resulting densities.
+    Every pair's two SNRs lie inside `snr_range_db` and within `snr_window_db` of each other,
+    placed by `snr_placement`: "uniform_window" (both from one window placed uniformly in the
+    range; |ΔSNR| triangular, mean window / 3) or "uniform_snr" (single SNRs uniform over the
+    range). `jsqa_tf.data.snr` states both and gives the densities that follow.
 
     Args:
-        clean_dir: prepared clean speech (`jsqa-tf prepare librispeech ...`).
-        noise_dir: prepared noise (`jsqa-tf prepare chime3 ...`).
-        split: "train" or "val" (read from both folders).
         crop_seconds: length of each clean crop and noise excerpt.
-        pairs_per_batch: pairs per batch, each from a different utterance and noise excerpt.
+        pairs_per_batch: pairs per batch, each from a different utterance and noise excerpt
+            (in pretraining: per replica, each device sees that many).
         snr_range_db: (low, high) that the window is placed in.
         snr_window_db: width of the window both SNRs of a pair are drawn from.
         snr_window_low_db: fix the window at [low, low + width]; None places it at random
@@ -134,8 +132,6 @@ class PairConfig:
         max_abs_delta_db: cap on |ΔSNR|, in (0, snr_window_db]; None: no cap (the paper's).
             E.g. the widest |ΔSNR| that `jsqa-tf jnd curve --target-same P` calibrates.
         snr_placement: "uniform_window" or "uniform_snr" (above).
-        sample_rate: of the prepared data, in Hz.
-        seed: seeds crops, excerpts and SNRs.
         noise_bank_max_mb: hold the noise split in memory (`jsqa_tf.data.noise_bank`: int16,
             ~115 MB an hour at 16 kHz; the process holds about twice that) when it needs at
             most this many MB (10**6 bytes), and cut excerpts from it; above it (or at 0),
@@ -143,33 +139,53 @@ class PairConfig:
             The default holds CHiME-3's backgrounds with one channel (~8.5 h, ~1 GB), not all six.
         max_crops_per_file: non-overlapping clean crops each utterance gives per epoch, in
             different batches (None: as many as fit, at least one; 1: one crop per utterance
-            per epoch, the sampler before issue 13). Reading and parsing a record is most of a
-            crop's cost, so several crops a record make each cheaper (`jsqa_tf.data.pipeline`).
+            per epoch). Reading and parsing a record is most of a crop's cost, so several
+            crops a record make each cheaper (`jsqa_tf.data.pipeline`).
     """
 
-    clean_dir: str
-    noise_dir: str
-    split: str = "train"
-    crop_seconds: float = 4.0
-    pairs_per_batch: int = 8
-    snr_range_db: tuple[float, ...] = (-3.0, 9.0)
-    snr_window_db: float = 6.0
-    snr_window_low_db: float | None = None
-    max_abs_delta_db: float | None = None
+    YAML_SECTION: ClassVar[str] = "data.pairs."
+
+    crop_seconds: float = setting(4.0, above(0))
+    pairs_per_batch: int = setting(8, at_least(2))
+    snr_range_db: tuple[float, ...] = setting((-3.0, 9.0), FINITE)
+    snr_window_db: float = setting(6.0, FINITE)
+    snr_window_low_db: float | None = setting(None, FINITE)
+    max_abs_delta_db: float | None = setting(None, FINITE)
     snr_placement: str = "uniform_window"
-    sample_rate: int = 16_000
-    seed: int = 0
-    noise_bank_max_mb: float = NOISE_BANK_MAX_MB
-    max_crops_per_file: int | None = None
+    noise_bank_max_mb: float = setting(NOISE_BANK_MAX_MB, at_least(0))
+    max_crops_per_file: int | None = setting(None, at_least(1))
 
     def __post_init__(self):
         check_ranges(self)
-        _check_snr_window(self, "")
-        _check_snr_placement(self.snr_placement, self.snr_window_low_db)
+        self._check_snr_window()
 
-    @property
-    def crop_samples(self) -> int:
-        return int(round(self.crop_seconds * self.sample_rate))
+    def _check_snr_window(self) -> None:
+        """The window inside the range, the cap inside the window, a fixed window only with
+        "uniform_window"."""
+        section = self.YAML_SECTION
+        check_interval(f"{section}snr_range_db", self.snr_range_db)
+        low, high = self.snr_range_db
+        window = Range(0.0, high - low, low_closed=False, unit="dB (the range's width)")
+        if self.snr_window_db not in window:
+            raise ConfigError(f"{section}snr_window_db must be {window}, got {self.snr_window_db}")
+        window_low = self.snr_window_low_db
+        if window_low is not None and not low <= window_low <= high - self.snr_window_db:
+            raise ConfigError(
+                f"{section}snr_window_low_db={window_low} puts the window outside snr_range_db "
+                f"{list(self.snr_range_db)}"
+            )
+        cap = Range(0.0, self.snr_window_db, low_closed=False, unit="dB (snr_window_db)")
+        if self.max_abs_delta_db is not None and self.max_abs_delta_db not in cap:
+            raise ConfigError(f"{section}max_abs_delta_db must be {cap}, got {self.max_abs_delta_db}")
+        if self.snr_placement not in SNR_PLACEMENTS:
+            raise ConfigError(
+                f"{section}snr_placement must be one of {SNR_PLACEMENTS}, not {self.snr_placement!r}"
+            )
+        if self.snr_placement != "uniform_window" and window_low is not None:
+            raise ConfigError(
+                f"{section}snr_window_low_db fixes the window: it goes with snr_placement "
+                "'uniform_window' only"
+            )
 
     @property
     def expected_mean_abs_delta_db(self) -> float:
@@ -182,163 +198,105 @@ class PairConfig:
         )
 
 
-def _check_snr_window(config, section: str) -> None:
-    """The SNR window of a `PairConfig` or `PretrainDataConfig`: inside its range, the cap
-    inside the window."""
-    check_interval(f"{section}snr_range_db", config.snr_range_db)
-    low, high = config.snr_range_db
-    window = Range(0.0, high - low, low_closed=False, unit="dB (the range's width)")
-    if config.snr_window_db not in window:
-        raise ConfigError(f"{section}snr_window_db must be {window}, got {config.snr_window_db}")
-    window_low = config.snr_window_low_db
-    if window_low is not None and not low <= window_low <= high - config.snr_window_db:
-        raise ConfigError(
-            f"{section}snr_window_low_db={window_low} puts the window outside snr_range_db "
-            f"{list(config.snr_range_db)}"
-        )
-    cap = Range(0.0, config.snr_window_db, low_closed=False, unit="dB (snr_window_db)")
-    if config.max_abs_delta_db is not None and config.max_abs_delta_db not in cap:
-        raise ConfigError(f"{section}max_abs_delta_db must be {cap}, got {config.max_abs_delta_db}")
+PAIR_SAMPLING_FIELDS = tuple(field.name for field in dataclasses.fields(PairSampling))
 
 
-def _check_snr_placement(snr_placement: str, snr_window_low_db: float | None) -> None:
-    if snr_placement not in SNR_PLACEMENTS:
-        raise ConfigError(f"snr_placement must be one of {SNR_PLACEMENTS}, not {snr_placement!r}")
-    if snr_placement != "uniform_window" and snr_window_low_db is not None:
-        raise ConfigError(
-            "snr_window_low_db fixes the window: it goes with snr_placement 'uniform_window' only"
-        )
+@dataclasses.dataclass(frozen=True)
+class PairConfig(PairSampling):
+    """Everything the pair sampler (`jsqa_tf.data.pairs`) reads: a `PairSampling`, and where
+    the prepared audio is. `jsqa-tf pairs --config` reads these fields (a pretraining file's
+    `data.pairs` section is one such file).
 
-
-def _range_width(snr_placement: str, snr_range_db) -> float:
-    if snr_placement not in SNR_PLACEMENTS:
-        raise ValueError(f"snr_placement must be one of {SNR_PLACEMENTS}, not {snr_placement!r}")
-    if snr_placement == "uniform_snr" and snr_range_db is None:
-        raise ValueError("snr_placement 'uniform_snr' needs snr_range_db")
-    return 0.0 if snr_range_db is None else float(snr_range_db[1]) - float(snr_range_db[0])
-
-
-def abs_delta_snr_density(
-    abs_delta_db: np.ndarray,
-    snr_window_db: float,
-    max_abs_delta_db: float | None = None,
-    *,
-    snr_placement: str = "uniform_window",
-    snr_range_db: tuple[float, ...] | None = None,
-) -> np.ndarray:
-    """Density of |ΔSNR| (per dB) of the pairs `PairConfig` describes, at `abs_delta_db`.
-
-    "uniform_window": f(d) = 2 (W - d) / (2 W M - M²) on [0, M], 0 elsewhere (W the window, M
-    the cap, M = W without one: the triangle 2 (W - d) / W²); where the window lies in the SNR
-    range does not matter. "uniform_snr" (needs `snr_range_db`, width R): the same |ΔSNR|
-    reflected at the range's edges, f(d) (R - d) / R + (1 - F(d)) / R on [0, M], F the CDF of f.
+    Args:
+        clean_dir: prepared clean speech (`jsqa-tf prepare librispeech ...`).
+        noise_dir: prepared noise (`jsqa-tf prepare chime3 ...`).
+        split: "train" or "val" (read from both folders).
+        sample_rate: of the prepared data, in Hz.
+        seed: seeds crops, excerpts and SNRs.
+        crop_seconds ... max_crops_per_file: `PairSampling`.
     """
-    width = _range_width(snr_placement, snr_range_db)
-    window = float(snr_window_db)
-    cap = window if max_abs_delta_db is None else float(max_abs_delta_db)
-    d = np.asarray(abs_delta_db, dtype=np.float64)
-    inside = (d >= 0) & (d <= cap)
-    area = 2 * window * cap - cap**2
-    density = 2 * (window - d) / area
-    if snr_placement == "uniform_snr":
-        cdf = (2 * window * d - d**2) / area
-        density = density * (width - d) / width + (1 - cdf) / width
-    return np.where(inside, density, 0.0)
 
+    YAML_SECTION: ClassVar[str] = ""
 
-def expected_mean_abs_delta_db(
-    snr_window_db: float,
-    max_abs_delta_db: float | None = None,
-    *,
-    snr_placement: str = "uniform_window",
-    snr_range_db: tuple[float, ...] | None = None,
-) -> float:
-    """Mean of `abs_delta_snr_density`. "uniform_window": E[d] = (W M²/2 - M³/3) / (W M - M²/2),
-    W / 3 without a cap. "uniform_snr": E[d] - E[d²] / (2 R), E[d²] = (W M³/3 - M⁴/4) /
-    (W M - M²/2): 1.75 dB for the paper's 6 dB window in [-3, 9] dB."""
-    width = _range_width(snr_placement, snr_range_db)
-    window = float(snr_window_db)
-    cap = window if max_abs_delta_db is None else float(max_abs_delta_db)
-    half_area = window * cap - cap**2 / 2
-    mean = (window * cap**2 / 2 - cap**3 / 3) / half_area
-    if snr_placement == "uniform_snr":
-        mean -= (window * cap**3 / 3 - cap**4 / 4) / half_area / (2 * width)
-    return mean
+    clean_dir: str
+    noise_dir: str
+    split: str = "train"
+    sample_rate: int = setting(16_000, SAMPLE_RATES)
+    seed: int = setting(0, at_least(0))
 
+    @classmethod
+    def of(cls, sampling: PairSampling, clean_dir: str, noise_dir: str, **settings) -> PairConfig:
+        """The sampler's settings for `sampling`'s pairs from these folders; `settings` set
+        the other fields (split, seed) or replace some of `sampling`'s."""
+        drawn = {name: getattr(sampling, name) for name in PAIR_SAMPLING_FIELDS}
+        return cls(clean_dir, noise_dir, **{**drawn, **settings})
 
-def single_snr_density(
-    snr_db: np.ndarray,
-    snr_range_db: tuple[float, ...],
-    snr_window_db: float,
-    max_abs_delta_db: float | None = None,
-    *,
-    snr_window_low_db: float | None = None,
-    snr_placement: str = "uniform_window",
-) -> np.ndarray:
-    """Density (per dB) of one view's SNR of the pairs `PairConfig` describes, at `snr_db`.
-
-    "uniform_snr": 1 / R on the range. "uniform_window": the window's low end L (uniform on
-    [low, high - W], or fixed) plus a place in the window whose density is the length of
-    {y in [0, W]: |x - y| <= M} over 2 W M - M² (1 / W without a cap); computed numerically.
-    """
-    _range_width(snr_placement, snr_range_db)
-    low, high = (float(v) for v in snr_range_db)
-    x = np.asarray(snr_db, dtype=np.float64)
-    if snr_placement == "uniform_snr":
-        return np.where((x >= low) & (x <= high), 1 / (high - low), 0.0)
-    window = float(snr_window_db)
-    cap = window if max_abs_delta_db is None else float(max_abs_delta_db)
-    grid = np.linspace(0.0, window, 4001)
-    place = (np.minimum(grid + cap, window) - np.maximum(grid - cap, 0.0)) / (2 * window * cap - cap**2)
-    cdf = np.concatenate([[0.0], np.cumsum((place[1:] + place[:-1]) / 2 * np.diff(grid))])
-
-    def place_cdf(value):
-        return np.interp(value, grid, cdf, left=0.0, right=1.0)
-
-    if snr_window_low_db is not None or high - low <= window:
-        start = low if snr_window_low_db is None else float(snr_window_low_db)
-        inside = (x >= start) & (x <= start + window)
-        return np.where(inside, np.interp(x - start, grid, place), 0.0)
-    return (place_cdf(x - low) - place_cdf(x - (high - window))) / (high - low - window)
+    @property
+    def crop_samples(self) -> int:
+        return int(round(self.crop_seconds * self.sample_rate))
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """How a training stage runs, whatever it trains: the fields every `training` section
+    (pretraining, fine-tuning, distillation) holds besides its own.
+
+    Args:
+        precision: float32, mixed_float16 or mixed_bfloat16.
+        jit_compile: compile the train step with XLA; None is Keras's "auto" (always under
+            JAX, on a GPU under TensorFlow without a distribution strategy, never on a CPU).
+        strategy: default (one device), mirrored (all local GPUs) or multi-worker (TF_CONFIG).
+        seed: seeds weights, dropout and the data of every epoch.
+        deterministic: make TensorFlow ops deterministic (slower; for exact reruns).
+        keep_checkpoints: epoch checkpoints kept (the best one is kept besides).
+    """
+
+    YAML_SECTION: ClassVar[str] = "training."
+
+    precision: str = "float32"
+    jit_compile: bool | None = None
+    strategy: str = "default"
+    seed: int = setting(0, at_least(0))
+    deterministic: bool = False
+    keep_checkpoints: int = setting(3, at_least(1))
+
+    def __post_init__(self):
+        check_ranges(self)
+        check_choice("training.precision", self.precision, PRECISIONS)
+        check_choice("training.strategy", self.strategy, STRATEGIES)
+
+
+RUN_SETTINGS = tuple(field.name for field in dataclasses.fields(RunSettings))
+
+
 @dataclasses.dataclass(frozen=True)
 class PretrainDataConfig:
-    """Where pretraining reads its pairs, and how they are drawn (see `PairConfig`).
+    """Where pretraining reads its pairs, and how they are drawn.
 
     Args:
         clean_dir: prepared clean speech, with "train" and "val" splits.
         noise_dir: prepared noise, with "train" and "val" splits.
         demo_dir: when set, the demo corpus is written and prepared here (once) and used
             instead of clean_dir / noise_dir.
-        crop_seconds, pairs_per_batch, snr_range_db, snr_window_db, snr_window_low_db,
-            max_abs_delta_db, snr_placement, noise_bank_max_mb, max_crops_per_file: as in
-            `PairConfig`; pairs_per_batch is per replica (each device sees that many).
+        pairs: how the pairs are drawn (`PairSampling`; the seed is `training.seed`).
         val_batches: validation batches per epoch (the same pairs every epoch).
     """
+
+    YAML_SECTION: ClassVar[str] = "data."
+    RENAMED: ClassVar[dict[str, str]] = {name: f"pairs.{name}" for name in PAIR_SAMPLING_FIELDS}
 
     clean_dir: str = ""
     noise_dir: str = ""
     demo_dir: str | None = None
-    crop_seconds: float = 4.0
-    pairs_per_batch: int = 8
-    snr_range_db: tuple[float, ...] = (-3.0, 9.0)
-    snr_window_db: float = 6.0
-    snr_window_low_db: float | None = None
-    max_abs_delta_db: float | None = None
-    snr_placement: str = "uniform_window"
-    val_batches: int = 50
-    noise_bank_max_mb: float = NOISE_BANK_MAX_MB
-    max_crops_per_file: int | None = None
+    pairs: PairSampling = PairSampling()
+    val_batches: int = setting(50, at_least(1))
 
     def __post_init__(self):
         check_ranges(self)
-        _check_snr_window(self, "data.")
-        _check_snr_placement(self.snr_placement, self.snr_window_low_db)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,18 +312,20 @@ class EncoderConfig:
         projection_dropout: its dropout rate.
     """
 
+    YAML_SECTION: ClassVar[str] = "model."
+
     preset: str = "jsqa"
-    first_filters: int | None = None
-    num_blocks: int | None = None
-    layers_per_block: int | None = None
-    growth: int | None = None
-    kernel_size: int | None = None
-    embedding_dim: int | None = None
-    contrastive_dim: int | None = None
+    first_filters: int | None = setting(None, at_least(1))
+    num_blocks: int | None = setting(None, at_least(1))
+    layers_per_block: int | None = setting(None, at_least(1))
+    growth: int | None = setting(None, at_least(1))
+    kernel_size: int | None = setting(None, at_least(1))
+    embedding_dim: int | None = setting(None, at_least(1))
+    contrastive_dim: int | None = setting(None, at_least(1))
     decimation: str | None = None
-    batch_norm_epsilon: float | None = None
+    batch_norm_epsilon: float | None = setting(None, above(0))
     projection: bool = True
-    projection_dropout: float = 0.1
+    projection_dropout: float = setting(0.1, SHARE)
 
     def __post_init__(self):
         check_ranges(self)
@@ -374,24 +334,15 @@ class EncoderConfig:
             check_choice("model.decimation", self.decimation, DECIMATIONS)
 
     def overrides(self) -> dict:
-        """The `WaveformEncoder` arguments that differ from the preset."""
-        names = (
-            "first_filters",
-            "num_blocks",
-            "layers_per_block",
-            "growth",
-            "kernel_size",
-            "embedding_dim",
-            "contrastive_dim",
-            "decimation",
-            "batch_norm_epsilon",
-        )
+        """The `WaveformEncoder` arguments that differ from the preset (those set, not None)."""
+        head = ("preset", "projection", "projection_dropout")
+        names = [field.name for field in dataclasses.fields(self) if field.name not in head]
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainTrainingConfig:
-    """Optimisation and run settings of contrastive pretraining.
+class PretrainTrainingConfig(RunSettings):
+    """Optimisation settings of contrastive pretraining, and its `RunSettings`.
 
     Args:
         epochs: training epochs.
@@ -404,35 +355,21 @@ class PretrainTrainingConfig:
             round(H × 3600 / that) steps, whatever the number of devices.
         learning_rate: Adam's.
         temperature: τ of NT-Xent.
-        precision: float32, mixed_float16 or mixed_bfloat16.
-        jit_compile: compile the train step with XLA; None is Keras's "auto" (always under
-            JAX, on a GPU under TensorFlow without a distribution strategy, never on a CPU).
-        strategy: default (one device), mirrored (all local GPUs) or multi-worker (TF_CONFIG).
         prevent_clipping: peak-limit the mixtures.
-        seed: seeds weights, dropout and the pairs of every epoch.
-        deterministic: make TensorFlow ops deterministic (slower; for exact reruns).
-        keep_checkpoints: epoch checkpoints kept (the best one is kept besides).
         audio_examples: example pairs written to TensorBoard each epoch.
+        precision, jit_compile, strategy, seed, deterministic, keep_checkpoints: `RunSettings`.
     """
 
-    epochs: int = 45
-    steps_per_epoch: int | None = None
-    epoch_hours: float | None = None
-    learning_rate: float = 1e-3
-    temperature: float = 1.0
-    precision: str = "float32"
-    jit_compile: bool | None = None
-    strategy: str = "default"
+    epochs: int = setting(45, at_least(1))
+    steps_per_epoch: int | None = setting(None, at_least(1))
+    epoch_hours: float | None = setting(None, above(0))
+    learning_rate: float = setting(1e-3, above(0))
+    temperature: float = setting(1.0, above(0))
     prevent_clipping: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    keep_checkpoints: int = 3
-    audio_examples: int = 3
+    audio_examples: int = setting(3, at_least(0))
 
     def __post_init__(self):
-        check_ranges(self)
-        check_choice("training.precision", self.precision, PRECISIONS)
-        check_choice("training.strategy", self.strategy, STRATEGIES)
+        super().__post_init__()
         if self.steps_per_epoch is not None and self.epoch_hours is not None:
             raise ConfigError(
                 "give training.steps_per_epoch or training.epoch_hours, not both "
@@ -456,7 +393,8 @@ class PretrainConfig:
     def step_audio_seconds(self, num_replicas: int = 1) -> float:
         """Seconds of audio one training step puts through the encoder: both mixtures of
         every pair on every device."""
-        return self.data.pairs_per_batch * num_replicas * 2 * self.data.crop_seconds
+        pairs = self.data.pairs
+        return pairs.pairs_per_batch * num_replicas * 2 * pairs.crop_seconds
 
     def epoch_steps(self, num_replicas: int = 1) -> int:
         """Steps per epoch: `training.steps_per_epoch`, or `training.epoch_hours` of audio
@@ -469,152 +407,15 @@ class PretrainConfig:
         return max(1, round(training.epoch_hours * 3600 / self.step_audio_seconds(num_replicas)))
 
     def pair_config(self, split: str, clean_dir: str, noise_dir: str, pairs_per_batch: int) -> PairConfig:
-        data = self.data
-        return PairConfig(
-            clean_dir=clean_dir,
-            noise_dir=noise_dir,
+        """The sampler's settings for one split, `pairs_per_batch` pairs a (global) batch."""
+        return PairConfig.of(
+            self.data.pairs,
+            clean_dir,
+            noise_dir,
             split=split,
-            crop_seconds=data.crop_seconds,
-            pairs_per_batch=pairs_per_batch,
-            snr_range_db=data.snr_range_db,
-            snr_window_db=data.snr_window_db,
-            snr_window_low_db=data.snr_window_low_db,
-            max_abs_delta_db=data.max_abs_delta_db,
-            snr_placement=data.snr_placement,
             seed=self.training.seed,
-            noise_bank_max_mb=data.noise_bank_max_mb,
-            max_crops_per_file=data.max_crops_per_file,
+            pairs_per_batch=pairs_per_batch,
         )
-
-
-def apply_overrides(data: dict, overrides: dict) -> dict:
-    """Sets dotted keys ("training.epochs") in a nested mapping; returns a new mapping."""
-    result = copy.deepcopy(data)
-    for dotted, value in overrides.items():
-        node = result
-        *parents, leaf = dotted.split(".")
-        for parent in parents:
-            node = node.setdefault(parent, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{dotted}: {parent} is not a section")
-        node[leaf] = value
-    return result
-
-
-def _convert(value: Any, annotation: Any, path: str) -> Any:
-    """Checks and converts one YAML value to the field's annotated type; `path` is the field's
-    dotted path (training.learning_rate), named in errors."""
-    origin = typing.get_origin(annotation)
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, f"{path}.")
-    if origin in (typing.Union, types.UnionType):
-        options = [option for option in typing.get_args(annotation) if option is not type(None)]
-        nullable = len(options) < len(typing.get_args(annotation))
-        if value is None and nullable:
-            return None
-        errors = []
-        for option in options:
-            try:
-                return _convert(value, option, path)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] + (" (or null)" if nullable else ""))
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        (item_type, *_) = typing.get_args(annotation)
-        return tuple(_convert(item, item_type, f"{path}[{i}]") for i, item in enumerate(value))
-    if annotation is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as text
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected text, got {value!r}")
-        return value
-    return value
-
-
-def _build(cls: type[T], data: Any, prefix: str) -> T:
-    """`from_dict` for a section whose keys' paths start with `prefix` ("" or "training.")."""
-    section = prefix.rstrip(".")
-    here = f"{section}: " if section else ""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{here}expected a mapping, got {type(data).__name__}")
-    fields = {field.name: field for field in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{here}unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    missing = [
-        name
-        for name, field in fields.items()
-        if name not in data
-        and field.default is dataclasses.MISSING
-        and field.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{here}missing key(s) {', '.join(missing)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {name: _convert(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
-    return cls(**kwargs)  # __post_init__ checks the values, naming each field's path
-
-
-def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
-    """Builds dataclass `cls` from a mapping, rejecting unknown keys, wrong types and values
-    out of range; errors read "<where>: <field path> ...", `where` being the file (or the
-    command) the mapping came from."""
-    try:
-        return _build(cls, data, "")
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
-
-
-def to_dict(config: Any) -> dict:
-    """A dataclass as plain YAML/JSON-ready data (tuples become lists)."""
-
-    def plain(value):
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    return plain(dataclasses.asdict(config))
-
-
-def load_yaml(path: str | os.PathLike) -> dict:
-    """Reads a YAML mapping, with the file named in any error."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = yaml.safe_load(stream)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found")
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})")
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def dump_yaml(config: Any, path: str | os.PathLike) -> None:
-    """Writes a dataclass config as YAML, atomically."""
-    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -640,21 +441,23 @@ class MOSDataConfig:
             that an XLA-compiled step sees a few shapes, not one per batch.
     """
 
+    YAML_SECTION: ClassVar[str] = "data."
+
     data_dir: str = ""
     demo_dir: str | None = None
     train_split: str = "train"
     val_split: str = "val"
     train_databases: tuple[str, ...] = ()
     val_databases: tuple[str, ...] = ()
-    train_fraction: float = 1.0
-    subset_seed: int = 0
-    crop_seconds: float | None = None
-    batch_size: int = 8
-    window_seconds: float = 10.0
-    length_bucket_seconds: float = 1.0
+    train_fraction: float = setting(1.0, Range(0.0, 1.0, low_closed=False))
+    subset_seed: int = setting(0, at_least(0))
+    crop_seconds: float | None = setting(None, above(0))  # None: whole files
+    batch_size: int = setting(8, at_least(1))
+    window_seconds: float = setting(10.0, above(0))
+    length_bucket_seconds: float = setting(1.0, above(0))
 
     def __post_init__(self):
-        check_ranges(self)  # crop_seconds: > 0, or null for whole files
+        check_ranges(self)
 
 
 ENCODER_SOURCES = ("best", "last")
@@ -677,13 +480,15 @@ class MOSModelConfig:
         mos_range: the scaled sigmoid's range.
     """
 
+    YAML_SECTION: ClassVar[str] = "model."
+
     encoder: str = "scratch"
     encoder_checkpoint: str = "best"
     preset: str = "jsqa"
-    hidden_dims: tuple[int, ...] = (256, 128, 64)
+    hidden_dims: tuple[int, ...] = setting((256, 128, 64), at_least(1))
     embedding: str = "full"
-    dropout: float = 0.0
-    mos_range: tuple[float, ...] = (1.0, 5.0)
+    dropout: float = setting(0.0, SHARE)
+    mos_range: tuple[float, ...] = setting(MOS_RANGE, FINITE)
 
     def __post_init__(self):
         check_ranges(self)
@@ -700,8 +505,9 @@ class MOSModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneTrainingConfig:
-    """Optimisation and run settings of MOS fine-tuning (paper: Adam 1e-3, batch 8, ~250 epochs).
+class FinetuneTrainingConfig(RunSettings):
+    """Optimisation settings of MOS fine-tuning (paper: Adam 1e-3, batch 8, ~250 epochs), and
+    its `RunSettings`.
 
     Args:
         epochs: training epochs.
@@ -712,28 +518,16 @@ class FinetuneTrainingConfig:
         freeze_encoder_epochs: keep the encoder frozen (weights and BatchNorm statistics) for
             the first N epochs, training the head alone.
         early_stopping_patience: stop after this many epochs without a lower validation RMSE.
-        precision, jit_compile, strategy, seed, deterministic, keep_checkpoints: as in
-            pretraining.
+        precision, jit_compile, strategy, seed, deterministic, keep_checkpoints: `RunSettings`.
     """
 
-    epochs: int = 250
-    steps_per_epoch: int | None = None
-    learning_rate: float = 1e-3
-    encoder_learning_rate: float | None = None
-    weight_decay: float = 0.0
-    freeze_encoder_epochs: int = 0
-    early_stopping_patience: int | None = None
-    precision: str = "float32"
-    jit_compile: bool | None = None
-    strategy: str = "default"
-    seed: int = 0
-    deterministic: bool = False
-    keep_checkpoints: int = 3
-
-    def __post_init__(self):
-        check_ranges(self)
-        check_choice("training.precision", self.precision, PRECISIONS)
-        check_choice("training.strategy", self.strategy, STRATEGIES)
+    epochs: int = setting(250, at_least(1))
+    steps_per_epoch: int | None = setting(None, at_least(1))
+    learning_rate: float = setting(1e-3, above(0))
+    encoder_learning_rate: float | None = setting(None, at_least(0))
+    weight_decay: float = setting(0.0, at_least(0))
+    freeze_encoder_epochs: int = setting(0, at_least(0))
+    early_stopping_patience: int | None = setting(None, at_least(1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -760,13 +554,15 @@ class EvaluateConfig:
         seed: seeds the bootstrap.
     """
 
+    YAML_SECTION: ClassVar[str] = "evaluate."
+
     data_dir: str = ""
     split: str = "val"
     databases: tuple[str, ...] = ()
-    window_seconds: float = 10.0
-    batch_size: int = 8
-    num_bootstrap: int = 1000
-    seed: int = 0
+    window_seconds: float = setting(10.0, above(0))
+    batch_size: int = setting(8, at_least(1))
+    num_bootstrap: int = setting(1000, at_least(0))
+    seed: int = setting(0, at_least(0))
 
     def __post_init__(self):
         check_ranges(self)
@@ -783,7 +579,8 @@ class DistillDataConfig:
     `clean_share`), then scaled by a gain drawn uniformly from `gain_db_range` and
     peak-limited to 0.999: the student sees far wider conditions than JND pairs (clean to
     very noisy, quiet to loud) and far more audio than the labelled set holds. The teacher
-    scores every clip inside the step.
+    scores every clip inside the step. Of the pair sampler's settings only the crop length
+    and the noise bank's limit apply (its SNRs are not used), so they are fields here.
 
     Args:
         demo_dir: when set, the demo corpus is written and prepared here (once) and used
@@ -803,8 +600,10 @@ class DistillDataConfig:
         gain_db_range: [low, high] of the uniform gain applied to each mixture, in dB.
         window_seconds: validation scores files longer than this in windows, averaged.
         val_batch_size: windows per validation batch.
-        noise_bank_max_mb: as in `PairConfig`.
+        noise_bank_max_mb: as in `PairSampling`.
     """
+
+    YAML_SECTION: ClassVar[str] = "data."
 
     demo_dir: str | None = None
     clean_dir: str = ""
@@ -813,15 +612,15 @@ class DistillDataConfig:
     train_split: str = "train"
     val_split: str = "val"
     val_databases: tuple[str, ...] = ()
-    crop_seconds: float = 4.0
-    mixtures_per_batch: int = 24
-    mos_clips_per_batch: int = 8
-    snr_range_db: tuple[float, ...] = (-5.0, 35.0)
-    clean_share: float = 0.1
-    gain_db_range: tuple[float, ...] = (-20.0, 6.0)
-    window_seconds: float = 10.0
-    val_batch_size: int = 8
-    noise_bank_max_mb: float = NOISE_BANK_MAX_MB
+    crop_seconds: float = setting(4.0, above(0))
+    mixtures_per_batch: int = setting(24, at_least(2))
+    mos_clips_per_batch: int = setting(8, at_least(0))
+    snr_range_db: tuple[float, ...] = setting((-5.0, 35.0), FINITE)
+    clean_share: float = setting(0.1, Range(0.0, 1.0))
+    gain_db_range: tuple[float, ...] = setting((-20.0, 6.0), FINITE)
+    window_seconds: float = setting(10.0, above(0))
+    val_batch_size: int = setting(8, at_least(1))
+    noise_bank_max_mb: float = setting(NOISE_BANK_MAX_MB, at_least(0))
 
     def __post_init__(self):
         check_ranges(self)
@@ -844,10 +643,12 @@ class DistillModelConfig:
             not part of the saved student.
     """
 
+    YAML_SECTION: ClassVar[str] = "model."
+
     teacher: str = ""
     preset: str = "student"
-    hidden_dims: tuple[int, ...] = (64, 32)
-    embedding_loss_weight: float = 0.0
+    hidden_dims: tuple[int, ...] = setting((64, 32), at_least(1))
+    embedding_loss_weight: float = setting(0.0, at_least(0))
 
     def __post_init__(self):
         check_ranges(self)
@@ -857,8 +658,8 @@ class DistillModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DistillTrainingConfig:
-    """Optimisation and run settings of distillation.
+class DistillTrainingConfig(RunSettings):
+    """Optimisation settings of distillation, and its `RunSettings`.
 
     Args:
         epochs: training epochs (each ends with a validation pass over the val files).
@@ -870,27 +671,15 @@ class DistillTrainingConfig:
             MOS-corpus crops (0: labels unused; files without a label never count).
         early_stopping_patience: stop after this many epochs without a lower validation
             student-teacher MAE.
-        precision, jit_compile, strategy, seed, deterministic, keep_checkpoints: as in
-            pretraining.
+        precision, jit_compile, strategy, seed, deterministic, keep_checkpoints: `RunSettings`.
     """
 
-    epochs: int = 30
-    steps_per_epoch: int = 500
-    learning_rate: float = 1e-3
+    epochs: int = setting(30, at_least(1))
+    steps_per_epoch: int = setting(500, at_least(1))
+    learning_rate: float = setting(1e-3, above(0))
     decay: bool = True
-    label_loss_weight: float = 0.0
-    early_stopping_patience: int | None = None
-    precision: str = "float32"
-    jit_compile: bool | None = None
-    strategy: str = "default"
-    seed: int = 0
-    deterministic: bool = False
-    keep_checkpoints: int = 3
-
-    def __post_init__(self):
-        check_ranges(self)
-        check_choice("training.precision", self.precision, PRECISIONS)
-        check_choice("training.strategy", self.strategy, STRATEGIES)
+    label_loss_weight: float = setting(0.0, at_least(0))
+    early_stopping_patience: int | None = setting(None, at_least(1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -905,11 +694,160 @@ class DistillConfig:
     def pair_config(self, clean_dir: str, noise_dir: str, pairs_per_batch: int) -> PairConfig:
         """The pair sampler's settings: only its clean crops and noise excerpts are used."""
         return PairConfig(
-            clean_dir=clean_dir,
-            noise_dir=noise_dir,
-            split="train",
+            clean_dir,
+            noise_dir,
             crop_seconds=self.data.crop_seconds,
             pairs_per_batch=pairs_per_batch,
             seed=self.training.seed,
             noise_bank_max_mb=self.data.noise_bank_max_mb,
         )
+
+
+def apply_overrides(data: dict, overrides: dict) -> dict:
+    """Sets dotted keys ("training.epochs") in a nested mapping; returns a new mapping."""
+    result = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = result
+        *parents, leaf = dotted.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {parent} is not a section")
+        node[leaf] = value
+    return result
+
+
+def _convert(value: Any, annotation: Any, path: str, where: str) -> Any:
+    """Checks and converts one YAML value to the field's annotated type; `path` is the field's
+    dotted path (training.learning_rate), named in errors."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, f"{path}.", where)
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(annotation) if option is not type(None)]
+        nullable = len(options) < len(typing.get_args(annotation))
+        if value is None and nullable:
+            return None
+        errors = []
+        for option in options:
+            try:
+                return _convert(value, option, path, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] + (" (or null)" if nullable else ""))
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (item_type, *_) = typing.get_args(annotation)
+        return tuple(_convert(item, item_type, f"{path}[{i}]", where) for i, item in enumerate(value))
+    if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected text, got {value!r}")
+        return value
+    return value
+
+
+def _moved(cls: type, data: dict, prefix: str, where: str) -> dict:
+    """`data` with the keys `cls.RENAMED` lists (old key -> new dotted key) moved to their new
+    place, said in one warning line. An old key wins over its new one: it is an override
+    (`--set data.crop_seconds=...` on a file that has data.pairs.crop_seconds)."""
+    old_keys = [key for key in getattr(cls, "RENAMED", {}) if key in data]
+    if not old_keys:
+        return data
+    kept = {key: value for key, value in data.items() if key not in old_keys}
+    moves = ", ".join(f"{prefix}{old} -> {prefix}{cls.RENAMED[old]}" for old in old_keys)
+    logger.warning("%s: renamed key(s) read under their new names: %s; rename them there", where, moves)
+    try:
+        return apply_overrides(kept, {cls.RENAMED[old]: data[old] for old in old_keys})
+    except ConfigError as error:  # the new key's parent is not a mapping
+        raise ConfigError(f"{prefix}{error}") from None
+
+
+def _build(cls: type[T], data: Any, prefix: str, where: str) -> T:
+    """`from_dict` for a section whose keys' paths start with `prefix` ("" or "training.")."""
+    section = prefix.rstrip(".")
+    here = f"{section}: " if section else ""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{here}expected a mapping, got {type(data).__name__}")
+    data = _moved(cls, data, prefix, where)
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{here}unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    missing = [
+        name
+        for name, field in fields.items()
+        if name not in data
+        and field.default is dataclasses.MISSING
+        and field.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{here}missing key(s) {', '.join(missing)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _convert(value, hints[name], f"{prefix}{name}", where) for name, value in data.items()}
+    return cls(**kwargs)  # __post_init__ checks the values, naming each field's path
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """Builds dataclass `cls` from a mapping, rejecting unknown keys, wrong types and values
+    out of range; errors read "<where>: <field path> ...", `where` being the file (or the
+    command) the mapping came from."""
+    try:
+        return _build(cls, data, "", where)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def to_dict(config: Any) -> dict:
+    """A dataclass as plain YAML/JSON-ready data (tuples become lists); a class's own fields
+    come before those it inherits (a stage's `training` section opens with its epochs, not
+    with its `RunSettings`)."""
+    if dataclasses.is_dataclass(config):
+        own = vars(type(config)).get("__annotations__", {})
+        names = [field.name for field in dataclasses.fields(config)]
+        names = [name for name in names if name in own] + [name for name in names if name not in own]
+        return {name: to_dict(getattr(config, name)) for name in names}
+    if isinstance(config, (tuple, list)):
+        return [to_dict(value) for value in config]
+    if isinstance(config, dict):
+        return {key: to_dict(value) for key, value in config.items()}
+    return config
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Reads a YAML mapping, with the file named in any error."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found")
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def dump_yaml(config: Any, path: str | os.PathLike) -> None:
+    """Writes a dataclass config as YAML, atomically."""
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

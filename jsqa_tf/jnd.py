@@ -14,6 +14,7 @@ features, trained on human JND labels, tells whether a pair is within the just-n
 difference. Cross-validation is grouped by source recording. Saved as JSON (feature names,
 scaler, support vectors, dual coefficients): loading it never executes code.
 
+`fit_from_list` and `validate_pairs` are `jsqa-tf jnd fit` and `jnd validate` as functions.
 The label-only curve (no audio) is in `jsqa_tf.jnd_curve`.
 """
 
@@ -23,6 +24,7 @@ import csv
 import dataclasses
 import functools
 import json
+import logging
 import math
 import os
 import re
@@ -33,7 +35,10 @@ import numpy as np
 
 from jsqa_tf import atomic
 from jsqa_tf.audio import read_audio
-from jsqa_tf.errors import AudioError, ConfigError, CorpusError
+from jsqa_tf.errors import AudioError, ConfigError, CorpusError, OutputError
+from jsqa_tf.progress import Progress
+
+logger = logging.getLogger(__name__)
 
 FEATURE_NAMES = ("pesq_wb", "si_sdr_db")
 """Every feature `pair_features` computes, in its order."""
@@ -48,29 +53,27 @@ KINDS = ("additive", "mp3", "reverb")
 REFERENCES = ("first", "second", "by-name")
 
 
-def parse_feature_names(text: str) -> tuple[str, ...]:
-    """ "pesq", "pesq,sisdr", "sisdr" ... -> feature names in `FEATURE_NAMES` order."""
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in FEATURE_ALIASES]
-    if not names or unknown:
+def _comma_list(text: str, option: str, names: dict[str, str], order: Sequence[str], listed: str):
+    """ "a,b" -> the values of the names given (`names`: accepted name -> value), in `order`."""
+    given = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in given if name not in names]
+    if not given or unknown:
         raise ConfigError(
-            f"--features {text!r}: expected a comma-separated list of pesq, sisdr"
+            f"{option} {text!r}: expected a comma-separated list of {listed}"
             + (f" (unknown: {', '.join(unknown)})" if unknown else "")
         )
-    chosen = {FEATURE_ALIASES[name] for name in names}
-    return tuple(name for name in FEATURE_NAMES if name in chosen)
+    chosen = {names[name] for name in given}
+    return tuple(value for value in order if value in chosen)
+
+
+def parse_feature_names(text: str) -> tuple[str, ...]:
+    """ "pesq", "pesq,sisdr", "sisdr" ... -> feature names in `FEATURE_NAMES` order."""
+    return _comma_list(text, "--features", FEATURE_ALIASES, FEATURE_NAMES, "pesq, sisdr")
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
     """ "additive", "additive,mp3,reverb" ... -> kinds in `KINDS` order."""
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in KINDS]
-    if not names or unknown:
-        raise ConfigError(
-            f"--kinds {text!r}: expected a comma-separated list of {', '.join(KINDS)}"
-            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
-        )
-    return tuple(kind for kind in KINDS if kind in names)
+    return _comma_list(text, "--kinds", {kind: kind for kind in KINDS}, KINDS, ", ".join(KINDS))
 
 
 # --- features ------------------------------------------------------------------------------
@@ -574,3 +577,152 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     center = (p + z**2 / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
     return (max(0.0, center - half), min(1.0, center + half))
+
+
+# --- fitting on a list, validating drawn pairs ---------------------------------------------------
+
+
+def _scored(pairs: Sequence[tuple[str, str]], names, names_of_pairs, num_workers, progress, label):
+    """Features of (reference, degraded) file pairs; the pairs that could not be scored are
+    said in one warning (their count, three of them named by `names_of_pairs`)."""
+    update = progress(label, len(pairs)) if progress else None
+    features, ok, reasons = extract_features(pairs, names=names, num_workers=num_workers, on_progress=update)
+    failed = [f"{name}: {reason}" for name, reason in zip(names_of_pairs, reasons, strict=True) if reason]
+    if failed:
+        examples = "".join(f"\n  {reason}" for reason in failed[:3])
+        logger.warning("%d pair(s) could not be scored and were skipped; e.g.:%s", len(failed), examples)
+    return features, ok, failed
+
+
+def fit_from_list(
+    pair_list: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    audio_root: str | os.PathLike | None = None,
+    feature_names: Sequence[str] = DEFAULT_FEATURES,
+    kinds: Sequence[str] = ("additive",),
+    reference: str = "first",
+    C: float = 1.0,
+    folds: int = 5,
+    seed: int = 0,
+    num_workers: int = 2,
+    progress: Progress | None = None,
+) -> JNDClassifier:
+    """Trains the classifier on a human-labelled list and saves it to `out_path`.
+
+    Everything that can fail cheaply fails first, before any audio is read: `out_path` must
+    be new and writable (nothing is ever overwritten), the list readable, hold pairs of
+    `kinds`, and suit the settings (`check_fit_settings`). Each pair is then scored against
+    its reference (`reference_and_degraded`); a pair that cannot be scored is skipped (one
+    warning names up to three), the SVM fitted with cross-validation grouped by source
+    recording, and `info` records what was used (kinds, reference, the list, pairs skipped
+    and pairs of other kinds).
+
+    Args:
+        pair_list: a CDPAM list or a pair CSV (`read_labelled_pairs`).
+        out_path: the classifier JSON to write.
+        audio_root: folder the list's paths are relative to (default: the list's folder).
+        feature_names, C, folds, seed: as in `JNDClassifier.fit`.
+        kinds: the kinds of degradation used (`KINDS`).
+        reference: "first", "second" or "by-name" (`reference_and_degraded`).
+        num_workers: feature processes (0: none).
+        progress: `progress(label, length) -> update(n)`, for the feature extraction.
+
+    Raises:
+        OutputError: `out_path` exists or cannot be written.
+        CorpusError: the list cannot be read, or no pair could be scored.
+        ConfigError: no pairs of `kinds`, or settings the pairs cannot support.
+    """
+    feature_names = tuple(feature_names)
+    if os.path.exists(out_path):
+        raise OutputError(out_path, "exists already; choose another name (nothing was overwritten)")
+    atomic.check_writable(out_path)
+    listed = read_labelled_pairs(pair_list, audio_root)
+    pairs = [pair for pair in listed if pair.kind in kinds]
+    if not pairs:
+        raise ConfigError(f"{pair_list}: no pairs of kind(s) {', '.join(kinds)}")
+    labels = np.array([pair.label for pair in pairs])
+    check_fit_settings(labels, [pair.source for pair in pairs], C=C, folds=folds)
+    features, ok, failed = _scored(
+        [reference_and_degraded(pair, reference) for pair in pairs],
+        feature_names,
+        [f"line {p.line_number} ({os.path.basename(p.first)} / {os.path.basename(p.second)})" for p in pairs],
+        num_workers,
+        progress,
+        " + ".join(feature_names),
+    )
+    if not ok.any():
+        raise CorpusError(pair_list, f"no pair could be scored; e.g. {failed[0]}")
+    classifier = JNDClassifier.fit(
+        features[ok],
+        labels[ok],
+        feature_names=feature_names,
+        groups=[pair.source for pair, keep in zip(pairs, ok, strict=True) if keep],
+        C=C,
+        seed=seed,
+        folds=folds,
+    )
+    classifier.info.update(
+        num_skipped=len(failed),
+        num_not_used=len(listed) - len(pairs),
+        kinds=list(kinds),
+        reference=reference,
+        trained_on=os.path.abspath(pair_list),
+    )
+    classifier.save(out_path)
+    return classifier
+
+
+def validate_pairs(
+    classifier: JNDClassifier,
+    pairs_dir: str | os.PathLike,
+    *,
+    num_workers: int = 2,
+    progress: Progress | None = None,
+) -> dict:
+    """The share of drawn pairs (`jsqa-tf pairs`, with audio) the classifier judges within JND.
+
+    A drawn pair's reference is its view at the higher SNR (`snr_a_db` >= `snr_b_db`: view a),
+    the less degraded one, as in the lists the classifier learned from. Pairs that cannot be
+    scored are skipped (one warning); the share has a Wilson 95% interval over those scored.
+
+    Returns:
+        {num_pairs, num_scored, num_skipped, features, num_within_jnd, share_within_jnd,
+        share_within_jnd_ci95, mean_pesq_wb, mean_si_sdr_db}.
+
+    Raises:
+        CorpusError: no pairs.csv, pairs written without audio, or no pair could be scored.
+    """
+    from jsqa_tf.data.pairs import PAIRS_CSV
+
+    pairs_dir = os.fspath(pairs_dir)
+    csv_path = os.path.join(pairs_dir, PAIRS_CSV)
+    if not os.path.exists(csv_path):
+        raise CorpusError(pairs_dir, f"no {PAIRS_CSV}; write pairs with `jsqa-tf pairs` first")
+    with open(csv_path, newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows or not rows[0].get("file_a"):
+        raise CorpusError(csv_path, "the pairs were written without audio (--no-audio)")
+    files = []
+    for row in rows:
+        a, b = (os.path.join(pairs_dir, row[key]) for key in ("file_a", "file_b"))
+        files.append((a, b) if float(row["snr_a_db"]) >= float(row["snr_b_db"]) else (b, a))
+    names = [f"pair {row['pair']}" for row in rows]
+    features, ok, failed = _scored(files, FEATURE_NAMES, names, num_workers, progress, "PESQ + SI-SDR")
+    scored = int(ok.sum())
+    if scored == 0:
+        raise CorpusError(pairs_dir, "no pair could be scored")
+    columns = [FEATURE_NAMES.index(name) for name in classifier.feature_names]
+    same = int(np.sum(classifier.predict(features[ok][:, columns]) == SAME))
+    low, high = wilson_interval(same, scored)
+    return {
+        "num_pairs": len(rows),
+        "num_scored": scored,
+        "num_skipped": len(failed),
+        "features": list(classifier.feature_names),
+        "num_within_jnd": same,
+        "share_within_jnd": same / scored,
+        "share_within_jnd_ci95": [low, high],
+        "mean_pesq_wb": float(np.mean(features[ok, 0])),
+        "mean_si_sdr_db": float(np.mean(features[ok, 1])),
+    }

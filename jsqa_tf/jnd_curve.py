@@ -23,9 +23,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jsqa_tf.config import PairConfig, abs_delta_snr_density, expected_mean_abs_delta_db
+from jsqa_tf.config import PairConfig
+from jsqa_tf.data.snr import abs_delta_snr_density, expected_mean_abs_delta_db
 from jsqa_tf.errors import ConfigError
-from jsqa_tf.jnd import KINDS, NAME_NUMBERS, SAME, LabelledPair, parse_name, wilson_interval
+from jsqa_tf.jnd import KINDS, NAME_NUMBERS, SAME, LabelledPair, parse_name, read_cdpam_list, wilson_interval
 from jsqa_tf.psychometric import (
     Psychometric,
     PsychometricFit,
@@ -265,7 +266,7 @@ def expected_share_same(
     step_db: float = 0.01,
 ) -> float:
     """Expected share of pairs judged "same": P(same | d) integrated against the sampler's
-    |ΔSNR| density (`jsqa_tf.config.abs_delta_snr_density`) for this window and cap."""
+    |ΔSNR| density (`jsqa_tf.data.snr.abs_delta_snr_density`) for this window and cap."""
     cap = snr_window_db if max_abs_delta_db is None else max_abs_delta_db
     return float(_Shares(p_same, cap, min(step_db, cap / 100)).share(snr_window_db, cap))
 
@@ -430,6 +431,76 @@ def curve_report(
         report["pair_window_reason"] = "needs additive-noise pairs (the sampler mixes additive noise)"
     report["warnings"] = warnings
     return report, curves
+
+
+def curve_from_list(
+    pair_list: str | os.PathLike,
+    *,
+    pair_config: PairConfig,
+    plot_path: str | os.PathLike | None = None,
+    **options,
+) -> dict:
+    """`jsqa-tf jnd curve`: the `curve_report` of a CDPAM list (its path in "list"), and,
+    with `plot_path`, the curve as a PNG there (its path in "plot"; checked writable before
+    the list is read). `options`: those of `curve_report`."""
+    from jsqa_tf import atomic
+
+    if plot_path:
+        atomic.check_writable(plot_path)
+    report, curves = curve_report(read_cdpam_list(pair_list), pair_config=pair_config, **options)
+    report["list"] = os.path.abspath(pair_list)
+    if plot_path:
+        from jsqa_tf.plots import jnd_curve_png
+
+        png = jnd_curve_png(report, curves, pair_config)
+        with atomic.atomic_path(plot_path) as temp_path, open(temp_path, "wb") as stream:
+            stream.write(png)
+        report["plot"] = os.path.abspath(plot_path)
+    return report
+
+
+def _threshold_text(entry: dict, unit: str) -> str:
+    if entry["x"] is None:
+        return "undefined"
+    interval = entry.get("ci95")
+    ci = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
+    return f"{entry['x']:.2f}{ci} {unit}"
+
+
+def summary_lines(report: dict) -> list[str]:
+    """A `curve_report` in a few lines for people: each kind's fitted floor, ceiling and
+    thresholds; the pair window's expected share judged same; each --target-same answer."""
+    lines = []
+    for kind in report["kinds"]:
+        fit = (report.get(kind) or {}).get("pooled", {}).get("fit")
+        if fit:
+            levels, unit = fit["thresholds"], report[kind]["unit"]
+            lines.append(
+                f"{kind}: floor {fit['floor']:.3f}, ceiling {fit['ceiling']:.3f}; "
+                + "; ".join(f"{name} {_threshold_text(levels[name], unit)}" for name in levels)
+                + f" ({fit['num_pairs_fitted']} pairs)"
+            )
+    window = report.get("pair_window")
+    if not window:
+        return lines
+    share = window["expected_share_same"]
+    if share["fit"] is not None:
+        lines.append(
+            f"pair window {window['snr_window_db']:g} dB"
+            + (f", |ΔSNR| <= {window['max_abs_delta_db']:g} dB" if window["max_abs_delta_db"] else "")
+            + f": expected share judged same {share['fit']:.3f} (fit), "
+            + (f"{share['bins']:.3f} (bins)" if share["bins"] is not None else "bins: n/a")
+        )
+    for answer in window["targets"]:
+        parts = []
+        for name, option in (
+            ("widest_snr_window_db", "--snr-window"),
+            ("max_abs_delta_db", "--max-abs-delta"),
+        ):
+            value = answer[name]["fit"]
+            parts.append(f"{option} {value:.2f}" if value is not None else f"{option}: none")
+        lines.append(f"--target-same {answer['target_same']:g}: " + ", or ".join(parts))
+    return lines
 
 
 def check_curve_settings(

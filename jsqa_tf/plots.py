@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from jsqa_tf.config import abs_delta_snr_density, expected_mean_abs_delta_db, single_snr_density
+from jsqa_tf.data.snr import abs_delta_snr_density, expected_mean_abs_delta_db, single_snr_density
 
 
 def _png(figure) -> bytes:
@@ -47,8 +47,8 @@ def delta_snr_histogram_png(
         snr_window_db: the window both SNRs were drawn from; the expected density of |ΔSNR|
             is 2 (w - d) / w² on [0, w], mean w / 3 (for "uniform_window" placement).
         title: figure title.
-        max_abs_delta_db: the cap on |ΔSNR|, if any (`jsqa_tf.config.abs_delta_snr_density`).
-        snr_placement, snr_range_db: as in `PairConfig` (the range is needed for "uniform_snr").
+        max_abs_delta_db: the cap on |ΔSNR|, if any (`jsqa_tf.data.snr.abs_delta_snr_density`).
+        snr_placement, snr_range_db: as in `jsqa_tf.data.snr` (the range is needed for "uniform_snr").
 
     Returns:
         PNG bytes.

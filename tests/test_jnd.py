@@ -3,13 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from jsqa_tf.audio import write_wav
+from jsqa_tf.audio import read_audio, write_wav
 from jsqa_tf.data.demo import synth_speech
-from jsqa_tf.errors import ConfigError, CorpusError
+from jsqa_tf.errors import ConfigError, CorpusError, OutputError
 from jsqa_tf.jnd import (
     LEGACY_FEATURES,
     JNDClassifier,
     extract_features,
+    fit_from_list,
     pair_features,
     parse_feature_names,
     parse_gain,
@@ -19,6 +20,7 @@ from jsqa_tf.jnd import (
     read_pair_csv,
     reference_and_degraded,
     si_sdr,
+    validate_pairs,
     wilson_interval,
 )
 
@@ -285,3 +287,89 @@ def test_wilson_interval():
     assert low < 0.9673 < high and high - low < 0.01
     assert wilson_interval(0, 0) == (0.0, 1.0)
     assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_fit_from_list_checks_first_skips_what_it_cannot_score_and_saves(labelled_list, tmp_path, caplog):
+    out = tmp_path / "jnd.json"
+    listed = labelled_list.read_text().splitlines()
+    (labelled_list.parent / "with_missing.txt").write_text(
+        "\n".join([*listed, "0.02_s0.wav\tnone_s0.wav\t1\twhite_noise", "300_s0.wav\t1_s0.wav\t1\tmp3"])
+        + "\n"
+    )
+    tasks = []
+
+    def progress(label, length):
+        tasks.append((label, length))
+        return lambda n: tasks.append(n)
+
+    with caplog.at_level("WARNING", logger="jsqa_tf.jnd"):
+        classifier = fit_from_list(
+            labelled_list.parent / "with_missing.txt",
+            out,
+            feature_names=("si_sdr_db",),  # PESQ's cost is not what is tested here
+            folds=2,
+            num_workers=0,
+            progress=progress,
+        )
+    assert tasks[0] == ("si_sdr_db", 61) and tasks[1:] == [1] * 61
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert warning.startswith("1 pair(s) could not be scored and were skipped; e.g.:\n  line 61 (")
+    assert "none_s0.wav: file not found" in warning
+    info = classifier.info
+    assert (info["num_pairs"], info["num_skipped"], info["num_not_used"]) == (60, 1, 1)  # the mp3 line
+    assert (
+        info["kinds"] == ["additive"] and info["reference"] == "first" and info["features"] == ["si_sdr_db"]
+    )
+    assert info["trained_on"] == str(labelled_list.parent / "with_missing.txt")
+    assert JNDClassifier.load(out).info == info
+    saved = out.read_bytes()
+    with pytest.raises(OutputError, match="jnd.json: exists already; choose another name"):
+        fit_from_list(labelled_list, out)
+    assert out.read_bytes() == saved
+    with pytest.raises(ConfigError, match="no pairs of kind.s. mp3"):  # before any audio is read
+        fit_from_list(labelled_list, tmp_path / "mp3.json", kinds=("mp3",))
+    with pytest.raises(ConfigError, match="needs at least 5 recordings"):
+        fit_from_list(labelled_list, tmp_path / "five.json", folds=5)
+
+
+def write_drawn_pairs(folder, rows):
+    """A folder as `jsqa-tf pairs` writes it: pairs.csv and audio/pair_<n>_{a,b}.wav."""
+    lines = ["pair,clean_id,noise_id,snr_a_db,snr_b_db,abs_delta_db,file_a,file_b"]
+    for n, (snr_a, snr_b) in enumerate(rows):
+        lines.append(
+            f"{n},c{n},n{n},{snr_a},{snr_b},{abs(snr_a - snr_b)},audio/pair_{n}_a.wav,audio/pair_{n}_b.wav"
+        )
+    (folder / "pairs.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_validate_pairs_takes_the_higher_snr_view_as_reference(labelled_list, tmp_path):
+    rng = np.random.default_rng(4)
+    clean = 0.1 * synth_speech(rng, 2.0)
+    noise = rng.standard_normal(len(clean)) * 0.1
+    folder = tmp_path / "pairs"
+    # pair 0: view a is the cleaner (a higher SNR); pair 1: view b is; pair 2: its b is missing
+    for n, (gain_a, gain_b) in enumerate([(0.02, 0.2), (0.2, 0.02), (0.02, 0.2)]):
+        write_wav(folder / "audio" / f"pair_{n}_a.wav", mixture(clean, noise, gain_a))
+        if n < 2:
+            write_wav(folder / "audio" / f"pair_{n}_b.wav", mixture(clean, noise, gain_b))
+    write_drawn_pairs(folder, [(8.0, 2.0), (-1.0, 5.0), (3.0, 0.0)])
+    classifier = fit_from_list(labelled_list, tmp_path / "jnd.json", feature_names=("si_sdr_db",), folds=2)
+    report = validate_pairs(classifier, folder, num_workers=0)
+    assert (report["num_pairs"], report["num_scored"], report["num_skipped"]) == (3, 2, 1)
+    view = {name: read_audio(folder / "audio" / f"pair_{name}.wav") for name in ("0_a", "0_b", "1_a", "1_b")}
+    right = [pair_features(view["0_a"], view["0_b"]), pair_features(view["1_b"], view["1_a"])]
+    wrong = pair_features(view["1_a"], view["1_b"])  # PESQ is not symmetric: the order matters
+    assert report["mean_pesq_wb"] == pytest.approx(np.mean([f[0] for f in right]))
+    assert report["mean_si_sdr_db"] == pytest.approx(np.mean([f[1] for f in right]))
+    assert abs(wrong[0] - right[1][0]) > 0.1
+    low, high = report["share_within_jnd_ci95"]
+    assert report["features"] == ["si_sdr_db"] and low <= report["share_within_jnd"] <= high
+    assert report["num_within_jnd"] == round(report["share_within_jnd"] * 2)
+
+    (folder / "pairs.csv").write_text(
+        "pair,clean_id,noise_id,snr_a_db,snr_b_db,abs_delta_db,file_a,file_b\n0,c,n,1,0,1,,\n"
+    )
+    with pytest.raises(CorpusError, match="pairs.csv: the pairs were written without audio"):
+        validate_pairs(classifier, folder)
+    with pytest.raises(CorpusError, match="no pairs.csv; write pairs with `jsqa-tf pairs` first"):
+        validate_pairs(classifier, tmp_path)

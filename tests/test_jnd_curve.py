@@ -3,15 +3,19 @@ import math
 import numpy as np
 import pytest
 
-from jsqa_tf.config import PairConfig, abs_delta_snr_density
+from jsqa_tf.config import PairConfig
+from jsqa_tf.data.snr import abs_delta_snr_density
+from jsqa_tf.errors import OutputError
 from jsqa_tf.jnd import read_cdpam_list
 from jsqa_tf.jnd_curve import (
     Curve,
     bin_judgements,
+    curve_from_list,
     curve_points,
     curve_report,
     expected_share_same,
     pair_window_report,
+    summary_lines,
 )
 from jsqa_tf.psychometric import Psychometric
 from tests.test_jnd import write_cdpam_list
@@ -141,3 +145,26 @@ def test_the_curve_report_on_a_known_curve(tmp_path):
     everything = window["targets"][1]  # P(same) >= 0.35 everywhere: any window keeps 20%
     assert everything["widest_snr_window_db"]["limited_by"] == "snr_range_db"
     assert everything["widest_snr_window_db"]["fit"] == pytest.approx(12.0)
+
+
+def test_curve_from_list_writes_the_plot_and_summary_lines_say_the_figures(tmp_path):
+    truth = Psychometric(floor=0.35, ceiling=0.95, midpoint=6.0, width=1.0)
+    path = simulated_list(tmp_path / "l.txt", truth, 400)
+    capped = PairConfig("", "", max_abs_delta_db=3.0)
+    report = curve_from_list(
+        path, pair_config=capped, num_bootstrap=5, targets=(0.9,), plot_path=tmp_path / "c.png"
+    )
+    assert report["list"] == str(path) and report["plot"] == str(tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    fit = report["additive"]["pooled"]["fit"]
+    first, window, target = summary_lines(report)
+    assert first.startswith(f"additive: floor {fit['floor']:.3f}, ceiling {fit['ceiling']:.3f}; half_way ")
+    assert first.endswith(f" dB ({fit['num_pairs_fitted']} pairs)")
+    share = report["pair_window"]["expected_share_same"]["fit"]
+    assert window.startswith(
+        f"pair window 6 dB, |ΔSNR| <= 3 dB: expected share judged same {share:.3f} (fit)"
+    )
+    assert target.startswith("--target-same 0.9: --snr-window ") and ", or --max-abs-delta " in target
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a folder"):  # before the list is read
+        curve_from_list(tmp_path / "none.txt", pair_config=capped, plot_path=tmp_path / "f" / "c.png")

@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from jsqa_tf.cli import main
@@ -124,8 +125,8 @@ def test_several_runs_are_compared_and_an_interrupted_stage_resumes(mos_demo, tm
     raw = {
         "run_dir": str(tmp_path / "runs"),
         "pretrain": {
-            "data": {"clean_dir": mos_demo["clean"], "noise_dir": mos_demo["noise"], "crop_seconds": 0.5,
-                     "pairs_per_batch": 4, "val_batches": 1},
+            "data": {"clean_dir": mos_demo["clean"], "noise_dir": mos_demo["noise"], "val_batches": 1,
+                     "pairs": {"crop_seconds": 0.5, "pairs_per_batch": 4}},
             "model": {"preset": "tiny", "projection": False},
             "training": {"epochs": 1, "steps_per_epoch": 3, "audio_examples": 0},
         },
@@ -214,3 +215,48 @@ def test_teacher_student_export_flow(mos_demo, tmp_path):
     assert (runs / "saved_models" / "student" / "1" / "saved_model.pb").exists()
     again = train(raw, verbose=0)  # the same file again: nothing redone, no second version
     assert again == results and not (runs / "saved_models" / "student" / "2").exists()
+
+
+def test_run_settings_reach_every_training_stage_through_the_plan(tmp_path):
+    from jsqa_tf.training.pipeline import with_run_settings
+
+    paper = load_yaml(os.path.join(REPO, "pipelines", "paper.yaml"))
+    raw = with_run_settings(paper, {"precision": "mixed_bfloat16", "jit_compile": False}, "paper.yaml")
+    resolved = plan({**raw, "run_dir": str(tmp_path)}, "paper.yaml")
+    stages = [*resolved.pretrain.values(), *resolved.finetune.values(), resolved.distill]
+    assert len(stages) == 2 + 3 + 1
+    assert all((s.training.precision, s.training.jit_compile) == ("mixed_bfloat16", False) for s in stages)
+    assert paper["pretrain"]["noproj"]["training"].get("precision") is None  # the file itself is kept
+    one = with_run_settings({"pretrain": {"data": {}}}, {"strategy": "mirrored"})  # a single pretraining
+    assert one["pretrain"]["training"] == one["finetune"]["training"] == {"strategy": "mirrored"}
+    assert "distill" not in one
+    with pytest.raises(ConfigError, match="epochs: not a run setting"):
+        with_run_settings(paper, {"epochs": 3})
+
+
+def test_a_pipeline_run_made_with_the_old_keys_is_the_same_run(tmp_path, caplog, monkeypatch):
+    """A run folder's pipeline.yaml written before data.pairs: the same file in the new words
+    continues it (the files are compared as plans), with one warning naming the new keys."""
+    from jsqa_tf.training.pipeline import PIPELINE_FILE
+
+    new = load_yaml(os.path.join(REPO, "pipelines", "demo.yaml"))
+    new["run_dir"] = str(tmp_path)
+    old_data = {"demo_dir": "demo_data", "crop_seconds": 1.0, "pairs_per_batch": 8, "val_batches": 4}
+    old = {**new, "pretrain": {**new["pretrain"], "data": old_data}}
+    assert plan(old) == plan(new)
+    (tmp_path / PIPELINE_FILE).write_text(yaml.safe_dump(old))
+
+    class Started(Exception):
+        pass
+
+    def pretrain(config, **options):
+        raise Started(config.run_dir)
+
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("jsqa_tf.training.pretrain"), "pretrain", pretrain)
+    with caplog.at_level("WARNING"), pytest.raises(Started):  # not "made from another file"
+        train(new, verbose=0)
+    assert any("data.crop_seconds -> data.pairs.crop_seconds" in r.getMessage() for r in caplog.records)
+    with pytest.raises(TrainingError, match="another file"):
+        train({**new, "evaluate": {"num_bootstrap": 10}}, verbose=0)

@@ -15,6 +15,7 @@ import pytest
 
 from jsqa_tf.config import (
     EncoderConfig,
+    PairSampling,
     PrepareConfig,
     PretrainConfig,
     PretrainDataConfig,
@@ -50,7 +51,10 @@ def tiny_config(run_dir, shards, **training):
     return PretrainConfig(
         run_dir=str(run_dir),
         data=PretrainDataConfig(
-            clean_dir=shards[0], noise_dir=shards[1], crop_seconds=0.5, pairs_per_batch=4, val_batches=2
+            clean_dir=shards[0],
+            noise_dir=shards[1],
+            pairs=PairSampling(crop_seconds=0.5, pairs_per_batch=4),
+            val_batches=2,
         ),
         model=EncoderConfig(preset="tiny"),
         training=PretrainTrainingConfig(**{**settings, **training}),
@@ -71,7 +75,7 @@ def test_pipelines_are_valid_configs():
         1e-3,
         1.0,
     )
-    assert (paper.data.pairs_per_batch, paper.training.epochs) == (8, 45)
+    assert (paper.data.pairs.pairs_per_batch, paper.training.epochs) == (8, 45)
     # The paper's budget: 33 GB of 16-bit 16 kHz pairs = 286.46 h of audio per epoch.
     assert paper.training.epoch_hours == 286.46 and paper.training.steps_per_epoch is None
     assert paper.epoch_steps() == round(33e9 / 32_000 / 64) == 16_113
@@ -83,7 +87,7 @@ def test_an_epoch_is_hours_of_audio_or_steps_not_both(shards, tmp_path):
     def config(**training):
         return PretrainConfig(
             "run",
-            data=PretrainDataConfig(crop_seconds=4.0, pairs_per_batch=8),
+            data=PretrainDataConfig(pairs=PairSampling(crop_seconds=4.0, pairs_per_batch=8)),
             training=PretrainTrainingConfig(**training),
         )
 
@@ -405,9 +409,9 @@ def test_pretrain_command_runs_resumes_and_reports_errors(shards, tmp_path):
             "--steps-per-epoch",
             "3",
             "--set",
-            "data.crop_seconds=0.5",
+            "data.pairs.crop_seconds=0.5",
             "--set",
-            "data.pairs_per_batch=4",
+            "data.pairs.pairs_per_batch=4",
             "--set",
             "data.val_batches=1",
             "--set",
@@ -421,7 +425,7 @@ def test_pretrain_command_runs_resumes_and_reports_errors(shards, tmp_path):
     assert json.loads(result.stdout)["epochs_done"] == 1  # stdout: the JSON summary only
     assert "val_pair_accuracy" in result.stderr  # Keras's progress bar goes to stderr
     saved = load_yaml(tmp_path / "run" / "config.yaml")
-    assert saved["data"]["demo_dir"] is None and saved["data"]["crop_seconds"] == 0.5
+    assert saved["data"]["demo_dir"] is None and saved["data"]["pairs"]["crop_seconds"] == 0.5
 
     result = run("--epochs", "2")
     assert result.exit_code == 1 and "holds a run already; pass --resume" in result.output

@@ -8,7 +8,7 @@ Each batch is `(clean, noise, snr_db, num_valid_samples)`:
                                                  are skipped), cut from the noise split held
                                                  in memory (`NoiseBank`) or, above
                                                  `noise_bank_max_mb`, read as records
-    snr_db             float32 [pairs, 2]        the two SNRs of each pair (see `PairConfig`)
+    snr_db             float32 [pairs, 2]        the two SNRs of each pair (`jsqa_tf.data.snr`)
     num_valid_samples  int32   [pairs]           samples of each clean crop that are speech
 The mixing itself (`jsqa_tf.mixing.mix_pair`, SNRs over the speech's real samples) runs in the
 model's step on the accelerator.
@@ -46,7 +46,7 @@ def sample_snr_pairs(
     max_abs_delta_db: float | None = None,
     snr_placement: str = "uniform_window",
 ) -> tf.Tensor:
-    """[num_pairs, 2] SNRs in dB, placed as `snr_placement` says (`PairConfig`).
+    """[num_pairs, 2] SNRs in dB, placed as `snr_placement` says (`jsqa_tf.data.snr`).
 
     "uniform_window": per pair, a window placed in the range, two draws in it. With
     `max_abs_delta_db` M, the two draws are those of the uncapped sampler conditioned on

@@ -124,12 +124,13 @@ def train_batches(config: DistillConfig, sources, global_mixtures, global_mos, s
     return distributable(dataset)
 
 
-def data_sources(config: DistillConfig) -> dict:
-    """{"clean", "noise", "mos"} prepared folders (the demo's when `data.demo_dir` is set)."""
+def data_sources(config: DistillConfig, progress=None) -> dict:
+    """{"clean", "noise", "mos"} prepared folders (the demo's when `data.demo_dir` is set,
+    written and prepared with `progress`)."""
     data = config.data
     if data.demo_dir:
-        clean, noise = demo_shards(data.demo_dir)
-        return {"clean": clean, "noise": noise, "mos": demo_mos_shards(data.demo_dir)}
+        clean, noise = demo_shards(data.demo_dir, progress)
+        return {"clean": clean, "noise": noise, "mos": demo_mos_shards(data.demo_dir, progress)}
     missing = [name for name in ("clean_dir", "noise_dir", "mos_dir") if not getattr(data, name)]
     if missing:
         raise TrainingError(
@@ -294,8 +295,12 @@ def _history_row(run_dir: str, epoch: int | None) -> dict:
     return {}
 
 
-def distill(config: DistillConfig, *, resume: bool = False, verbose: int = 1, callbacks=None) -> dict:
+def distill(
+    config: DistillConfig, *, resume: bool = False, verbose: int = 1, callbacks=None, progress=None
+) -> dict:
     """Runs (or resumes) distillation; returns the summary written to summary.json.
+
+    `progress` (`jsqa_tf.progress`) shows the demo data being written and prepared, if any.
 
     Raises:
         TrainingError: NaN/Inf loss, unusable run folder, data folders not set.
@@ -313,7 +318,7 @@ def distill(config: DistillConfig, *, resume: bool = False, verbose: int = 1, ca
     find_model_file(teacher_path)  # a missing teacher is named before any folder is made
     with Run(config, resume) as run:
         config, data, training = run.config, run.config.data, run.config.training
-        sources = data_sources(config)
+        sources = data_sources(config, progress)
         global_mixtures = data.mixtures_per_batch * run.strategy.num_replicas
         global_mos = data.mos_clips_per_batch * run.strategy.num_replicas
         total_steps = training.epochs * training.steps_per_epoch

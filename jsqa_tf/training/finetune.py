@@ -171,9 +171,9 @@ class _MOSValidation(keras.callbacks.Callback):
 # --- the run ---------------------------------------------------------------------------------------
 
 
-def _data_dir(config: FinetuneConfig) -> str:
+def _data_dir(config: FinetuneConfig, progress=None) -> str:
     if config.data.demo_dir:
-        return demo_mos_shards(config.data.demo_dir)
+        return demo_mos_shards(config.data.demo_dir, progress)
     if not config.data.data_dir:
         raise TrainingError("data.data_dir must be set (prepared MOS shards; --data-dir)")
     return config.data.data_dir
@@ -211,8 +211,12 @@ def steps_per_epoch(config: FinetuneConfig, num_files: int, global_batch: int) -
     return config.training.steps_per_epoch or max(1, math.ceil(num_files / global_batch))
 
 
-def finetune(config: FinetuneConfig, *, resume: bool = False, verbose: int = 1, callbacks=None) -> dict:
+def finetune(
+    config: FinetuneConfig, *, resume: bool = False, verbose: int = 1, callbacks=None, progress=None
+) -> dict:
     """Runs (or resumes) MOS fine-tuning; returns the summary written to summary.json.
+
+    `progress` (`jsqa_tf.progress`) shows the demo data being written and prepared, if any.
 
     Raises:
         TrainingError: NaN/Inf loss (the last good checkpoint is named), unusable run folder.
@@ -225,7 +229,7 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, verbose: int = 1, 
         return done  # the same command again: nothing to do
     with Run(config, resume) as run:
         config, data, training = run.config, run.config.data, run.config.training
-        data_dir = _data_dir(config)
+        data_dir = _data_dir(config, progress)
         train_selection = Selection(data.train_databases, data.train_fraction, data.subset_seed)
         val_selection = Selection(data.val_databases)
         num_train = count_labelled(data_dir, data.train_split, train_selection)

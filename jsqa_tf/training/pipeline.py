@@ -41,6 +41,7 @@ import os
 
 from jsqa_tf import atomic
 from jsqa_tf.config import (
+    RUN_SETTINGS,
     DistillConfig,
     EvaluateConfig,
     FinetuneConfig,
@@ -82,6 +83,27 @@ def _section(raw: dict, key: str, where: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}.{key}: expected a mapping, got {type(value).__name__}")
     return value
+
+
+def _pretrainings(raw: dict, where: str) -> dict[str, tuple[str, dict]]:
+    """name -> (its key in the file, its section): one pretraining (`pretrain` holds data,
+    model, training; named `SINGLE`) or several by name (`pretrain.<name>`)."""
+    sections = _section(raw, "pretrain", where)
+    if sections and set(sections) <= set(STAGE_KEYS):
+        return {SINGLE: ("pretrain", sections)}
+    return {name: (f"pretrain.{name}", section) for name, section in sections.items()}
+
+
+def with_run_settings(raw: dict, settings: dict, where: str = "pipeline") -> dict:
+    """A pipeline mapping with `settings` (`RunSettings` fields: precision, jit_compile,
+    strategy, ...) set in the `training` section of every training stage: each pretraining,
+    the fine-tuning every run starts from, the distillation."""
+    unknown = sorted(set(settings) - set(RUN_SETTINGS))
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: not a run setting ({', '.join(RUN_SETTINGS)})")
+    stages = [key for key, _ in _pretrainings(raw, where).values()]
+    stages += ["finetune", *(["distill"] if raw.get("distill") else [])]
+    return apply_overrides(raw, {f"{stage}.training.{k}": v for stage in stages for k, v in settings.items()})
 
 
 def _runs(raw: dict, pretrain_names: list[str], where: str) -> dict[str, dict]:
@@ -129,14 +151,12 @@ def plan(raw: dict, where: str = "pipeline") -> Plan:
         raise ConfigError(f"{where}: run_dir is required")
     run_dir = os.path.abspath(raw["run_dir"])
 
-    pretrain_raw = _section(raw, "pretrain", where)
-    if pretrain_raw and set(pretrain_raw) <= set(STAGE_KEYS):
-        pretrain_raw = {SINGLE: pretrain_raw}
+    pretrainings = _pretrainings(raw, where)
     pretrain = {}
-    for name, section in pretrain_raw.items():
+    for name, (_, section) in pretrainings.items():
         folder = (
             os.path.join(run_dir, "pretrain")
-            if len(pretrain_raw) == 1
+            if len(pretrainings) == 1
             else os.path.join(run_dir, "pretrain", name)
         )
         pretrain[name] = from_dict(
@@ -273,8 +293,13 @@ def _check_evaluation(report: dict, evaluate_config: EvaluateConfig, data: str, 
         )
 
 
-def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: int = 1) -> dict:
+def train(
+    raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: int = 1, progress=None
+) -> dict:
     """Runs every stage of a pipeline mapping; returns {run: headline figures}.
+
+    `progress` (`jsqa_tf.progress`) shows demo data being written and prepared, by the first
+    stage that needs it.
 
     Raises:
         TrainingError: the run folder holds another pipeline run (without `resume`), or a
@@ -292,12 +317,15 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
         # The same file again continues (or just reports) its run: finished stages are
         # skipped, never redone or overwritten. Another file needs --resume, and then each
         # stage still refuses settings that differ from those it was started with.
-        if saved != {**wanted, "run_dir": saved.get("run_dir")} and not resume:
+        # Compared as plans: a file that says the same in other words (a key renamed since,
+        # a default spelled out) is the same file; a moved run folder is the same run.
+        before = plan({**saved, "run_dir": resolved.run_dir}, pipeline_path)
+        if before != resolved and not resume:
             raise TrainingError(
                 f"{resolved.run_dir}: holds a pipeline run made from another file ({pipeline_path}); "
                 "choose another run_dir, or pass --resume to continue it with this one"
             )
-        if set(plan(saved, pipeline_path).finetune) != set(resolved.finetune):
+        if set(before.finetune) != set(resolved.finetune):
             raise TrainingError(
                 f"{pipeline_path}: the pipeline had other runs; continue it with the same file"
             )
@@ -308,13 +336,13 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
         status = _status(config)
         logger.info("pretraining %s: %s", name, status)
         if status != "done":
-            pretrain(config, resume=status == "started", verbose=verbose)
+            pretrain(config, resume=status == "started", verbose=verbose, progress=progress)
     results = {}
     for name, config in resolved.finetune.items():
         status = _status(config)
         logger.info("fine-tuning %s: %s", name or "the model", status)
         if status != "done":
-            finetune(config, resume=status == "started", verbose=verbose)
+            finetune(config, resume=status == "started", verbose=verbose, progress=progress)
         if _is_chief():
             results[name or "model"] = _evaluated(resolved, name, config.run_dir, config)
     if resolved.distill is not None:
@@ -322,7 +350,7 @@ def train(raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: 
         status = _status(config)
         logger.info("distilling %s into a student: %s", resolved.distill_teacher or "the model", status)
         if status != "done":
-            distill(config, resume=status == "started", verbose=verbose)
+            distill(config, resume=status == "started", verbose=verbose, progress=progress)
         if _is_chief():
             teacher_config = resolved.finetune[resolved.distill_teacher]
             results[STUDENT] = _evaluated(resolved, STUDENT, config.run_dir, teacher_config)

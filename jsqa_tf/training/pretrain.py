@@ -167,10 +167,10 @@ class _PairExamples(keras.callbacks.Callback):
             snr_db,
             num_valid_samples=num_valid,
             step=epoch + 1,
-            snr_window_db=self.config.data.snr_window_db,
-            max_abs_delta_db=self.config.data.max_abs_delta_db,
-            snr_placement=self.config.data.snr_placement,
-            snr_range_db=self.config.data.snr_range_db,
+            snr_window_db=self.config.data.pairs.snr_window_db,
+            max_abs_delta_db=self.config.data.pairs.max_abs_delta_db,
+            snr_placement=self.config.data.pairs.snr_placement,
+            snr_range_db=self.config.data.pairs.snr_range_db,
             max_outputs=self.config.training.audio_examples,
         )
 
@@ -184,8 +184,11 @@ def pretrain(
     resume: bool = False,
     verbose: int = 1,
     callbacks: list | None = None,
+    progress=None,
 ) -> dict:
     """Runs (or resumes) contrastive pretraining; returns the summary written to summary.json.
+
+    `progress` (`jsqa_tf.progress`) shows the demo data being written and prepared, if any.
 
     Raises:
         TrainingError: the loss became NaN/Inf (the last good checkpoint is kept and named),
@@ -201,9 +204,9 @@ def pretrain(
         if not config.data.demo_dir and not (clean_dir and noise_dir):
             raise TrainingError("data.clean_dir and data.noise_dir must be set (--clean-dir, --noise-dir)")
         if config.data.demo_dir:
-            clean_dir, noise_dir = demo_shards(config.data.demo_dir)
+            clean_dir, noise_dir = demo_shards(config.data.demo_dir, progress)
         check_data(config, clean_dir, noise_dir)
-        global_pairs = config.data.pairs_per_batch * run.strategy.num_replicas
+        global_pairs = config.data.pairs.pairs_per_batch * run.strategy.num_replicas
         with run.strategy.scope():
             model = build_pretrainer(config, resumed_encoder_numerics(run))
             record_encoder_numerics(run, model.encoder)

@@ -34,6 +34,7 @@ import keras
 from jsqa_tf import atomic
 from jsqa_tf.config import dump_yaml, from_dict, load_yaml, to_dict
 from jsqa_tf.errors import JSQAError
+from jsqa_tf.progress import Progress, demo_callbacks, prepare_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -49,41 +50,15 @@ class TrainingError(JSQAError):
 # --- data ---------------------------------------------------------------------------------------
 
 
-def _progress_callbacks(progress, label: str) -> dict:
-    """`prepare`'s on_start / on_shard driving `progress` (nothing without it)."""
-    if progress is None:
-        return {}
-    update = []
-
-    def on_start(seconds: float, num_shards: int) -> None:
-        if num_shards:
-            update.append(progress(f"{label}: {num_shards} shard(s)", max(1, round(seconds))))
-
-    def on_shard(stats: dict) -> None:
-        if update:
-            update[0](round(stats["seconds"]))
-
-    return {"on_start": on_start, "on_shard": on_shard}
-
-
 def _demo_corpus(demo_dir: str, progress) -> dict:
     from jsqa_tf.data.demo import make_demo_corpus
 
-    update = []
-    callbacks = {}
-    if progress is not None:
-        callbacks = {
-            "on_start": lambda steps: update.append(progress("writing the demo corpus", steps)),
-            "on_progress": lambda n: update[0](n),
-        }
-    return make_demo_corpus(os.path.join(demo_dir, "corpus"), **callbacks)
+    return make_demo_corpus(os.path.join(demo_dir, "corpus"), **demo_callbacks(progress))
 
 
-def demo_shards(demo_dir: str, progress=None) -> tuple[str, str]:
-    """Writes the demo corpus and prepares clean and noise shards under `demo_dir` (once).
-
-    `progress(label, length)`, when given, starts a task and returns its `update(n)`; the
-    next call ends it (the CLI draws them as progress bars)."""
+def demo_shards(demo_dir: str, progress: Progress | None = None) -> tuple[str, str]:
+    """Writes the demo corpus and prepares clean and noise shards under `demo_dir` (once),
+    reporting each step to `progress` (`jsqa_tf.progress`)."""
     from jsqa_tf.config import PrepareConfig
     from jsqa_tf.data.prepare import prepare
 
@@ -92,16 +67,17 @@ def demo_shards(demo_dir: str, progress=None) -> tuple[str, str]:
     prepare(
         PrepareConfig(corpus="librispeech", source=paths["librispeech"], val_fraction=0.2),
         clean,
-        **_progress_callbacks(progress, "preparing the demo speech"),
+        **prepare_callbacks(progress, "preparing the demo speech: {num_shards} shard(s)"),
     )
     noise_config = PrepareConfig(
         corpus="chime3", source=paths["chime3"], chime3_channels="all", val_fraction=0.25
     )
-    prepare(noise_config, noise, **_progress_callbacks(progress, "preparing the demo noise"))
+    noise_progress = prepare_callbacks(progress, "preparing the demo noise: {num_shards} shard(s)")
+    prepare(noise_config, noise, **noise_progress)
     return clean, noise
 
 
-def demo_mos_shards(demo_dir: str, progress=None) -> str:
+def demo_mos_shards(demo_dir: str, progress: Progress | None = None) -> str:
     """Writes the demo corpus and prepares its NISQA part under `demo_dir` (once): train is
     NISQA_TRAIN_SIM, val is NISQA_VAL_SIM (other speakers)."""
     from jsqa_tf.config import PrepareConfig
@@ -112,7 +88,7 @@ def demo_mos_shards(demo_dir: str, progress=None) -> str:
     prepare(
         PrepareConfig(corpus="nisqa", source=paths["nisqa"], val_databases=("NISQA_VAL_SIM",)),
         mos,
-        **_progress_callbacks(progress, "preparing the demo MOS data"),
+        **prepare_callbacks(progress, "preparing the demo MOS data: {num_shards} shard(s)"),
     )
     return mos
 
@@ -376,6 +352,7 @@ def _open_run_dir(config, resume: bool) -> dict:
     run_dir = config.run_dir
     config_path = os.path.join(run_dir, "config.yaml")
     state_path = os.path.join(run_dir, CHECKPOINTS, STATE_FILE)
+    atomic.check_writable(config_path)
     if not resume:
         if os.path.exists(state_path):
             raise TrainingError(

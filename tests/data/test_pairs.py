@@ -8,17 +8,16 @@ import tensorflow as tf
 
 from jsqa_tf.config import (
     PairConfig,
+    PairSampling,
     PrepareConfig,
     PretrainConfig,
     PretrainDataConfig,
     PretrainTrainingConfig,
-    abs_delta_snr_density,
-    expected_mean_abs_delta_db,
-    single_snr_density,
 )
 from jsqa_tf.data.pairs import make_pair_dataset, sample_snr_pairs, write_pairs
 from jsqa_tf.data.pipeline import make_dataset
 from jsqa_tf.data.prepare import prepare
+from jsqa_tf.data.snr import abs_delta_snr_density, expected_mean_abs_delta_db, single_snr_density
 from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.mixing import mix_pair
 from jsqa_tf.training.pretrain import train_dataset
@@ -78,10 +77,10 @@ def test_capped_abs_delta_snr_matches_its_stated_density():
     assert PairConfig("c", "n", max_abs_delta_db=2.0).expected_mean_abs_delta_db == pytest.approx(
         expected_mean_abs_delta_db(6.0, 2.0)
     )
-    pretrain = PretrainConfig("run", data=PretrainDataConfig(max_abs_delta_db=1.5))
+    pretrain = PretrainConfig("run", data=PretrainDataConfig(pairs=PairSampling(max_abs_delta_db=1.5)))
     assert pretrain.pair_config("train", "c", "n", 4).max_abs_delta_db == 1.5
-    with pytest.raises(ConfigError, match="max_abs_delta_db must be in"):
-        PretrainDataConfig(snr_window_db=4.0, max_abs_delta_db=5.0)
+    with pytest.raises(ConfigError, match="data.pairs.max_abs_delta_db must be in"):
+        PairSampling(snr_window_db=4.0, max_abs_delta_db=5.0)
 
 
 def histogram_density(values, low, high, bins):
@@ -139,8 +138,8 @@ def test_snr_placement_settings(prepared_pairs):
     with pytest.raises(ConfigError, match="uniform_window' only"):
         PairConfig("c", "n", snr_window_low_db=0.0, snr_placement="uniform_snr")
     with pytest.raises(ConfigError, match="uniform_window' only"):
-        PretrainDataConfig(snr_window_low_db=0.0, snr_placement="uniform_snr")
-    pretrain = PretrainConfig("run", data=PretrainDataConfig(snr_placement="uniform_snr"))
+        PairSampling(snr_window_low_db=0.0, snr_placement="uniform_snr")
+    pretrain = PretrainConfig("run", data=PretrainDataConfig(pairs=PairSampling(snr_placement="uniform_snr")))
     assert pretrain.pair_config("train", "c", "n", 4).snr_placement == "uniform_snr"
     uniform = PairConfig(**{**prepared_pairs.__dict__, "snr_placement": "uniform_snr"})
     assert uniform.expected_mean_abs_delta_db == pytest.approx(1.75)
@@ -244,10 +243,10 @@ def test_several_clean_crops_per_utterance_never_share_a_batch(prepared_pairs):
     assert len(set(single)) == len(single)  # one crop an utterance
     crops = sum(n // 16_000 for name, n in set(several))
     assert crops - 4 * 7 <= len(several) <= crops and len(several) > 2 * len(single)
-    pretrain = PretrainConfig("run", data=PretrainDataConfig(max_crops_per_file=1))
+    pretrain = PretrainConfig("run", data=PretrainDataConfig(pairs=PairSampling(max_crops_per_file=1)))
     assert pretrain.pair_config("train", "c", "n", 4).max_crops_per_file == 1
     with pytest.raises(ConfigError, match="max_crops_per_file must be >= 1"):
-        PretrainDataConfig(max_crops_per_file=0)
+        PairSampling(max_crops_per_file=0)
 
 
 @pytest.mark.parametrize("noise_bank_max_mb", [100.0, 0.0], ids=["bank", "records"])
@@ -259,9 +258,8 @@ def test_pretraining_pairs_resume_exactly_and_shard_by_worker(prepared_pairs, no
     from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
 
     folders = (prepared_pairs.clean_dir, prepared_pairs.noise_dir)
-    data = PretrainDataConfig(
-        *folders, crop_seconds=1.0, pairs_per_batch=4, noise_bank_max_mb=noise_bank_max_mb
-    )
+    pairs = PairSampling(crop_seconds=1.0, pairs_per_batch=4, noise_bank_max_mb=noise_bank_max_mb)
+    data = PretrainDataConfig(*folders, pairs=pairs)
     config = PretrainConfig("run", data=data, training=PretrainTrainingConfig(epochs=3, steps_per_epoch=3))
 
     def batches(dataset, count):  # the stream repeats without end (distributable): take an epoch's
