@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
-import traceback
 
 import click
 
 import jsqa_tf
-from jsqa_lite.cli import predict_command
+from jsqa_lite.cli import ErrorBoundaryGroup, one_line, predict_command, setup_logging
 from jsqa_tf.commands import data as data_commands
 from jsqa_tf.commands import jnd as jnd_commands
 from jsqa_tf.commands import training as training_commands
@@ -44,76 +42,25 @@ def _quiet_tensorflow(verbose: int) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
-class _Failure(click.ClickException):
-    """One line on stderr, `error: <message>`, exit status 1."""
+class _Group(ErrorBoundaryGroup):
+    """The CLI's error boundary (`jsqa_lite.cli.ErrorBoundaryGroup`), which also names the shard
+    behind a TensorFlow read error and says what a TensorFlow error was."""
 
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+    program = "jsqa-tf"
 
+    @classmethod
+    def error_line(cls, error: Exception) -> str:
+        if not isinstance(error, JSQAError):
+            from jsqa_tf.data.integrity import explain_read_error
 
-def _one_line(text: str) -> str:
-    return re.sub(r"\s*\n\s*", " ", str(text).strip())
-
-
-def error_line(error: BaseException) -> str:
-    """What the CLI says about an exception, in one line (without "error: ")."""
-    if isinstance(error, JSQAError):
-        return _one_line(error)
-    from jsqa_tf.data.integrity import explain_read_error
-
-    explained = explain_read_error(error)
-    if explained is not None:
-        return _one_line(explained)
-    if isinstance(error, OSError) and error.strerror:
-        where = error.filename or error.filename2
-        return _one_line(f"{where}: {error.strerror}" if where else error.strerror)
-    if isinstance(error, MemoryError):
-        return "out of memory: use smaller batches or crops, or fewer workers (-j)"
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and isinstance(error, tf.errors.OpError):
-        first = ((error.message or "").strip().splitlines() or [type(error).__name__])[0]
-        return _one_line(f"TensorFlow: {first} (-vv shows the traceback)")
-    return _one_line(
-        f"unexpected {type(error).__name__}: {error} (a bug in jsqa-tf? Run the same command with -vv "
-        "for the traceback, and please report it)"
-    )
-
-
-class _Group(click.Group):
-    """The CLI's error boundary: any exception from a command becomes one line and status 1."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as error:
-            if ctx.params.get("verbose", 0) >= 2:
-                traceback.print_exception(error, file=sys.stderr)
-            raise _Failure(error_line(error)) from error
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is when a record comes (click's test runner swaps it)."""
-
-    def emit(self, record):
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-class _Formatter(logging.Formatter):
-    """`warning: ...` lines by default; times and logger names with -v."""
-
-    def __init__(self, verbose: int):
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "%(levelname)s: %(message)s"
-        super().__init__(fmt)
-        self.verbose = verbose
-
-    def format(self, record):
-        text = super().format(record)
-        return text if self.verbose else text.replace(record.levelname, record.levelname.lower(), 1)
+            explained = explain_read_error(error)
+            if explained is not None:
+                return one_line(explained)
+            tf = sys.modules.get("tensorflow")
+            if tf is not None and isinstance(error, tf.errors.OpError):
+                first = ((error.message or "").strip().splitlines() or [type(error).__name__])[0]
+                return one_line(f"TensorFlow: {first} (-vv shows the traceback)")
+        return super().error_line(error)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -123,12 +70,7 @@ def main(verbose: int) -> None:
     """jsqa-tf: JSQA in Keras: JND pairs, contrastive pretraining of a waveform encoder, MOS
     fine-tuning and evaluation on labelled data, export for TF Serving and TFLite, and
     scoring new files (predict)."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    root = logging.getLogger()
-    handler = _StderrHandler()
-    handler.setFormatter(_Formatter(verbose))
-    root.handlers = [h for h in root.handlers if not isinstance(h, _StderrHandler)] + [handler]
-    root.setLevel(level)
+    setup_logging(verbose)
     _quiet_tensorflow(verbose)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -142,19 +143,31 @@ class Failure(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
+def one_line(text: object) -> str:
+    """`text` with its line breaks (and the spaces around them) made single spaces."""
+    return re.sub(r"\s*\n\s*", " ", str(text).strip())
+
+
 class ErrorBoundaryGroup(click.Group):
     """A command group that turns any exception its commands let through into one line,
     `error: ...`, and exit status 1 (-vv prints the traceback first). `error_line` says what
-    a line says; a CLI with more kinds of errors overrides it."""
+    the line says; a CLI that knows more kinds of errors extends it (`jsqa_tf.cli`)."""
 
-    @staticmethod
-    def error_line(error: Exception) -> str:
+    program = "jsqa-lite"
+
+    @classmethod
+    def error_line(cls, error: Exception) -> str:
         if isinstance(error, JSQAError):
-            return str(error)
+            return one_line(error)
         if isinstance(error, OSError) and error.strerror:
             where = error.filename or error.filename2
-            return f"{where}: {error.strerror}" if where else error.strerror
-        return f"unexpected {type(error).__name__}: {error} (-vv shows the traceback)"
+            return one_line(f"{where}: {error.strerror}" if where else error.strerror)
+        if isinstance(error, MemoryError):
+            return "out of memory: use smaller batches or crops, or fewer workers (-j)"
+        return one_line(
+            f"unexpected {type(error).__name__}: {error} (a bug in {cls.program}? Run the same command "
+            "with -vv for the traceback, and please report it)"
+        )
 
     def invoke(self, ctx):
         try:
@@ -169,13 +182,42 @@ class ErrorBoundaryGroup(click.Group):
             raise Failure(self.error_line(error)) from error
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record comes (click's test runner swaps it)."""
+
+    def emit(self, record):
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+class _Formatter(logging.Formatter):
+    """`warning: ...` lines by default; times and logger names with -v."""
+
+    def __init__(self, verbose: int):
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "%(levelname)s: %(message)s"
+        super().__init__(fmt)
+        self.verbose = verbose
+
+    def format(self, record):
+        text = super().format(record)
+        return text if self.verbose else text.replace(record.levelname, record.levelname.lower(), 1)
+
+
+def setup_logging(verbose: int) -> None:
+    """Log lines on stderr: warnings and errors by default, -v info, -vv debug."""
+    root = logging.getLogger()
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter(verbose))
+    root.handlers = [h for h in root.handlers if not isinstance(h, _StderrHandler)] + [handler]
+    root.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG))
+
+
 @click.group(cls=ErrorBoundaryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jsqa-lite")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug and tracebacks).")
 def main(verbose: int) -> None:
     """jsqa-lite: MOS of speech files with a jsqa-tf TFLite model, on LiteRT (no TensorFlow)."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    setup_logging(verbose)
 
 
 def _open_tflite(path: str, num_threads: int):
