@@ -249,5 +249,10 @@ main.add_command(
         _open_backend,
         model_help="saved_models/NAME[/VERSION], FILE.tflite, a run folder or a .keras file.",
         default_model=os.path.join("runs", "demo"),
+        no_model_hint=(
+            "give --model a run folder, a .keras file, an export (saved_models/NAME) or a .tflite file, "
+            "or train the demo model with `jsqa-tf train --config pipelines/demo.yaml` (it learns the demo "
+            "corpus's formula labels: for trying jsqa-tf, not for judging real speech)"
+        ),
     )
 )

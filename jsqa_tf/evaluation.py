@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from jsqa_lite.contract import DEFAULT_WINDOW_SECONDS, SAMPLE_RATE, to_samples
-from jsqa_tf import atomic
+from jsqa_lite.contract import DEFAULT_WINDOW_SECONDS, SAMPLE_RATE, to_samples, warn_if_demo
+from jsqa_tf import atomic, provenance
 from jsqa_tf.errors import AudioError, CorpusError, JSQAError
 
 logger = logging.getLogger(__name__)
@@ -170,6 +170,8 @@ def evaluate(
         raise JSQAError(f"{out_dir}: holds an evaluation already; choose another output folder")
     model_file = find_model_file(model_path)
     model = model if model is not None else load_mos_regressor(model_file)
+    record = provenance.read_keras(model_file)
+    warn_if_demo(record, model_file)
     problems: list[dict] = []
     count, files = labelled_audio(data, split=split, databases=databases, problems=problems)
     if strict and problems:
@@ -200,6 +202,7 @@ def evaluate(
         "split": split if _is_shards(os.path.abspath(data)) else None,
         "databases": list(databases),
         "window_seconds": window_seconds,
+        "model_provenance": record,
         **figures,
         "num_problems": len(problems),
         "problems": problems,

@@ -51,6 +51,7 @@ from jsqa_lite.contract import (
 )
 from jsqa_lite.errors import ModelError
 from jsqa_lite.lite_model import LiteModel
+from jsqa_tf import provenance
 from jsqa_tf.atomic import write_json
 
 logger = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ def contract(model, quantization: str | None = None, source: str | None = None) 
             "keras": keras.__version__,
         },
         "source": source,
+        **provenance.contract_entry(source),
     }
 
 

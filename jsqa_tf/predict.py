@@ -15,13 +15,16 @@ from jsqa_lite.contract import (
     INPUT_NAME,
     MIN_SAMPLES,
     MOS_OUTPUT,
+    PROVENANCE_KEY,
     SIGNATURE_KEY,
     min_samples,
     read_contract,
     saved_model_contract_path,
+    warn_if_demo,
 )
 from jsqa_lite.errors import ModelError
 from jsqa_lite.predict import TFLiteBackend
+from jsqa_tf import provenance
 from jsqa_tf.export import list_versions
 
 
@@ -37,6 +40,7 @@ class KerasBackend:
 
         self.path = find_model_file(path)
         self.min_samples = MIN_SAMPLES
+        warn_if_demo(provenance.read_keras(self.path), self.path)
         model = load_mos_regressor(self.path)
         self._score = tf.function(
             lambda waveform: model(waveform, training=False),
@@ -56,7 +60,9 @@ class SavedModelBackend:
         import tensorflow as tf
 
         self.path = path
-        self.min_samples = min_samples(read_contract(saved_model_contract_path(path)))
+        contract = read_contract(saved_model_contract_path(path))
+        self.min_samples = min_samples(contract)
+        warn_if_demo(contract.get(PROVENANCE_KEY), path)
         try:
             self._loaded = tf.saved_model.load(path)  # keep it: the signature needs its variables
             self._signature = self._loaded.signatures[SIGNATURE_KEY]

@@ -43,6 +43,7 @@ from jsqa_tf.data.manifest import (
     load_manifest,  # noqa: F401 (jsqa_tf.cli imports it from here)
 )
 from jsqa_tf.errors import AudioError, CorpusError
+from jsqa_tf.provenance import is_demo_source
 
 logger = logging.getLogger(__name__)
 
@@ -428,6 +429,7 @@ def _manifest(config, corpus, output_dir, shards, stats, problems, by_split) -> 
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "corpus": corpus.kind,
         "root": corpus.root,
+        "synthetic_demo": is_demo_source(config.source),
         "sample_rate": config.sample_rate,
         "config": to_dict(config),
         "splits": splits,

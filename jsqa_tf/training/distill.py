@@ -30,6 +30,7 @@ import os
 import keras
 import numpy as np
 
+from jsqa_tf import provenance
 from jsqa_tf.config import DistillConfig
 from jsqa_tf.errors import ConfigError
 from jsqa_tf.models.saving import LAST_MODEL_FILE, MODEL_FILE, find_model_file, load_mos_regressor
@@ -358,6 +359,9 @@ def distill(
             verbose=verbose,
         )
         state = run.state
+        run.provenance = provenance.stage_record(
+            "distill", run.run_dir, sources, [provenance.read_keras(find_model_file(teacher_path))]
+        )
         run.save_model(student_copy(model), LAST_MODEL_FILE)
         if not run.load_best(model):
             raise TrainingError(f"{run.run_dir}: no epoch had a finite validation gap; no student to save")

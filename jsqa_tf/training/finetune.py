@@ -23,6 +23,7 @@ import os
 import keras
 import numpy as np
 
+from jsqa_tf import provenance
 from jsqa_tf.config import FinetuneConfig
 from jsqa_tf.errors import ModelError
 from jsqa_tf.models.saving import LAST_MODEL_FILE, MODEL_FILE, load_keras_file
@@ -47,11 +48,20 @@ def load_encoder(model_config, scratch_numerics: dict | None = None):
     the preset's decimation and BatchNorm epsilon), a pretraining run's (`encoder-best.keras`
     or `encoder.keras`), or a `.keras` file."""
     from jsqa_tf.models import WaveformEncoder
+
+    path = encoder_file(model_config)
+    if path is None:
+        return WaveformEncoder.from_preset(model_config.preset, **(scratch_numerics or {}), name="encoder")
+    return load_keras_file(path, WaveformEncoder, "an encoder")
+
+
+def encoder_file(model_config) -> str | None:
+    """The `.keras` file of the encoder a fine-tuning config names (None for "scratch")."""
     from jsqa_tf.training.pretrain import BEST_ENCODER_FILE, ENCODER_FILE
 
     source = model_config.encoder
     if source == "scratch":
-        return WaveformEncoder.from_preset(model_config.preset, **(scratch_numerics or {}), name="encoder")
+        return None
     path = os.path.abspath(source)
     if os.path.isdir(path):
         wanted = BEST_ENCODER_FILE if model_config.encoder_checkpoint == "best" else ENCODER_FILE
@@ -66,7 +76,7 @@ def load_encoder(model_config, scratch_numerics: dict | None = None):
         path = candidate
     elif not os.path.exists(path):
         raise ModelError(path, "encoder not found (model.encoder: 'scratch', a pretraining run or a .keras)")
-    return load_keras_file(path, WaveformEncoder, "an encoder")
+    return path
 
 
 def build_regressor(config: FinetuneConfig, scratch_numerics: dict | None = None):
@@ -281,6 +291,10 @@ def finetune(
             run.fit(model, batches, epochs=training.epochs, initial_epoch=start, **fit_args)
 
         state = run.state
+        encoder = encoder_file(config.model)
+        run.provenance = provenance.stage_record(
+            "finetune", run.run_dir, {"mos": data_dir}, [provenance.read_keras(encoder)] if encoder else []
+        )
         run.save_model(inference_copy(model), LAST_MODEL_FILE)
         best = inference_copy(model)  # uncompiled: the best epoch's optimizer may be another phase's
         if not run.load_best(best):

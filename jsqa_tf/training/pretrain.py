@@ -18,6 +18,7 @@ import os
 
 import keras
 
+from jsqa_tf import provenance
 from jsqa_tf.config import PretrainConfig
 from jsqa_tf.training.run import (
     Run,
@@ -247,6 +248,9 @@ def pretrain(
             "backend": keras.backend.backend(),
             "run_dir": run.run_dir,
         }
+        run.provenance = provenance.stage_record(
+            "pretrain", run.run_dir, {"clean": clean_dir, "noise": noise_dir}
+        )
         run.save_model(model.encoder, ENCODER_FILE)
         if run.load_best(model):  # the last epoch's encoder is saved: the best one beside it
             run.save_model(model.encoder, BEST_ENCODER_FILE)

@@ -31,7 +31,7 @@ import time
 
 import keras
 
-from jsqa_tf import atomic
+from jsqa_tf import atomic, provenance
 from jsqa_tf.config import dump_yaml, from_dict, load_yaml, to_dict
 from jsqa_tf.errors import JSQAError
 from jsqa_tf.progress import Progress, demo_callbacks, prepare_callbacks
@@ -408,6 +408,7 @@ class Run:
         self.run_dir = run_dir
         self.state = _open_run_dir(self.config, resume)
         self.initial_epoch = self.state.get("epoch", -1) + 1
+        self.provenance: dict | None = None  # the stage sets it (`jsqa_tf.provenance`) before it saves
         if self.initial_epoch >= training.epochs:
             raise TrainingError(f"{run_dir}: all {training.epochs} epochs are done; raise training.epochs")
         self.checkpoint_dir = os.path.join(run_dir, CHECKPOINTS)
@@ -528,11 +529,16 @@ class Run:
         return True
 
     def save_model(self, model, name: str) -> str:
-        """Saves a Keras model into the run folder atomically; returns its path."""
+        """Saves a Keras model into the run folder atomically, with the stage's provenance
+        record inside (`jsqa_tf.provenance`) when it is set; returns its path."""
         path = os.path.join(self.run_dir, name)
         with atomic.atomic_path(path, suffix=".keras") as temp:
             model.save(temp)
+            if self.provenance:
+                provenance.embed(temp, self.provenance)
         return path
 
     def write_summary(self, summary: dict) -> None:
+        if self.provenance:  # before summary.json, which marks the run finished
+            provenance.write_run_record(self.run_dir, self.provenance)
         atomic.write_json(os.path.join(self.run_dir, "summary.json"), summary)

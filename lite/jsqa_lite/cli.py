@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 
 import click
+from click.core import ParameterSource
 
 from jsqa_lite import __version__
 from jsqa_lite.contract import DEFAULT_WINDOW_SECONDS, MIN_SECONDS
@@ -25,8 +26,16 @@ from jsqa_lite.errors import JSQAError
 logger = logging.getLogger(__name__)
 
 
-class UsageError(click.ClickException):
-    """One line and exit status 2: the command cannot start (bad option, model or output)."""
+class Failure(click.ClickException):
+    """One line on stderr, `error: <message>`, exit status 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class UsageError(Failure):
+    """One line, `error: <message>`, and exit status 2: the command cannot start (bad option,
+    model or output)."""
 
     exit_code = 2
 
@@ -43,7 +52,11 @@ def parse_number(option: str, text: str, kind: type, minimum: float):
 
 
 def predict_command(
-    open_backend: Callable[[str, int], object], *, model_help: str, default_model: str | None = None
+    open_backend: Callable[[str, int], object],
+    *,
+    model_help: str,
+    default_model: str | None = None,
+    no_model_hint: str = "",
 ) -> click.Command:
     """The `predict` command scoring files with what `open_backend(path, num_threads)` opens.
 
@@ -51,6 +64,8 @@ def predict_command(
         open_backend: returns a backend (`jsqa_lite.predict`) or raises a `JSQAError`.
         model_help: the --model option's help (what it may name).
         default_model: --model's default; None makes --model required.
+        no_model_hint: what to say, after "no --model given and no model at DEFAULT", when
+            --model is not given and the default does not exist (how to get a model).
     """
 
     # No default at all when there is none (click >= 8.3 takes default=None for a given value).
@@ -93,6 +108,13 @@ def predict_command(
         from jsqa_lite.predict import ResultWriter, collect_inputs
         from jsqa_lite.predict import predict as run_predict
 
+        context = click.get_current_context()
+        if (
+            default_model
+            and context.get_parameter_source("model_path") is ParameterSource.DEFAULT
+            and not os.path.exists(model_path)
+        ):
+            raise UsageError(f"no --model given and no model at {model_path}: {no_model_hint}".rstrip(": "))
         batch_size = parse_number("--batch-size", numbers["batch_size"], int, 1)
         threads = parse_number("--threads", numbers["threads"], int, 1)
         window_seconds = parse_number("--window-seconds", numbers["window_seconds"], float, MIN_SECONDS)
@@ -134,13 +156,6 @@ def predict_command(
             sys.exit(1)
 
     return predict
-
-
-class Failure(click.ClickException):
-    """One line on stderr, `error: <message>`, exit status 1."""
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.message}", err=True)
 
 
 def one_line(text: object) -> str:

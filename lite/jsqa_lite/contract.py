@@ -23,6 +23,7 @@ score is the mean of its windows' scores.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,29 @@ CONTRACT_FILE = "jsqa_tf_contract.json"
 
 DEFAULT_WINDOW_SECONDS = 10.0
 """Window length of `predict`, `evaluate` and `LiteModel` unless told otherwise."""
+
+
+PROVENANCE_KEY = "provenance"
+"""The contract's entry saying what the model learned from (`jsqa_tf.provenance`)."""
+
+
+def demo_warning(provenance: dict | None, model: str) -> str | None:
+    """The one warning line for a model that learned from the synthetic demo corpus (None for
+    any other, or when its provenance is unknown)."""
+    if not (isinstance(provenance, dict) and provenance.get("synthetic_demo")):
+        return None
+    return (
+        f"{model}: this model learned from the synthetic demo corpus, whose MOS labels are a formula: "
+        "its scores are not quality judgements of real speech"
+    )
+
+
+def warn_if_demo(provenance: dict | None, model: str) -> bool:
+    """Logs `demo_warning`'s line (logger "jsqa_lite") when there is one; True if it did."""
+    line = demo_warning(provenance, model)
+    if line:
+        logging.getLogger("jsqa_lite").warning(line)
+    return line is not None
 
 
 def input_spec() -> dict:

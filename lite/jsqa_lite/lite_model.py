@@ -25,11 +25,13 @@ from jsqa_lite.contract import (
     DEFAULT_WINDOW_SECONDS,
     INPUT_NAME,
     MOS_OUTPUT,
+    PROVENANCE_KEY,
     SIGNATURE_KEY,
     min_samples,
     read_contract,
     tflite_contract_path,
     to_samples,
+    warn_if_demo,
 )
 from jsqa_lite.errors import ModelError
 from jsqa_lite.scoring import score_files
@@ -37,6 +39,9 @@ from jsqa_lite.scoring import score_files
 
 class LiteModel:
     """A jsqa-tf TFLite model in LiteRT's interpreter.
+
+    A model that learned from the synthetic demo corpus (its contract says so) logs one
+    warning when it is opened: its scores are not quality judgements of real speech.
 
     Args:
         path: the `.tflite` file written by `jsqa-tf export --tflite ...`.
@@ -58,6 +63,9 @@ class LiteModel:
         except (ValueError, RuntimeError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelError(self.path, f"not a usable TFLite model ({reason})")
+        self.provenance = self.contract.get(PROVENANCE_KEY)
+        """What the model learned from (the contract's record; None when unknown)."""
+        warn_if_demo(self.provenance, self.path)
 
     def outputs(self, waveform: np.ndarray) -> dict[str, np.ndarray]:
         """{"mos": [batch], "embedding": [batch, d]} for float32 [batch, samples] (equal lengths)."""
