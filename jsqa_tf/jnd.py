@@ -213,12 +213,6 @@ def parse_name(path: str, num_values: int = 1) -> tuple[tuple[float, ...], str] 
     return tuple(float(part) for part in parts[:num_values]), "_".join(parts[num_values:])
 
 
-def parse_gain(path: str) -> tuple[float, str] | None:
-    """`<noise gain>_<rest>.wav` -> (gain, rest); None when the name has no gain prefix."""
-    parsed = parse_name(path, 1)
-    return (parsed[0][0], parsed[1]) if parsed else None
-
-
 @dataclasses.dataclass(frozen=True)
 class LabelledPair:
     """One line of a list: two files and a human judgement, 0 = same (within JND), 1 = different.

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from jsqa_tf.config import PairConfig
-from jsqa_tf.data.snr import abs_delta_snr_density, expected_mean_abs_delta_db
+from jsqa_tf.data.snr import expected_mean_abs_delta_db
 from jsqa_tf.errors import ConfigError
 from jsqa_tf.jnd import KINDS, NAME_NUMBERS, SAME, LabelledPair, parse_name, read_cdpam_list, wilson_interval
 from jsqa_tf.psychometric import (
@@ -516,8 +516,3 @@ def check_curve_settings(
     for target in targets:
         if not 0 < target < 1:
             raise ConfigError(f"target share judged same must be in (0, 1), got {target}")
-
-
-def density_of(pair_config: PairConfig) -> Callable[[np.ndarray], np.ndarray]:
-    """The |ΔSNR| density of the configured sampler, for plots."""
-    return lambda d: abs_delta_snr_density(d, pair_config.snr_window_db, pair_config.max_abs_delta_db)

@@ -25,7 +25,7 @@ resamples comes from a few matrix products and sorts, with no Python loop over r
       possible active sets of its constraint (unconstrained; slope zero at the lower end, at
       the upper end, at both; a double root of the slope inside the range, searched on a
       grid of positions; a straight line; a constant) and keeping the feasible fit of least
-      error. The point estimate uses SciPy's SLSQP and checks itself against the same solver.
+      error. The point estimate keeps the better of this solver's fit and SciPy SLSQP's.
 Values that are undefined in a resample (a correlation of a constant) are left out of the
 percentiles.
 """
@@ -269,7 +269,15 @@ def _third_order_monotonic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return _to_x_domain(free, centre, half_width)
 
     fallback_t = np.array([fallback[0] + fallback[1] * centre, fallback[1] * half_width, 0.0, 0.0])
-    candidates = [fallback_t]
+    candidates = [fallback_t, _slsqp_monotone_cubic(design, y, fallback_t), _active_set_monotone_cubic(t, y)]
+    best = min((c for c in candidates if c is not None), key=error)
+    return _to_x_domain(best, centre, half_width)
+
+
+def _slsqp_monotone_cubic(design: np.ndarray, y: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+    """SciPy's SLSQP: the least-squares cubic in t (`design`: its Vandermonde matrix, t in
+    [-1, 1]) with the slope >= 0 at `NUM_SLOPE_SAMPLES` points of [-1, 1], the slope's dip
+    between them added to a1; coefficients in t, or None when SLSQP fails."""
     grid = np.linspace(-1.0, 1.0, NUM_SLOPE_SAMPLES)
     slope_rows = np.stack([np.zeros_like(grid), np.ones_like(grid), 2 * grid, 3 * grid**2], axis=1)
 
@@ -281,25 +289,30 @@ def _third_order_monotonic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)
         result = optimize.minimize(
             objective,
-            fallback_t,
+            start,
             jac=True,
             method="SLSQP",
             constraints=[{"type": "ineq", "fun": lambda c: slope_rows @ c, "jac": lambda c: slope_rows}],
             options={"maxiter": 500, "ftol": 1e-14},
         )
-    if result.success and np.all(np.isfinite(result.x)):
-        fitted = np.array(result.x, dtype=np.float64)
-        fitted[1] -= min(float(_min_slope(fitted, -1.0, 1.0)), 0.0)
-        candidates.append(fitted)
-    _, active_set = _monotone_cubic_fits(
+    if not (result.success and np.all(np.isfinite(result.x))):
+        return None
+    fitted = np.array(result.x, dtype=np.float64)
+    fitted[1] -= min(float(_min_slope(fitted, -1.0, 1.0)), 0.0)
+    return fitted
+
+
+def _active_set_monotone_cubic(t: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """The bootstrap's solver (`_monotone_cubic_fits`) on one unweighted sample, t spanning
+    [-1, 1] with at least 4 distinct values; coefficients in t, or None when not finite."""
+    _, fits = _monotone_cubic_fits(
         t, y, np.ones((1, y.size)), np.array([-1.0]), np.array([1.0]), np.array([4])
     )
-    if np.all(np.isfinite(active_set[0])):
-        active = active_set[0].copy()
-        active[1] -= min(float(_min_slope(active, -1.0, 1.0)), 0.0)
-        candidates.append(active)
-    best = min(candidates, key=error)
-    return _to_x_domain(best, centre, half_width)
+    if not np.all(np.isfinite(fits[0])):
+        return None
+    fitted = fits[0].copy()
+    fitted[1] -= min(float(_min_slope(fitted, -1.0, 1.0)), 0.0)
+    return fitted
 
 
 def apply_mapping(coefs, y_pred) -> np.ndarray:

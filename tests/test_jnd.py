@@ -13,7 +13,6 @@ from jsqa_tf.jnd import (
     fit_from_list,
     pair_features,
     parse_feature_names,
-    parse_gain,
     parse_kinds,
     parse_name,
     read_cdpam_list,
@@ -99,8 +98,8 @@ def test_cdpam_list_parsing_and_layout(labelled_list):
     assert len(pairs) == 60 and {p.noise_type for p in pairs} == {"white_noise"}
     assert pairs[0].first.endswith("white_noise_list/0.02_s0.wav")  # CDPAM's <type>_list/ layout
     assert {p.source for p in pairs} == {"s0.wav", "s1.wav", "s2.wav", "s3.wav"}
-    assert parse_gain("a/0.0123_p232_001.wav") == (0.0123, "p232_001.wav")
-    assert parse_gain("clean_p232.wav") is None
+    assert parse_name("a/0.0123_p232_001.wav") == ((0.0123,), "p232_001.wav")
+    assert parse_name("clean_p232.wav") is None
     assert parse_name("93.75_-0.0_0.33_f6_x.wav", 3) == ((93.75, -0.0, 0.33), "f6_x.wav")
     assert parse_name("93.75_0.33_f6_x.wav", 3) is None
 
@@ -117,9 +116,9 @@ def test_each_line_gets_the_reference_the_paper_means(tmp_path):
         assert reference_and_degraded(pair, "by-name") == (reference, degraded)
         assert reference_and_degraded(pair, "second") == (degraded, reference)
         if pair.kind == "additive":
-            assert parse_gain(reference)[0] <= parse_gain(degraded)[0]  # the lower noise gain
+            assert parse_name(reference)[0] <= parse_name(degraded)[0]  # the lower noise gain
         if pair.kind == "mp3":
-            assert parse_gain(reference)[0] == 300  # the higher bitrate, never "1_..."
+            assert parse_name(reference)[0] == (300,)  # the higher bitrate, never "1_..."
     assert reference_and_degraded(pairs[13])[0].endswith("100.0_8.0_51.0_m5_script3_45.0.wav")
     assert pairs[9].source == "m3_script1_32.5.wav"
     assert pairs[11].source == "f2_script2_40.0.wav"

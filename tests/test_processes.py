@@ -53,7 +53,7 @@ def test_prepare_workers_die_with_their_parent(tiny_demo, tmp_path):
         assert len(workers) >= 3, "the workers did not start"
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # against a hang only: PR_SET_PDEATHSIG kills them at once
         while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [pid for pid in workers if alive(pid)], "orphaned workers are still running"

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -305,12 +306,6 @@ print(json.dumps(pretrain(config, verbose=0)))
     assert np.isfinite(summary["loss"])
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_training_and_validation_streams_never_run_dry(shards):
     """Issue 12.11: the two-worker test failed 1 run in 6 with `Incompatible shapes: [0,8006,8]
     vs. [16]`. Under a multi-worker strategy tf.distribute hands a worker that has run out of
@@ -329,46 +324,69 @@ def test_training_and_validation_streams_never_run_dry(shards):
     assert not np.array_equal(batches[0], batches[1])
 
 
+BIND_FAILURE = "Could not start gRPC server"  # TensorFlow's error when a worker's port is taken
+CLUSTER_ATTEMPTS = 3
+
+
+def free_port():
+    """A port free on every interface (where TensorFlow's server binds) at this moment."""
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
+def run_two_workers(command, logs_dir, attempt):
+    """Runs `command` as the two workers of a localhost cluster; [(returncode, stdout, stderr)].
+
+    The ports are free when chosen but stay unbound until each worker has imported TensorFlow
+    (seconds): another process may take one meanwhile. TensorFlow's server cannot adopt a
+    socket held for it (it binds the port itself, with SO_REUSEPORT off), so the caller
+    retries on a bind failure instead. A worker that fails ends the other, which would wait
+    for it."""
+    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    logs = [logs_dir / f"attempt{attempt}-worker{index}" for index in range(2)]
+    processes = []
+    for index, log in enumerate(logs):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
+            processes.append(subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=err))
+    deadline = time.monotonic() + 240  # against a hang only
+    try:
+        while time.monotonic() < deadline and any(p.poll() is None for p in processes):
+            if any(p.poll() not in (None, 0) for p in processes):
+                break
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    return [
+        (process.returncode, log.with_suffix(".out").read_text(), log.with_suffix(".err").read_text())
+        for process, log in zip(processes, logs, strict=True)
+    ]
+
+
 @pytest.mark.slow  # ~10 s: two worker processes, each importing TensorFlow, over gRPC
 def test_two_worker_multi_worker_mirrored_strategy_on_localhost(shards, tmp_path):
-    config = tiny_config(tmp_path / "run", shards, epochs=1, steps_per_epoch=3, deterministic=False)
+    config = tiny_config(tmp_path / "unused", shards, epochs=1, steps_per_epoch=3, deterministic=False)
     config_path = tmp_path / "pretrain.yaml"
     from jsqa_tf.config import dump_yaml
 
     dump_yaml(config, config_path)
-    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        command = [
-            sys.executable,
-            "-m",
-            "jsqa_tf",
-            "pretrain",
-            "--config",
-            str(config_path),
-            "--strategy",
-            "multi-worker",
-        ]
-        processes.append(
-            subprocess.Popen(
-                command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=240))
-    finally:
-        for process in processes:
-            process.kill()
-    for process, (_, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr[-3000:]
-    chief = json.loads(outputs[0][0])
+    command = [sys.executable, "-m", "jsqa_tf", "pretrain", "--config", str(config_path)]
+    command += ["--strategy", "multi-worker"]
+    for attempt in range(CLUSTER_ATTEMPTS):  # a fresh run folder each time
+        run = tmp_path / f"run-{attempt}"
+        results = run_two_workers([*command, "--run-dir", str(run)], tmp_path, attempt)
+        if not any(code != 0 and BIND_FAILURE in stderr for code, _, stderr in results):
+            break
+    for code, _, stderr in results:
+        assert code == 0, f"attempt {attempt + 1} of {CLUSTER_ATTEMPTS}: {stderr[-3000:]}"
+    chief = json.loads(results[0][1])
     assert chief["replicas"] == 2 and chief["epochs_done"] == 1
-    assert (tmp_path / "run" / "encoder.keras").exists()
-    assert (tmp_path / "run" / "worker-1" / "encoder.keras").exists()  # the other worker's files
+    assert (run / "encoder.keras").exists()
+    assert (run / "worker-1" / "encoder.keras").exists()  # the other worker's files
 
 
 @pytest.mark.slow  # ~19 s: a fresh process that imports JAX and XLA-compiles the train step

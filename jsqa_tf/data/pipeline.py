@@ -144,32 +144,6 @@ def random_crop_pcm(
     return tf.ensure_shape(waveform, [crop_samples]), valid
 
 
-def random_crop_pcm_batch(
-    audio_bytes: tf.Tensor, num_samples: tf.Tensor, crop_samples: int, seed: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """`random_crop_pcm` for a batch at once: one slice per file, then one conversion.
-
-    Args:
-        audio_bytes: string [batch] int16 PCM bytes of each file.
-        num_samples: [batch] samples of each file.
-        crop_samples: crop length.
-        seed: stateless RNG key (shape [2]) for the batch's offsets.
-
-    Returns:
-        (waveforms float32 [batch, crop_samples] zero-padded past a short file's end,
-        int32 [batch] samples of each that came from the file).
-    """
-    num_samples = tf.cast(num_samples, tf.int64)
-    max_offset = tf.maximum(num_samples - crop_samples, 0)
-    # Full-range int64 draws modulo the number of offsets: uniform up to a bias of n / 2**64.
-    draws = tf.random.stateless_uniform(tf.shape(num_samples), seed, minval=None, maxval=None, dtype=tf.int64)
-    offset = tf.math.floormod(draws, max_offset + 1)
-    valid = tf.minimum(num_samples, crop_samples)
-    pieces = tf.strings.substr(audio_bytes, 2 * offset, 2 * valid)
-    pcm = tf.io.decode_raw(pieces, tf.int16, little_endian=True, fixed_length=2 * crop_samples)  # zero-padded
-    return tf.ensure_shape(pcm_to_float(pcm), [None, crop_samples]), tf.cast(valid, tf.int32)
-
-
 def _crops_per_file(num_samples: tf.Tensor, crop_samples: int, max_crops: int | None) -> tf.Tensor:
     """int64 [files]: the non-overlapping crops each file gives per epoch, at least one (a
     file shorter than a crop gives one, zero-padded), at most `max_crops` (None: no limit)."""
