@@ -134,11 +134,25 @@ def test_cost_per_second_of_audio():
     waveform = StudentEncoder(**TOY["waveform"])
     expected = 1000 * 32 * 4 + 500 * (3 * 4 + 4 * 8) + 250 * (3 * 8 + 8 * 8 + 8 * 12)
     assert waveform.macs_per_second() == pytest.approx(expected)
-    # The chosen design: 5.5 MMAC per second (the teacher `jsqa`: ~65 GMAC), a twelfth of it
-    # in the front end (256-sample window, FFT estimate, mel projection at 100 frames/s).
+    # The chosen design, from its layers' shapes: each convolution's output positions in 100 s
+    # of audio (time x mel bands) times its kernel's multiply-accumulates per position, per
+    # second; plus the front end (256-sample window, FFT estimate, mel projection at 100
+    # frames/s), a twelfth of the whole.
     student = StudentEncoder.from_preset("student")
-    assert student.macs_per_second() == pytest.approx(5.54e6, rel=0.01)
+    convs = [
+        layer for layer in student.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv1D))
+    ]
+    probe = keras.Model(student.inputs, [layer.output for layer in convs])
+    outputs = probe.compute_output_spec(keras.KerasTensor((1, 100 * 16_000)))
+    conv_macs = (
+        sum(
+            int(np.prod(out.shape[1:-1])) * int(np.prod(layer.kernel.shape))
+            for out, layer in zip(outputs, convs, strict=True)
+        )
+        / 100
+    )
     front = 100 * (256 + 128 * 8 + student.get_layer("log_mel").num_mel_weights)
+    assert student.macs_per_second() == pytest.approx(conv_macs + front, rel=0.01)
     assert 0.05 < front / student.macs_per_second() < 0.15
 
 
