@@ -139,9 +139,8 @@ def test_cost_per_second_of_audio():
     # second; plus the front end (256-sample window, FFT estimate, mel projection at 100
     # frames/s), a twelfth of the whole.
     student = StudentEncoder.from_preset("student")
-    convs = [
-        layer for layer in student.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv1D))
-    ]
+    kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+    convs = [layer for layer in student.layers if isinstance(layer, kinds)]
     probe = keras.Model(student.inputs, [layer.output for layer in convs])
     outputs = probe.compute_output_spec(keras.KerasTensor((1, 100 * 16_000)))
     conv_macs = (
