@@ -9,6 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from jsqa_tf import provenance
 from jsqa_tf.cli import main
 from jsqa_tf.config import from_dict, load_yaml
 from jsqa_tf.errors import ConfigError
@@ -25,6 +26,7 @@ ONE_RUN_FILES = [
     "pretrain/encoder-best.keras",
     "pretrain/history.csv",
     "pretrain/summary.json",
+    "pretrain/provenance.json",
     "pretrain/checkpoints/state.json",
     "pretrain/checkpoints/best.weights.h5",
     "pretrain/logs",
@@ -33,6 +35,7 @@ ONE_RUN_FILES = [
     "finetune/model-last.keras",
     "finetune/history.csv",
     "finetune/summary.json",
+    "finetune/provenance.json",
     "finetune/checkpoints/state.json",
     "finetune/checkpoints/best.weights.h5",
     "finetune/logs",
@@ -121,6 +124,12 @@ def test_demo_pipeline_writes_every_listed_file_and_reruns(tmp_path):
     for relative in ONE_RUN_FILES:
         assert (tmp_path / "run" / relative).exists(), relative
     model = tmp_path / "run" / "finetune" / "model.keras"
+    # The model says what it learned from, and the evaluation says once that it is a demo model.
+    record = provenance.read_keras(model)
+    assert [entry["stage"] for entry in record["stages"]] == ["pretrain", "finetune"]
+    assert record["synthetic_demo"] and len(record["corpora"]) == 3
+    assert record == json.loads((tmp_path / "run" / "finetune" / "provenance.json").read_text())
+    assert sum("learned from the synthetic demo corpus" in line for line in result.stderr.splitlines()) == 1
     stamp = model.stat().st_mtime_ns
     again = runner.invoke(main, args)  # the same command again: reports, redoes nothing
     assert again.exit_code == 0 and json.loads(again.stdout) == json.loads(result.stdout)
