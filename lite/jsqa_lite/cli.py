@@ -51,6 +51,33 @@ def parse_number(option: str, text: str, kind: type, minimum: float):
     return value
 
 
+_PREDICT_OPTIONS = [
+    click.option(
+        "--csv", "csv_lists", multiple=True, type=click.Path(), help="CSV list of files (a `path` column)."
+    ),
+    click.option("--recursive", is_flag=True, help="Also take audio files from subfolders of folders given."),
+    click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["csv", "json", "jsonl"]),
+        default="csv",
+        show_default=True,
+    ),
+    click.option(
+        "--output", type=click.Path(dir_okay=False), help="Write the results here (default: stdout)."
+    ),
+    click.option("--batch-size", default="8", show_default=True, help="Windows scored at once."),
+    click.option(
+        "--window-seconds",
+        default=f"{DEFAULT_WINDOW_SECONDS:g}",
+        show_default=True,
+        help="Longer files are scored in windows.",
+    ),
+    click.option("--per-window", is_flag=True, help="Also give each window's MOS and start time."),
+    click.option("--threads", default="2", show_default=True, help="CPU threads of the TFLite interpreter."),
+]
+
+
 def predict_command(
     open_backend: Callable[[str, int], object],
     *,
@@ -68,36 +95,7 @@ def predict_command(
             --model is not given and the default does not exist (how to get a model).
     """
 
-    # No default at all when there is none (click >= 8.3 takes default=None for a given value).
-    model_default = {"default": default_model, "show_default": True} if default_model else {"required": True}
-
-    @click.command("predict")
-    @click.argument("paths", nargs=-1, type=click.Path())
-    @click.option("--model", "model_path", help=model_help, **model_default)
-    @click.option(
-        "--csv", "csv_lists", multiple=True, type=click.Path(), help="CSV list of files (a `path` column)."
-    )
-    @click.option("--recursive", is_flag=True, help="Also take audio files from subfolders of folders given.")
-    @click.option(
-        "--format",
-        "output_format",
-        type=click.Choice(["csv", "json", "jsonl"]),
-        default="csv",
-        show_default=True,
-    )
-    @click.option(
-        "--output", type=click.Path(dir_okay=False), help="Write the results here (default: stdout)."
-    )
-    @click.option("--batch-size", default="8", show_default=True, help="Windows scored at once.")
-    @click.option(
-        "--window-seconds",
-        default=f"{DEFAULT_WINDOW_SECONDS:g}",
-        show_default=True,
-        help="Longer files are scored in windows.",
-    )
-    @click.option("--per-window", is_flag=True, help="Also give each window's MOS and start time.")
-    @click.option("--threads", default="2", show_default=True, help="CPU threads of the TFLite interpreter.")
-    def predict(paths, model_path, csv_lists, recursive, output_format, output, **numbers) -> None:
+    def predict(paths, model_path, **options) -> None:
         """MOS of audio files: PATHS are files or folders (any rate, channels, WAV/FLAC/OGG).
 
         A file longer than --window-seconds is scored in windows of that length and averaged. Each
@@ -105,49 +103,12 @@ def predict_command(
         fails gets its error and the run goes on. Exit status: 0 all scored, 1 some failed, 2 the
         command could not start. With a .tflite model TensorFlow is not imported.
         """
-        from jsqa_lite.predict import ResultWriter, collect_inputs
-        from jsqa_lite.predict import predict as run_predict
-
-        context = click.get_current_context()
-        if (
-            default_model
-            and context.get_parameter_source("model_path") is ParameterSource.DEFAULT
-            and not os.path.exists(model_path)
-        ):
+        if default_model and _defaulted("model_path") and not os.path.exists(model_path):
             raise UsageError(f"no --model given and no model at {model_path}: {no_model_hint}".rstrip(": "))
-        batch_size = parse_number("--batch-size", numbers["batch_size"], int, 1)
-        threads = parse_number("--threads", numbers["threads"], int, 1)
-        window_seconds = parse_number("--window-seconds", numbers["window_seconds"], float, MIN_SECONDS)
-        if not math.isfinite(window_seconds):
-            raise UsageError(f"--window-seconds {window_seconds}: must be a finite number of seconds")
-        if output:
-            folder = os.path.dirname(os.path.abspath(output))
-            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-                raise UsageError(f"{output}: cannot write here (no such folder, or not writable)")
+        settings = _predict_settings(options)
+        files, backend, stream = _open_predict(open_backend, paths, model_path, options, settings["threads"])
         try:
-            files = collect_inputs(paths, csv_lists, recursive)
-            if not files:
-                raise UsageError("no audio files given (PATH..., folders with audio, or --csv LIST)")
-            backend = open_backend(model_path, threads)
-            stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
-        except JSQAError as error:
-            raise UsageError(str(error)) from error
-        except OSError as error:
-            raise UsageError(f"{output}: cannot write ({error.strerror})") from error
-
-        logger.info("scoring %d file(s) with %s (%s)", len(files), backend.path, backend.kind)
-        writer = ResultWriter(stream, output_format, numbers["per_window"])
-        try:
-            with click.progressbar(length=len(files), label="scoring", file=sys.stderr, show_pos=True) as bar:
-
-                def on_result(result) -> None:
-                    writer.write(result)
-                    bar.update(1)
-
-                scored, failed = run_predict(
-                    backend, files, window_seconds=window_seconds, batch_size=batch_size, on_result=on_result
-                )
-            writer.close()
+            scored, failed = _score_to(stream, backend, files, options, settings)
         finally:
             if stream is not sys.stdout:
                 stream.close()
@@ -155,7 +116,80 @@ def predict_command(
         if failed:
             sys.exit(1)
 
+    # No default at all when there is none (click >= 8.3 takes default=None for a given value).
+    model_default = {"default": default_model, "show_default": True} if default_model else {"required": True}
+    decorators = [
+        click.command("predict"),
+        click.argument("paths", nargs=-1, type=click.Path()),
+        click.option("--model", "model_path", help=model_help, **model_default),
+        *_PREDICT_OPTIONS,
+    ]
+    for decorator in reversed(decorators):
+        predict = decorator(predict)
     return predict
+
+
+def _defaulted(parameter: str) -> bool:
+    """True when the running command's `parameter` took its default (was not given)."""
+    return click.get_current_context().get_parameter_source(parameter) is ParameterSource.DEFAULT
+
+
+def _predict_settings(options: dict) -> dict:
+    """The numeric options, checked (a `UsageError` names the first out of range)."""
+    window_seconds = parse_number("--window-seconds", options["window_seconds"], float, MIN_SECONDS)
+    if not math.isfinite(window_seconds):
+        raise UsageError(f"--window-seconds {window_seconds}: must be a finite number of seconds")
+    return {
+        "batch_size": parse_number("--batch-size", options["batch_size"], int, 1),
+        "threads": parse_number("--threads", options["threads"], int, 1),
+        "window_seconds": window_seconds,
+    }
+
+
+def _open_predict(open_backend, paths, model_path: str, options: dict, threads: int):
+    """The files to score, the backend and the output stream; a `UsageError` for any of them."""
+    from jsqa_lite.predict import collect_inputs
+
+    output = options["output"]
+    if output:
+        folder = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UsageError(f"{output}: cannot write here (no such folder, or not writable)")
+    try:
+        files = collect_inputs(paths, options["csv_lists"], options["recursive"])
+        if not files:
+            raise UsageError("no audio files given (PATH..., folders with audio, or --csv LIST)")
+        backend = open_backend(model_path, threads)
+        stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+    except JSQAError as error:
+        raise UsageError(str(error)) from error
+    except OSError as error:
+        raise UsageError(f"{output}: cannot write ({error.strerror})") from error
+    return files, backend, stream
+
+
+def _score_to(stream, backend, files: list[str], options: dict, settings: dict) -> tuple[int, int]:
+    """Scores `files`, streaming each row to `stream`; returns (number scored, number failed)."""
+    from jsqa_lite.predict import ResultWriter
+    from jsqa_lite.predict import predict as run_predict
+
+    logger.info("scoring %d file(s) with %s (%s)", len(files), backend.path, backend.kind)
+    writer = ResultWriter(stream, options["output_format"], options["per_window"])
+    with click.progressbar(length=len(files), label="scoring", file=sys.stderr, show_pos=True) as bar:
+
+        def on_result(result) -> None:
+            writer.write(result)
+            bar.update(1)
+
+        counts = run_predict(
+            backend,
+            files,
+            window_seconds=settings["window_seconds"],
+            batch_size=settings["batch_size"],
+            on_result=on_result,
+        )
+    writer.close()
+    return counts
 
 
 def one_line(text: object) -> str:
