@@ -1,12 +1,13 @@
 """Dynamic-range int8 error of student designs on demo audio at several levels, over seeds.
 
     python benchmarks/bench_student_int8.py [--presets student,student-w512,student-waveform]
-                                            [--seeds 0,1,2] [--int8-unchunked] [--demo-dir DIR]
+                                            [--seeds 0,1,2] [--int8-unchunked] [--head-epochs 100]
+                                            [--demo-dir DIR]
                                             [--json [PATH]]
 
 For each preset and seed: a "calibrated" model (`jsqa_tf.models.calibration`: random
 convolutions, BatchNorm statistics of 64 random 0.5 s crops of the demo files at random levels,
-a 16-8 MOS head fitted on their embeddings to louder -> higher MOS), converted by
+a 16-8 MOS head fitted on their embeddings to louder -> higher MOS, `--head-epochs` epochs), converted by
 `jsqa_tf.export` (SavedModel -> TFLite int8, the chunked copy `jsqa-tf export` writes; with
 `--int8-unchunked`, converted from the SavedModel as it is, one activation scale per clip),
 then the 6 files of the small demo corpus (or of `--demo-dir`) at 4 levels (0, -10, -20,
@@ -34,13 +35,13 @@ GAINS = (1.0, 0.3, 0.1, 0.03)
 LEVELS_DB = [round(20 * float(np.log10(gain)), 1) for gain in GAINS]
 
 
-def calibrated_student(preset: str, files: list[np.ndarray], seed: int):
+def calibrated_student(preset: str, files: list[np.ndarray], seed: int, epochs: int = 100):
     rng = np.random.default_rng(seed)
     gain = rng.uniform(0.02, 1.0, (64, 1)).astype(np.float32)
     starts = rng.integers(0, 16000, len(gain))
     clips = np.stack([files[i % len(files)][s : s + 8000] for i, s in enumerate(starts)]) * gain
     model, _ = _common.calibrated_model(
-        preset, clips, 1.0 + 4.0 * gain, seed=seed, hidden_dims=(16, 8), epochs=100, learning_rate=1e-2
+        preset, clips, 1.0 + 4.0 * gain, seed=seed, hidden_dims=(16, 8), epochs=epochs, learning_rate=1e-2
     )
     return model
 
@@ -81,6 +82,7 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--int8-unchunked", action="store_true", help="int8 converted without the chunked copy"
     )
+    parser.add_argument("--head-epochs", type=int, default=100, help="epochs of the calibrated head's fit")
     parser.add_argument("--demo-dir", help="a demo corpus (default: the small demo, in a temporary folder)")
     parser.add_argument("--json", **_common.JSON_OPTION)
     args = parser.parse_args(argv)
@@ -95,7 +97,7 @@ def main(argv=None) -> dict:
         clips = [audio * gain for audio in files for gain in GAINS]
         for preset in [p for p in args.presets.split(",") if p]:
             for seed in [int(s) for s in args.seeds.split(",")]:
-                model = calibrated_student(preset, files, seed)
+                model = calibrated_student(preset, files, seed, args.head_epochs)
                 folder = os.path.join(workdir, f"{preset}-{seed}")
                 row = {"preset": preset, "seed": seed} | int8_errors(
                     model, clips, folder, chunked=not args.int8_unchunked
