@@ -223,8 +223,8 @@ def time_window(
     *,
     warmup_seconds: float = 0.0,
     warmup_calls: int = 0,
-    min_calls: int = 1,
     max_calls: int | None = None,
+    min_calls: int = 1,
 ) -> Window:
     """Calls `call` for at least `warmup_calls` and `warmup_seconds` untimed, then times calls
     until `seconds` of wall time have passed (at least `min_calls`, at most `max_calls` once

@@ -170,14 +170,8 @@ def main(argv=None) -> dict:
                 f"{args.noise_files} x {args.noise_seconds:g} s noise "
                 f"({'cut from ' + args.noise_source if args.noise_source else 'synthetic'})"
             )
-        config = PairConfig(
-            clean_dir,
-            noise_dir,
-            split=args.split,
-            crop_seconds=args.crop_seconds,
-            pairs_per_batch=args.pairs_per_batch,
-            noise_bank_max_mb=args.noise_bank_max_mb,
-        )
+        sampling = _common.settings(args, "split", "crop_seconds", "pairs_per_batch", "noise_bank_max_mb")
+        config = PairConfig(clean_dir, noise_dir, **sampling)
         bank = load_noise_bank(noise_dir, args.split, config.crop_samples, max_mb=args.noise_bank_max_mb)
         records = dataclasses.replace(config, noise_bank_max_mb=0.0)
         one_crop = dataclasses.replace(config, max_crops_per_file=1)

@@ -167,11 +167,13 @@ def line(result: dict) -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stages", default="pretrain,finetune")
-    parser.add_argument("--presets", default="tiny,small")
-    parser.add_argument("--precisions", default="float32,mixed_bfloat16")
-    parser.add_argument("--pairs", type=int, default=8)
-    parser.add_argument("--crop-seconds", type=float, default=4.0)
+    parser.add_argument("--stages", default="pretrain,finetune", help="comma-separated: pretrain, finetune")
+    parser.add_argument("--presets", default="tiny,small", help="comma-separated encoder presets")
+    parser.add_argument(
+        "--precisions", default="float32,mixed_bfloat16", help="comma-separated Keras dtype policies"
+    )
+    parser.add_argument("--pairs", type=int, default=8, help="pretraining: JND pairs per step")
+    parser.add_argument("--crop-seconds", type=float, default=4.0, help="pretraining: seconds a crop")
     parser.add_argument("--files", type=int, default=8, help="fine-tuning: files per step")
     parser.add_argument("--file-seconds", type=float, default=8.0, help="fine-tuning: seconds a file")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (at least)")
