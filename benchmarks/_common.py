@@ -310,7 +310,7 @@ def cut(sources: Sequence[np.ndarray], seconds: float, rng: np.random.Generator)
 
 def write_prepared_corpus(
     folder: str,
-    sources: Sequence[np.ndarray],
+    make_sources: Callable[[], Sequence[np.ndarray]],
     rng: np.random.Generator,
     *,
     total_seconds: float | None = None,
@@ -319,10 +319,11 @@ def write_prepared_corpus(
     num_shards: int = 1,
     num_workers: int | None = None,
 ) -> str:
-    """Writes WAV files cut from `sources` (lengths uniform in `file_seconds`) under
-    `folder/audio` until `total_seconds` or `num_files`, and prepares them into `num_shards`
-    train shards in `folder/shards`; returns that folder. A `folder/shards` that holds a
-    manifest already (an earlier run's) is returned as it is. `num_workers`: prepare's
+    """Writes WAV files cut from the signals `make_sources()` returns (lengths uniform in
+    `file_seconds`) under `folder/audio` until `total_seconds` or `num_files`, and prepares them
+    into `num_shards` train shards in `folder/shards`; returns that folder. A `folder/shards`
+    that holds a manifest already (an earlier run's) is returned as it is, and `make_sources`
+    is not called. `num_workers`: prepare's
     decoding processes (default: 2, or none for less than 10 minutes of audio, where starting
     them takes longer than the work)."""
     from jsqa_tf.audio import write_wav
@@ -334,7 +335,7 @@ def write_prepared_corpus(
     shards = os.path.join(folder, "shards")
     if os.path.isfile(os.path.join(shards, "manifest.json")):
         return shards
-    audio_dir = os.path.join(folder, "audio")
+    audio_dir, sources = os.path.join(folder, "audio"), make_sources()
     written, index = 0.0, 0
     while (num_files is None or index < num_files) and (total_seconds is None or written < total_seconds):
         seconds = float(rng.uniform(*file_seconds))

@@ -35,10 +35,9 @@ SHARD_SECONDS = 300.0
 def make_shards(folder: str, hours: float, seed: int = 0) -> str:
     """Writes ~`hours` of 10-16 s speech-like files and prepares them; returns the shard folder."""
     rng = np.random.default_rng(seed)
-    sources = _common.synthetic_sources("speech", rng, seconds=16.0)
     return _common.write_prepared_corpus(
         folder,
-        sources,
+        lambda: _common.synthetic_sources("speech", rng, seconds=16.0),
         rng,
         total_seconds=hours * 3600,
         file_seconds=(10.0, 16.0),

@@ -1,13 +1,16 @@
 """JND pair sampler throughput, each input stream alone, and the cost of mixing.
 
-    python benchmarks/bench_pairs.py [--clean-dir DIR --noise-dir DIR] [--seconds 5] [--json]
+    python benchmarks/bench_pairs.py [--clean-dir DIR --noise-dir DIR] [--corpus-dir DIR] [--seconds 5]
+                                     [--json [PATH]]
 
 `--clean-dir` and `--noise-dir` are folders written by `jsqa-tf prepare` (LibriSpeech and
 CHiME-3). Without them the script writes and prepares a realistic corpus in a temporary
 folder: `--clean-hours` (2) of 3-15 s clean files in `--clean-shards` (5) shards and
 `--noise-files` (16) noise recordings of `--noise-seconds` (60) in one shard, cut (looped,
 at random offsets and levels) from the audio files in `--speech-source` / `--noise-source`
-(e.g. a few LibriSpeech utterances and CHiME-3 backgrounds), or synthesised without them.
+(e.g. a few LibriSpeech utterances and CHiME-3 backgrounds), or from speech and noise made by
+the demo corpus's synthesisers without them. `--corpus-dir` keeps the corpus
+(`clean/shards`, `noise/shards`) for the next run, which reuses it as it is.
 
 Streams, each a fresh pipeline, timed in turn for `--rounds` rounds (medians quoted):
     pairs   `make_pair_dataset`: (clean, noise, snr_db, num_valid_samples) batches of 8 pairs of 4 s
@@ -75,8 +78,8 @@ def make_corpus(folder: str, args: argparse.Namespace) -> tuple[str, str]:
 
     def sources(folder, kind, longest_seconds):
         if folder:
-            return _common.audio_sources(folder)
-        return _common.synthetic_sources(kind, rng, seconds=min(20.0, longest_seconds))
+            return lambda: _common.audio_sources(folder)
+        return lambda: _common.synthetic_sources(kind, rng, seconds=min(20.0, longest_seconds))
 
     clean_dir = _common.write_prepared_corpus(
         os.path.join(folder, "clean"),
