@@ -3,54 +3,61 @@
     python benchmarks/bench_infer.py [--presets jsqa,small,student] [--batches 1,16] [--threads 2]
                                      [--clip-seconds 10] [--model runs/demo] [--peers]
                                      [--int8-unchunked] [--formats keras,tflite_int8]
-                                     [--rounds 3] [--json]
+                                     [--rounds 3] [--demo-dir DIR] [--json [PATH]]
 
-For each preset: Keras (float32, the model called in a tf.function), the exported SavedModel
-(its `serving_default`), and TFLite float32 / float16 / int8 (dynamic range) in LiteRT, all
-with `--threads` CPU threads, on batches of 1 and 16 clips of 10 s. Reported per row:
-`realtime_factor` (seconds of audio scored per second of wall time), `size_bytes` (the .keras
-file, the SavedModel folder, the .tflite file), `max_abs_diff_mos` against Keras float32 on
+For each preset: the model saved as a `.keras` file and exported by the library
+(`jsqa_tf.export.export_model`: the SavedModel and TFLite float32 / float16 / int8, dynamic
+range, as `jsqa-tf export` writes them), each form opened by `predict`'s backends
+(`jsqa_tf.predict.open_backend`: Keras float32, the SavedModel's `serving_default`, TFLite in
+LiteRT) with `--threads` CPU threads and scored as `predict` scores files
+(`jsqa_lite.scoring.score_files`), on batches of 1 and 16 clips of 10 s, each form timed for
+`--min-seconds` after one untimed call. Reported per row: `realtime_factor` (seconds of audio
+scored per second of wall time), `size_bytes` (the .keras file, the SavedModel folder without
+`assets.extra`, the .tflite file), `max_abs_diff_mos` against Keras float32 on
 the same clips, and the model's `num_parameters` and `gmac_per_second` (multiply-accumulates
 per second of 16 kHz audio, the encoder's `macs_per_second`). Presets are `WaveformEncoder`'s
 (jsqa, cdpam, small, tiny) and the on-device student's (`StudentEncoder`: student,
 student-waveform, student-tiny). `--int8-unchunked` adds int8 converted from the SavedModel as
-it is (one dynamic-range scale per clip, as before `jsqa_tf.quantization`): the row to compare
-with. `--formats` keeps only the named forms (Keras, the reference, always); `--rounds N` times
-every form N times, in turn, and quotes the median (`realtime_factor_rounds`: each round's).
+it is (one dynamic-range scale per clip, without `jsqa_tf.quantization`'s chunks): the row to
+compare with. `--formats` keeps only the named forms (Keras, the reference, always);
+`--rounds N` times every form N times, in turn, and quotes the median
+(`realtime_factor_rounds`: each round's).
 
 Weights. MOS differences mean something only where the outputs are not saturated, so the
 models are not left random: the `jsqa` and `small` encoders keep random convolution weights
 (training them takes far more than a CPU run), but their BatchNorm statistics are set from one
 batch of demo audio and the MOS head is fitted to the demo corpus's MOS labels on their
-embeddings ("calibrated"). That makes activations and outputs realistic in range, which is what
-quantization error depends on; it is not a trained quality model. `--model` (default
-`runs/demo`, what `jsqa-tf train --config pipelines/demo.yaml` writes) adds the rows of that
-trained model, with its own preset name, when it exists; a trained `jsqa` comes from
-`fit_jsqa_jax.py` (a GPU run under JAX) and is passed as `--model jsqa_demo.keras`.
+embeddings ("calibrated", `jsqa_tf.models.calibration`). That makes activations and outputs
+realistic in range, which is what quantization error depends on; it is not a trained quality
+model. `--model` (default `runs/demo`, what `jsqa-tf train --config pipelines/demo.yaml`
+writes) adds the rows of that trained model, with its own preset name, when it exists; a
+trained `jsqa` comes from `fit_jsqa_jax.py` (a GPU run under JAX) and is passed as
+`--model jsqa_demo.keras`.
 
 Clips: the demo corpus's NISQA-like files (synthetic speech with known degradations), each
-looped to 10 s. `--peers` adds, when installed in this environment, DNSMOS (`speechmos`,
-ONNX Runtime) and NISQA (`nisqa`, PyTorch; weights from `--nisqa-weights`) scored on the same
-clips, one at a time, so that ratios hold across machines.
+looped to 10 s; the corpus is written to a temporary folder, or read from `--demo-dir`.
+`--peers` adds, when installed in this environment, DNSMOS (`speechmos`, ONNX Runtime) and
+NISQA (`nisqa`, PyTorch; weights from `--nisqa-weights`) scored on the same clips, one at a
+time, so that ratios hold across machines.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
-import json
 import os
 import sys
 import tempfile
-import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _common  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jsqa_tf.audio import SAMPLE_RATE, read_audio  # noqa: E402
+from jsqa_lite.contract import SAMPLE_RATE  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFLITE_FORMATS = ("float32", "float16", "int8")
@@ -74,7 +81,7 @@ def parse_args(argv=None):
         help="NISQA's nisqa.tar (its weights are not in the nisqa package).",
     )
     parser.add_argument(
-        "--int8-unchunked", action="store_true", help="Also int8 converted without the chunked copy (before)."
+        "--int8-unchunked", action="store_true", help="Also int8 converted without the chunked copy."
     )
     parser.add_argument(
         "--rounds",
@@ -85,8 +92,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--formats", default="", help="Only these forms, e.g. keras,tflite_int8 (default: all)."
     )
-    parser.add_argument("--json", action="store_true", help="Print the rows as one JSON list.")
+    parser.add_argument(
+        "--demo-dir",
+        help="A demo corpus (`jsqa-tf demo-data DIR`; written there when absent; default: a temporary one).",
+    )
+    parser.add_argument("--json", **_common.JSON_OPTION)
     args = parser.parse_args(argv)
+    _common.check_json_path(parser, args.json)
     unknown = sorted(set(named_forms(args.formats)) - set(FORMS))
     if unknown:
         parser.error(f"--formats: unknown {', '.join(unknown)}; one of {', '.join(FORMS)}")
@@ -108,24 +120,18 @@ def log(text: str) -> None:
 # --- data ----------------------------------------------------------------------------------------
 
 
-def demo_data(workdir: str, clip_seconds: float, num_clips: int = 16):
+def demo_data(paths: dict, clip_seconds: float, num_clips: int = 16):
     """(clips [num_clips, samples] from the val files, train crops [n, 2 s], their MOS)."""
-    from jsqa_tf.data.corpora import read_nisqa
-    from jsqa_tf.data.demo import demo_paths, make_demo_corpus
-
-    make_demo_corpus(os.path.join(workdir, "demo"), seed=0)
-    corpus = read_nisqa(demo_paths(os.path.join(workdir, "demo"))["nisqa"])
-    val = [r for r in corpus.records if "VAL" in r.database]
-    train = [r for r in corpus.records if "VAL" not in r.database]
+    files = _common.demo_mos_files(paths)
     clip_samples = int(clip_seconds * SAMPLE_RATE)
-    clips = np.stack([np.resize(read_audio(val[i % len(val)].path), clip_samples) for i in range(num_clips)])
+    val = [audio for audio, _ in files["val"]]
+    clips = np.stack([np.resize(val[i % len(val)], clip_samples) for i in range(num_clips)])
     crop = 2 * SAMPLE_RATE
     crops = []
-    for record in train:
-        audio = read_audio(record.path)
+    for audio, _ in files["train"]:
         start = max(0, (len(audio) - crop) // 2)
         crops.append(np.resize(audio[start : start + crop], crop))
-    mos = np.array([r.mos for r in train], dtype=np.float32)
+    mos = np.array([mos for _, mos in files["train"]], dtype=np.float32)
     return clips.astype(np.float32), np.stack(crops).astype(np.float32), mos
 
 
@@ -133,25 +139,8 @@ def demo_data(workdir: str, clip_seconds: float, num_clips: int = 16):
 
 
 def calibrated_model(preset: str, crops: np.ndarray, mos: np.ndarray):
-    """Random convolutions, BatchNorm statistics of one demo batch, head fitted to demo MOS."""
-    import keras
-
-    from jsqa_tf.models import MOSRegressor, encoder_from_preset
-
-    keras.utils.set_random_seed(0)
-    model = MOSRegressor(encoder_from_preset(preset, name="encoder"), name="mos_regressor")
-    batch_norms = [
-        layer for layer in model.encoder.layers if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    for layer in batch_norms:
-        layer.momentum = 0.0  # the moving statistics become this batch's
-    model.encoder(crops[:16], training=True)
-    for layer in batch_norms:
-        layer.momentum = model.encoder.batch_norm_momentum
-    embeddings = np.concatenate([model.embed(crops[i : i + 8]).numpy() for i in range(0, len(crops), 8)])
-    model.head.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
-    model.head.fit(embeddings, mos[:, None], batch_size=16, epochs=300, verbose=0)
-    fitted = model.head.predict(embeddings, verbose=0)[:, 0]
+    """Random convolutions, BatchNorm statistics of 16 demo crops, head fitted to demo MOS."""
+    model, fitted = _common.calibrated_model(preset, crops, mos, batch_norm_clips=crops[:16])
     log(
         f"{preset}: head fitted on {len(mos)} demo crops, RMSE {np.sqrt(np.mean((fitted - mos) ** 2)):.3f}, "
         f"outputs {fitted.min():.2f}..{fitted.max():.2f}"
@@ -179,101 +168,102 @@ def preset_of(encoder) -> str:
     return "custom"
 
 
-class LiteScorer:
-    """A TFLite model's score function whose interpreter is made on the first call and dropped
-    by `release()`: at batch 16 × 10 s each `jsqa` interpreter holds GBs of tensors, and
-    keeping every form's at once held 17 GB of a 23 GB machine."""
-
-    def __init__(self, path: str, threads: int):
-        self.path, self.threads, self.model = path, threads, None
-
-    def __call__(self, waveform):
-        from jsqa_tf.lite import LiteModel
-
-        self.model = self.model or LiteModel(self.path, num_threads=self.threads)
-        return self.model.score(waveform)
-
-    def release(self):
-        self.model = None
-
-
-def folder_bytes(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-
-
-def forms(model, workdir: str, threads: int, int8_unchunked: bool = False, only: tuple = ()) -> dict:
-    """name -> (score function float32 [b, n] -> MOS [b], size in bytes) for every form (or
-    for those in `only`; Keras float32, the reference, always)."""
-    import tensorflow as tf
-
-    from jsqa_tf.export import convert_tflite, save_serving_model
-
-    os.makedirs(workdir, exist_ok=True)
-    keras_path = os.path.join(workdir, "model.keras")
-    model.save(keras_path)
-    keras_fn = tf.function(
-        lambda waveform: model(waveform, training=False),
-        input_signature=[tf.TensorSpec([None, None], tf.float32)],
+def folder_bytes(path: str, skip: tuple[str, ...] = ()) -> int:
+    return sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, subfolders, names in os.walk(path)
+        if not any(part in skip for part in os.path.relpath(folder, path).split(os.sep))
+        for name in names
     )
-    saved_model_dir = os.path.join(workdir, "saved_model")
-    save_serving_model(model, saved_model_dir)
-    loaded = tf.saved_model.load(saved_model_dir)
 
-    def saved_model_score(x, loaded=loaded):  # holds `loaded`: its signature needs its variables
-        return loaded.signatures["serving_default"](waveform=tf.constant(x))["mos"].numpy()
 
-    result = {
-        "keras": (lambda x: keras_fn(x).numpy(), os.path.getsize(keras_path)),
-        "saved_model": (saved_model_score, folder_bytes(saved_model_dir)),
-    }
-    if only:
-        result = {name: form for name, form in result.items() if name == "keras" or name in only}
-    for quantization in TFLITE_FORMATS:
-        if only and f"tflite_{quantization}" not in only:
-            continue
-        log(f"  converting to TFLite {quantization}")
-        path = os.path.join(workdir, f"model-{quantization}.tflite")
+def forms(keras_path: str, label: str, workdir: str, args) -> dict:
+    """name -> (open: () -> a `predict` backend, size in bytes) for every form named by
+    `--formats` (Keras float32, the reference, always): the `.keras` file, and what
+    `jsqa_tf.export.export_model` writes from it (the SavedModel, TFLite files)."""
+    from jsqa_tf.export import convert_tflite, export_model
+    from jsqa_tf.predict import open_backend
+
+    only = named_forms(args.formats)
+    wanted = [name for name in FORMS if name == "keras" or not only or name in only]
+    if not args.int8_unchunked:
+        wanted = [name for name in wanted if name != "tflite_int8_unchunked"]
+    result = {"keras": (lambda: open_backend(keras_path, args.threads), os.path.getsize(keras_path))}
+    if wanted == ["keras"]:
+        return result
+    quantizations = [q for q in TFLITE_FORMATS if f"tflite_{q}" in wanted]
+    summary = export_model(
+        keras_path,
+        label,
+        os.path.join(workdir, "saved_models"),
+        tflite=quantizations,
+        on_step=lambda text: log(f"  {text}"),
+    )
+    saved_model = summary["saved_model"]
+    if "saved_model" in wanted:  # without assets.extra (TF Serving's warm-up requests, the contract)
+        size = folder_bytes(saved_model, skip=("assets.extra",))
+        result["saved_model"] = (lambda: open_backend(saved_model, args.threads), size)
+    for quantization, tflite in summary["tflite"].items():
+        opener = lambda path=tflite["path"]: open_backend(path, args.threads)  # noqa: E731
+        result[f"tflite_{quantization}"] = (opener, tflite["size_bytes"])
+    if "tflite_int8_unchunked" in wanted:  # int8 converted from the SavedModel as it is: one scale per clip
+        log("  converting to TFLite int8 without the chunked copy")
+        path = os.path.join(workdir, f"{label}-int8-unchunked.tflite")
         with open(path, "wb") as stream:
-            stream.write(convert_tflite(saved_model_dir, quantization, model=model))
-        result[f"tflite_{quantization}"] = (LiteScorer(path, threads), os.path.getsize(path))
-    # int8 as converted before jsqa_tf.quantization: one scale per clip
-    if int8_unchunked and (not only or "tflite_int8_unchunked" in only):
-        path = os.path.join(workdir, "model-int8-unchunked.tflite")
-        with open(path, "wb") as stream:
-            stream.write(convert_tflite(saved_model_dir, "int8"))
-        result["tflite_int8_unchunked"] = (LiteScorer(path, threads), os.path.getsize(path))
+            stream.write(convert_tflite(saved_model, "int8"))
+        result["tflite_int8_unchunked"] = (lambda: open_backend(path, args.threads), os.path.getsize(path))
     return result
 
 
 # --- timing ---------------------------------------------------------------------------------------------
 
 
-def time_scoring(score, batch: np.ndarray, min_seconds: float) -> tuple[float, np.ndarray]:
-    """(audio seconds per wall second, the MOS of the batch); one untimed warm-up call first."""
-    score(batch[:1, :SAMPLE_RATE])
-    runs, start = 0, time.perf_counter()
-    while True:
-        mos = score(batch)
-        runs += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            break
-    return runs * batch.size / SAMPLE_RATE / elapsed, np.asarray(mos, dtype=np.float64).reshape(-1)
+def score_clips(backend, clips: np.ndarray, batch_size: int) -> np.ndarray:
+    """The clips' MOS as `predict` scores them (`jsqa_lite.scoring.score_files`: one window
+    per clip, `batch_size` windows a call)."""
+    from jsqa_lite.scoring import score_files
+
+    scores = list(
+        score_files(
+            enumerate(clips),
+            lambda batch, _: backend.score(batch),
+            window_samples=clips.shape[1],
+            masks_padding=False,
+            batch_size=batch_size,
+        )
+    )
+    failed = [score.error for score in scores if not score.ok]
+    if failed:
+        raise RuntimeError(f"{backend.kind}: {failed[0]}")
+    return np.array([score.mos for score in scores])
 
 
-def bench_model(label: str, weights: str, model, clips, args, workdir) -> list[dict]:
+def time_scoring(open_backend, batch: np.ndarray, min_seconds: float) -> tuple[float, np.ndarray]:
+    """(audio seconds per wall second, the MOS of the batch) over a window of `min_seconds`
+    after one untimed call. The backend is opened here and dropped after: at batch 16 x 10 s a
+    `jsqa` TFLite interpreter holds GBs of tensors, and every form's at once held 17 GB of a
+    23 GB machine."""
+    backend, scores = open_backend(), []
+
+    def score():
+        scores.append(score_clips(backend, batch, len(batch)))
+
+    window = _common.time_window(score, min_seconds, warmup_calls=1)
+    backend = None
+    gc.collect()
+    return window.per_second(batch.size / SAMPLE_RATE), scores[-1]
+
+
+def bench_model(label: str, weights: str, model, keras_path: str, clips, args, workdir) -> list[dict]:
     log(f"{label}: exporting")
-    only = tuple(named_forms(args.formats))
-    scorers = forms(model, os.path.join(workdir, label), args.threads, args.int8_unchunked, only)
+    scorers = forms(keras_path, label, os.path.join(workdir, label), args)
     rows = []
     for batch_size in [int(b) for b in args.batches.split(",")]:
         batch = clips[:batch_size]
         timings = {name: [] for name in scorers}
         for _ in range(args.rounds):  # forms in turn, so a load change touches all alike
-            for name, (score, _) in scorers.items():
-                rtf, mos = time_scoring(score, batch, args.min_seconds)
-                getattr(score, "release", lambda: None)()
-                timings[name].append((rtf, mos))
+            for name, (opener, _) in scorers.items():
+                timings[name].append(time_scoring(opener, batch, args.min_seconds))
         reference = timings["keras"][0][1]
         for name, (_, size) in scorers.items():
             rtfs = [rtf for rtf, _ in timings[name]]
@@ -304,6 +294,13 @@ def bench_model(label: str, weights: str, model, clips, args, workdir) -> list[d
 # --- peers -------------------------------------------------------------------------------------------------
 
 
+class PeerBackend:
+    """A peer's score function as a `predict` backend."""
+
+    def __init__(self, kind: str, score):
+        self.kind, self.score = kind, score
+
+
 def peer_rows(clips: np.ndarray, args, workdir: str) -> list[dict]:
     """DNSMOS and NISQA on the same clips, one clip at a time, where their packages are installed."""
     rows = []
@@ -313,7 +310,7 @@ def peer_rows(clips: np.ndarray, args, workdir: str) -> list[dict]:
         log(f"peers: DNSMOS skipped (speechmos not importable: {error})")
     else:
         score = lambda x: np.array([dnsmos.run(clip, sr=SAMPLE_RATE)["ovrl_mos"] for clip in x])  # noqa: E731
-        rtf, mos = time_scoring(score, clips[:1], args.min_seconds)
+        rtf, mos = time_scoring(lambda: PeerBackend("dnsmos", score), clips[:1], args.min_seconds)
         folder = os.path.join(os.path.dirname(dnsmos.__file__), "dnsmos_models")
         size = sum(os.path.getsize(os.path.join(folder, f)) for f in ("sig_bak_ovr.onnx", "model_v8.onnx"))
         rows.append(_peer_row("dnsmos_onnx", rtf, size, mos, args))
@@ -357,7 +354,8 @@ def _nisqa_row(nisqa_model, clips, args, workdir) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):
             return model.predict()["mos_pred"].to_numpy()
 
-    rtf, mos = time_scoring(score, clips[:1], args.min_seconds)  # reads, resamples and scores the file
+    # reads, resamples and scores the file
+    rtf, mos = time_scoring(lambda: PeerBackend("nisqa", score), clips[:1], args.min_seconds)
     return _peer_row("nisqa_torch", rtf, os.path.getsize(args.nisqa_weights), mos, args)
 
 
@@ -376,44 +374,57 @@ def _peer_row(name, rtf, size, mos, args) -> dict:
     }
 
 
-def main(argv=None) -> list[dict]:
+def main(argv=None) -> dict:
     args = parse_args(argv)
+    facts = _common.RunFacts(__file__, argv)
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from jsqa_tf.models import find_model_file, load_mos_regressor
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow ran in this process before main() (a test): its pools stay
+        log("TensorFlow is initialised already: its thread pools are kept as they are")
+    tf_threads = {
+        "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_infer-") as workdir:
-        log("writing the demo corpus")
-        clips, crops, mos = demo_data(workdir, args.clip_seconds)
-        for preset in [p for p in args.presets.split(",") if p]:
+        log("reading the demo corpus" if args.demo_dir else "writing the demo corpus")
+        paths = _common.demo_corpus(args.demo_dir or os.path.join(workdir, "demo"))
+        clips, crops, mos = demo_data(paths, args.clip_seconds)
+        for index, preset in enumerate(p for p in args.presets.split(",") if p):
             model = calibrated_model(preset, crops, mos)
-            rows += bench_model(preset, "calibrated", model, clips, args, workdir)
-        if os.path.exists(args.model):
-            from jsqa_tf.models import load_mos_regressor
-
-            model = load_mos_regressor(args.model)
+            folder = os.path.join(workdir, f"{index}-{preset}")
+            keras_path = os.path.join(folder, "model.keras")
+            os.makedirs(folder)
+            model.save(keras_path)
+            rows += bench_model(preset, "calibrated", model, keras_path, clips, args, folder)
+        if args.model and os.path.exists(args.model):
+            keras_path = find_model_file(args.model)
+            model = load_mos_regressor(keras_path)
             preset = preset_of(model.encoder)
-            rows += bench_model(preset, f"trained ({args.model})", model, clips, args, workdir)
+            folder = os.path.join(workdir, f"trained-{preset}")
+            rows += bench_model(preset, f"trained ({args.model})", model, keras_path, clips, args, folder)
         else:
-            log(f"no trained model at {args.model}: its rows are skipped")
+            log(f"no trained model at {args.model!r}: its rows are skipped")
         if args.peers:
             rows += peer_rows(clips, args, workdir)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        for row in rows:
-            print(
-                f"{row['preset']:16s} {row['format']:15s} batch {row['batch']:2d}  "
-                f"{row['realtime_factor']:8.1f}x  {row['size_bytes'] / 1e6:8.2f} MB  "
-                f"max|dMOS| {row['max_abs_diff_mos'] if row['max_abs_diff_mos'] is not None else '-'}"
-                + (
-                    f"  {row['num_parameters']:,} params, {row['gmac_per_second']:g} GMAC/s"
-                    if "num_parameters" in row
-                    else ""
-                )
-            )
-    return rows
+    lines = [
+        f"{row['preset']:16s} {row['format']:15s} batch {row['batch']:2d}  "
+        f"{row['realtime_factor']:8.1f}x  {row['size_bytes'] / 1e6:8.2f} MB  "
+        f"max|dMOS| {row['max_abs_diff_mos'] if row['max_abs_diff_mos'] is not None else '-'}"
+        + (
+            f"  {row['num_parameters']:,} params, {row['gmac_per_second']:g} GMAC/s"
+            if "num_parameters" in row
+            else ""
+        )
+        for row in rows
+    ]
+    figures = {"settings": _common.settings(args), "tensorflow_threads": tf_threads, "rows": rows}
+    return _common.report(facts, figures, lines, args.json)
 
 
 if __name__ == "__main__":

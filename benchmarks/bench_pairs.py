@@ -1,13 +1,16 @@
 """JND pair sampler throughput, each input stream alone, and the cost of mixing.
 
-    python benchmarks/bench_pairs.py [--clean-dir DIR --noise-dir DIR] [--seconds 5] [--json]
+    python benchmarks/bench_pairs.py [--clean-dir DIR --noise-dir DIR] [--corpus-dir DIR] [--seconds 5]
+                                     [--json [PATH]]
 
 `--clean-dir` and `--noise-dir` are folders written by `jsqa-tf prepare` (LibriSpeech and
 CHiME-3). Without them the script writes and prepares a realistic corpus in a temporary
 folder: `--clean-hours` (2) of 3-15 s clean files in `--clean-shards` (5) shards and
 `--noise-files` (16) noise recordings of `--noise-seconds` (60) in one shard, cut (looped,
 at random offsets and levels) from the audio files in `--speech-source` / `--noise-source`
-(e.g. a few LibriSpeech utterances and CHiME-3 backgrounds), or synthesised without them.
+(e.g. a few LibriSpeech utterances and CHiME-3 backgrounds), or from speech and noise made by
+the demo corpus's synthesisers without them. `--corpus-dir` keeps the corpus
+(`clean/shards`, `noise/shards`) for the next run, which reuses it as it is.
 
 Streams, each a fresh pipeline, timed in turn for `--rounds` rounds (medians quoted):
     pairs   `make_pair_dataset`: (clean, noise, snr_db, num_valid_samples) batches of 8 pairs of 4 s
@@ -36,26 +39,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
-import json
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _common  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from jsqa_tf.audio import read_audio, write_wav  # noqa: E402
-from jsqa_tf.config import NOISE_BANK_MAX_MB, PairConfig, PrepareConfig  # noqa: E402
+from jsqa_tf.config import NOISE_BANK_MAX_MB, PairConfig  # noqa: E402
 from jsqa_tf.data.noise_bank import load_noise_bank  # noqa: E402
 from jsqa_tf.data.pairs import clean_stream, make_pair_dataset, noise_stream  # noqa: E402
-from jsqa_tf.data.prepare import prepare  # noqa: E402
 from jsqa_tf.mixing import mix_pair  # noqa: E402
 
-SAMPLE_RATE = 16_000
 STREAM_KEYS = {  # stream: (JSON key of its rate, of its CPU time per item)
     "pairs": ("pairs_per_second", "cpu_ms_per_pair"),
     "clean": ("clean_crops_per_second", "cpu_ms_per_clean_crop"),
@@ -72,88 +69,38 @@ RATIOS = {  # JSON key: (stream, the stream it is compared with in the same roun
     "pairs_ratio_vs_one_crop": ("pairs", "pairs-one-crop"),
     "clean_ratio_vs_one_crop": ("clean", "clean-one-crop"),
 }
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
-
-
-def _sources(folder: str | None, rng: np.random.Generator, kind: str) -> list[np.ndarray]:
-    """16 kHz mono signals to cut files from: the audio files of `folder`, or synthetic."""
-    if folder:
-        paths = sorted(
-            p
-            for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
-            if p.lower().endswith(AUDIO_EXTENSIONS)
-        )
-        if not paths:
-            raise SystemExit(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {folder}")
-        return [read_audio(path, SAMPLE_RATE) for path in paths]
-    signals = []
-    for _ in range(4):  # 20 s of noise, amplitude-modulated at a syllable rate for "speech"
-        noise = rng.standard_normal(20 * SAMPLE_RATE)
-        if kind == "speech":
-            t = np.arange(len(noise)) / SAMPLE_RATE
-            noise *= 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 6) * t) ** 2
-        signals.append((0.1 * noise).astype(np.float32))
-    return signals
-
-
-def _cut(sources: list[np.ndarray], seconds: float, rng: np.random.Generator) -> np.ndarray:
-    """`seconds` of one source from a random offset, looped, at a random level (-6..0 dB)."""
-    source = sources[rng.integers(len(sources))]
-    looped = np.resize(np.roll(source, -int(rng.integers(len(source)))), int(seconds * SAMPLE_RATE))
-    peak = max(float(np.max(np.abs(looped))), 1e-6)
-    return looped * (0.9 / peak) * 10 ** (rng.uniform(-6, 0) / 20)
 
 
 def make_corpus(folder: str, args: argparse.Namespace) -> tuple[str, str]:
     """Writes and prepares the clean and noise corpora; returns (clean_dir, noise_dir). A
     folder that holds them already (`--corpus-dir` of an earlier run) is reused as it is."""
-    clean_dir, noise_dir = os.path.join(folder, "shards", "clean"), os.path.join(folder, "shards", "noise")
-    if all(os.path.exists(os.path.join(d, "manifest.json")) for d in (clean_dir, noise_dir)):
-        return clean_dir, noise_dir
     rng = np.random.default_rng(0)
-    speech, noise = _sources(args.speech_source, rng, "speech"), _sources(args.noise_source, rng, "noise")
-    total, index = 0.0, 0
-    while total < args.clean_hours * 3600:
-        seconds = float(rng.uniform(3, 15))
-        write_wav(os.path.join(folder, "speech", f"{index:05d}.wav"), _cut(speech, seconds, rng))
-        total, index = total + seconds, index + 1
-    for index in range(args.noise_files):
-        write_wav(
-            os.path.join(folder, "noise", f"noise{index:02d}.wav"), _cut(noise, args.noise_seconds, rng)
-        )
-    shard_seconds = total / args.clean_shards + 1.0
-    prepare(
-        PrepareConfig(corpus="folder", source=os.path.join(folder, "speech"), shard_seconds=shard_seconds),
-        clean_dir,
+
+    def sources(folder, kind, longest_seconds):
+        if folder:
+            return lambda: _common.audio_sources(folder)
+        return lambda: _common.synthetic_sources(kind, rng, seconds=min(20.0, longest_seconds))
+
+    clean_dir = _common.write_prepared_corpus(
+        os.path.join(folder, "clean"),
+        sources(args.speech_source, "speech", 15.0),
+        rng,
+        total_seconds=args.clean_hours * 3600,
+        file_seconds=(3.0, 15.0),
+        num_shards=args.clean_shards,
     )
-    prepare(PrepareConfig(corpus="folder", source=os.path.join(folder, "noise")), noise_dir)
+    noise_dir = _common.write_prepared_corpus(
+        os.path.join(folder, "noise"),
+        sources(args.noise_source, "noise", args.noise_seconds),
+        rng,
+        num_files=args.noise_files,
+        file_seconds=(args.noise_seconds, args.noise_seconds),
+    )
     return clean_dir, noise_dir
 
 
-def read_rate(dataset: tf.data.Dataset, items_per_batch: int, warmup_seconds: float, seconds: float) -> dict:
-    """Items/s and CPU-ms per item over a window of `seconds` after `warmup_seconds`."""
-    iterator = iter(dataset)
-    start = time.perf_counter()
-    while time.perf_counter() - start < warmup_seconds:
-        next(iterator)
-    batches, checksum = 0, 0.0
-    cpu_start, start = time.process_time(), time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        batch = next(iterator)
-        first = batch[0] if isinstance(batch, tuple) else batch["audio"]
-        checksum += float(first[0, 0])  # touch the data, as a train step would
-        batches += 1
-    cpu = time.process_time() - cpu_start
-    items = batches * items_per_batch
-    return {
-        "per_second": items / elapsed,
-        "cpu_ms": 1000 * cpu / items,
-        "batches": batches,
-        "load": os.getloadavg()[0],
-    }
-
-
 def time_mixing(config: PairConfig, repeats: int) -> tuple[float, float]:
+    """ms per `mix_pair` call on one batch: in a tf.function (as in a train step), and eager."""
     clean, noise, snr_db, num_valid = next(iter(make_pair_dataset(config)))
 
     def mix(c, n, s, v):
@@ -161,24 +108,17 @@ def time_mixing(config: PairConfig, repeats: int) -> tuple[float, float]:
 
     results = []
     for function in (tf.function(mix), mix):
-        for _ in range(5):
-            float(function(clean, noise, snr_db, num_valid)[0][0, 0])
-        start = time.perf_counter()
-        for _ in range(repeats):
-            float(function(clean, noise, snr_db, num_valid)[0][0, 0])
-        results.append(1000 * (time.perf_counter() - start) / repeats)
+        window = _common.time_window(
+            lambda f=function: float(f(clean, noise, snr_db, num_valid)[0][0, 0]),
+            0.0,
+            warmup_calls=5,
+            min_calls=repeats,
+        )
+        results.append(1000 * window.seconds / window.calls)
     return results[0], results[1]
 
 
-def summary(values: list[float], digits: int = 1) -> dict:
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-    }
-
-
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clean-dir", help="prepared clean speech (default: write a corpus)")
     parser.add_argument("--noise-dir", help="prepared noise (default: write a corpus)")
@@ -210,8 +150,8 @@ def main() -> None:
     parser.add_argument("--noise-seconds", type=float, default=60.0)
     parser.add_argument("--speech-source", help="folder of speech audio to cut the clean files from")
     parser.add_argument("--noise-source", help="folder of noise audio to cut the noise files from")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args()
+    parser.add_argument("--json", **_common.JSON_OPTION)
+    args = parser.parse_args(argv)
     if bool(args.clean_dir) != bool(args.noise_dir):
         parser.error("give both --clean-dir and --noise-dir, or neither")
     if args.corpus_dir and os.path.exists(args.corpus_dir) and not os.path.isdir(args.corpus_dir):
@@ -220,7 +160,8 @@ def main() -> None:
     if not streams or set(streams) - set(STREAM_KEYS):
         parser.error(f"--streams takes {', '.join(STREAM_KEYS)}")
 
-    load_start = os.getloadavg()[0]
+    _common.check_json_path(parser, args.json)
+    facts = _common.RunFacts(__file__, argv)
     with tempfile.TemporaryDirectory(prefix="bench_pairs-") as scratch:
         if args.clean_dir:
             clean_dir, noise_dir, corpus = args.clean_dir, args.noise_dir, "given"
@@ -232,14 +173,8 @@ def main() -> None:
                 f"{args.noise_files} x {args.noise_seconds:g} s noise "
                 f"({'cut from ' + args.noise_source if args.noise_source else 'synthetic'})"
             )
-        config = PairConfig(
-            clean_dir,
-            noise_dir,
-            split=args.split,
-            crop_seconds=args.crop_seconds,
-            pairs_per_batch=args.pairs_per_batch,
-            noise_bank_max_mb=args.noise_bank_max_mb,
-        )
+        sampling = _common.settings(args, "split", "crop_seconds", "pairs_per_batch", "noise_bank_max_mb")
+        config = PairConfig(clean_dir, noise_dir, **sampling)
         bank = load_noise_bank(noise_dir, args.split, config.crop_samples, max_mb=args.noise_bank_max_mb)
         records = dataclasses.replace(config, noise_bank_max_mb=0.0)
         one_crop = dataclasses.replace(config, max_crops_per_file=1)
@@ -255,8 +190,15 @@ def main() -> None:
         rates = {name: [] for name in streams}
         for _ in range(args.rounds):  # streams in turn, so that drifting load hits each alike
             for name in streams:
+                window = _common.read_rate(
+                    builders[name](), config.pairs_per_batch, args.seconds, args.warmup_seconds
+                )
                 rates[name].append(
-                    read_rate(builders[name](), config.pairs_per_batch, args.warmup_seconds, args.seconds)
+                    {
+                        "per_second": window.per_second(config.pairs_per_batch),
+                        "cpu_ms": window.cpu_ms_per_item(config.pairs_per_batch),
+                        "load": window.load_average_1min,
+                    }
                 )
         mix_ms, mix_eager_ms = time_mixing(config, args.repeats)
 
@@ -267,11 +209,11 @@ def main() -> None:
         "noise_bank_mb": round(bank.nbytes / 1e6, 1) if bank is not None else None,
     }
     for name, runs in rates.items():
-        per_second = summary([run["per_second"] for run in runs])
+        per_second = _common.summary([run["per_second"] for run in runs])
         rate_key, cpu_key = STREAM_KEYS[name]
         result[rate_key] = per_second["median"]
         result[f"{rate_key}_range"] = [per_second["min"], per_second["max"]]
-        result[cpu_key] = summary([run["cpu_ms"] for run in runs], 3)["median"]
+        result[cpu_key] = _common.summary([run["cpu_ms"] for run in runs], 3)["median"]
         result[f"{rate_key}_load_average_1min"] = [round(run["load"], 2) for run in runs]
     for key, (name, other) in RATIOS.items():
         if name in rates and other in rates:
@@ -279,8 +221,8 @@ def main() -> None:
                 a["per_second"] / b["per_second"] for a, b in zip(rates[name], rates[other], strict=True)
             ]
             cpu = [a["cpu_ms"] / b["cpu_ms"] for a, b in zip(rates[name], rates[other], strict=True)]
-            result[key] = summary(ratios, 3)
-            result[key.replace("ratio", "cpu_ratio")] = summary(cpu, 3)
+            result[key] = _common.summary(ratios, 3)
+            result[key.replace("ratio", "cpu_ratio")] = _common.summary(cpu, 3)
     if "pairs" in rates:
         pairs = result["pairs_per_second"]
         result["clean_audio_seconds_per_second"] = round(pairs * config.crop_seconds, 1)
@@ -295,13 +237,9 @@ def main() -> None:
             "warmup_seconds": args.warmup_seconds,
             "rounds": args.rounds,
             "cpu_count": os.cpu_count(),
-            "load_average_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
             "corpus": corpus,
         }
     )
-    if args.json:
-        print(json.dumps(result))
-        return
     lines = []
     if "pairs" in rates:
         r = result
@@ -341,14 +279,14 @@ def main() -> None:
             )
     lines.append(
         f"mix_pair: {mix_ms:.2f} ms per batch in a tf.function ({mix_eager_ms:.2f} ms eager); "
-        f"{result['cpu_count']} cores, 1-min load average {result['load_average_1min'][0]} -> "
-        f"{result['load_average_1min'][1]}; {args.rounds} rounds of {args.seconds:g} s windows, medians"
+        f"{result['cpu_count']} cores, 1-min load average {facts.load_start:.2f} -> "
+        f"{os.getloadavg()[0]:.2f}; {args.rounds} rounds of {args.seconds:g} s windows, medians"
     )
     lines.append(
         "1-min load at each window: "
         + "; ".join(f"{name} {result[STREAM_KEYS[name][0] + '_load_average_1min']}" for name in rates)
     )
-    print("\n".join(lines))
+    return _common.report(facts, result, lines, args.json)
 
 
 if __name__ == "__main__":

@@ -3,20 +3,24 @@
     python benchmarks/bench_train.py [--stages pretrain,finetune] [--presets tiny,small]
                                      [--precisions float32,mixed_bfloat16] [--pairs 8]
                                      [--crop-seconds 4] [--files 8] [--file-seconds 8]
-                                     [--jit-compile auto|on|off] [--json]
+                                     [--jit-compile auto|on|off] [--json [PATH]]
 
+The models are the ones training builds, from the library's builders and default configs
+(`jsqa_tf.training.pretrain.build_pretrainer`, `jsqa_tf.training.finetune.build_regressor`
+and `compile_regressor`), with the preset and precision given.
 pretrain: the pretrainer's train step on 8 JND pairs (16 clips) of 4 s: SNR mixing on the
-device, encoder forward and backward over both views, NT-Xent, Adam.
+device, encoder forward and backward over both views, projection head, NT-Xent, Adam.
 finetune: the MOS regressor's train step on 8 whole files of 8 s (NISQA's lengths are
 ~6-12 s), given as a padded batch with its valid lengths (the masked path fine-tuning runs),
-encoder + 4-layer head forward and backward, MSE, Adam with the encoder's own rate. It also
-prints the time of one epoch of NISQA_TRAIN_SIM (10,000 files) at that step time.
+encoder + the paper's 256-128-64 head forward and backward, MSE, Adam. It also prints the
+time of one epoch of NISQA_TRAIN_SIM (10,000 files) at that step time.
 
 Inputs are random arrays already in memory (the input pipeline is measured by bench_data.py /
-bench_pairs.py), rotated among three batches. Reported per configuration: ms per step
-(median), clips/s, audio-s/s and achieved GFLOP/s against the analytic count: 2 FLOPs per
-multiply-accumulate × 3 (forward and backward) × the encoder's MACs per second of audio ×
-seconds of audio per step.
+bench_pairs.py), rotated among three batches. After `--warmup` steps (the first compiles),
+steps are timed for at least `--steps` and `--min-seconds` (at most 10 x `--steps`).
+Reported per configuration: ms per step (median), clips/s, audio-s/s and achieved GFLOP/s
+against the analytic count: 2 FLOPs per multiply-accumulate x 3 (forward and backward) x the
+encoder's MACs per second of audio x seconds of audio per step.
 
 Runs under any Keras backend: KERAS_BACKEND=jax on a GPU machine needs no TensorFlow.
 """
@@ -24,18 +28,24 @@ Runs under any Keras backend: KERAS_BACKEND=jax on a GPU machine needs no Tensor
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _common  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jsqa_tf.models import ContrastivePretrainer, MOSRegressor, ProjectionHead, WaveformEncoder  # noqa: E402
-from jsqa_tf.training.optimizer import ScaledAdam  # noqa: E402
+from jsqa_tf.config import (  # noqa: E402
+    EncoderConfig,
+    FinetuneConfig,
+    FinetuneTrainingConfig,
+    MOSModelConfig,
+    PretrainConfig,
+    PretrainTrainingConfig,
+)
+from jsqa_tf.training.finetune import build_regressor, compile_regressor  # noqa: E402
+from jsqa_tf.training.pretrain import build_pretrainer  # noqa: E402
 
 NISQA_TRAIN_SIM_FILES = 10_000
 
@@ -62,6 +72,7 @@ def batches(pairs: int, samples: int, count: int = 3, seed: int = 0):
             "clean": (0.1 * rng.standard_normal((pairs, samples))).astype("float32"),
             "noise": (0.1 * rng.standard_normal((pairs, samples))).astype("float32"),
             "snr_db": rng.uniform(-3, 9, (pairs, 2)).astype("float32"),
+            "num_valid_samples": np.full(pairs, samples, "int32"),
         }
         for _ in range(count)
     ]
@@ -81,15 +92,16 @@ def file_batches(files: int, samples: int, count: int = 3, seed: int = 0):
     ]
 
 
-def build(stage, preset, jit_compile):
-    encoder = WaveformEncoder.from_preset(preset, name="encoder")
+def build(stage: str, preset: str, jit_compile):
+    """The compiled model of a stage, as training builds it from a config with this preset."""
+    jit = None if jit_compile == "auto" else jit_compile
     if stage == "pretrain":
-        model = ContrastivePretrainer(encoder, ProjectionHead(encoder.contrastive_dim))
-        optimizer = keras.optimizers.Adam(1e-3)
-    else:
-        model = MOSRegressor(encoder)
-        optimizer = ScaledAdam(1e-3, encoder.trainable_variables, scale=0.1)
-    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+        training = PretrainTrainingConfig(jit_compile=jit)
+        return build_pretrainer(PretrainConfig("", model=EncoderConfig(preset=preset), training=training))
+    training = FinetuneTrainingConfig(jit_compile=jit)
+    config = FinetuneConfig(model=MOSModelConfig(preset=preset), training=training)
+    model = build_regressor(config)
+    compile_regressor(model, config, frozen=False)
     return model
 
 
@@ -105,18 +117,19 @@ def measure(stage, preset, precision, clips, seconds, steps, warmup, min_seconds
             data = [(batch,) for batch in batches(clips, samples)]
         else:
             data = file_batches(clips, samples)
-        for i in range(warmup):
-            model.train_on_batch(*data[i % len(data)])
-        times = []
-        started = time.perf_counter()
-        while len(times) < steps or (time.perf_counter() - started < min_seconds and len(times) < 10 * steps):
-            begin = time.perf_counter()
-            logs = model.train_on_batch(*data[len(times) % len(data)], return_dict=True)
-            float(logs["loss"])  # wait for the device
-            times.append(time.perf_counter() - begin)
+        calls, logs = [0], {}
+
+        def train_step():
+            logs.update(model.train_on_batch(*data[calls[0] % len(data)], return_dict=True))
+            calls[0] += 1
+            return float(logs["loss"])  # wait for the device
+
+        window = _common.time_window(
+            train_step, min_seconds, warmup_calls=warmup, min_calls=steps, max_calls=10 * steps
+        )
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    step = statistics.median(times)
+    step = window.median_call_seconds()
     pairs, crop_seconds = (clips, seconds) if stage == "pretrain" else (None, seconds)
     clips = 2 * clips if stage == "pretrain" else clips
     flops_per_step = 2 * 3 * encoder.macs_per_second() * crop_seconds * clips
@@ -133,7 +146,7 @@ def measure(stage, preset, precision, clips, seconds, steps, warmup, min_seconds
         "clips_per_second": round(clips / step, 2),
         "audio_seconds_per_second": round(clips * crop_seconds / step, 2),
         "gflops": round(flops_per_step / step / 1e9, 1),
-        "steps_timed": len(times),
+        "steps_timed": window.calls,
         "loss": float(logs["loss"]),
     }
     if stage == "finetune":
@@ -152,13 +165,15 @@ def line(result: dict) -> str:
     return text + (f"  NISQA_TRAIN_SIM epoch {epoch:.0f} s" if epoch else "")
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stages", default="pretrain,finetune")
-    parser.add_argument("--presets", default="tiny,small")
-    parser.add_argument("--precisions", default="float32,mixed_bfloat16")
-    parser.add_argument("--pairs", type=int, default=8)
-    parser.add_argument("--crop-seconds", type=float, default=4.0)
+    parser.add_argument("--stages", default="pretrain,finetune", help="comma-separated: pretrain, finetune")
+    parser.add_argument("--presets", default="tiny,small", help="comma-separated encoder presets")
+    parser.add_argument(
+        "--precisions", default="float32,mixed_bfloat16", help="comma-separated Keras dtype policies"
+    )
+    parser.add_argument("--pairs", type=int, default=8, help="pretraining: JND pairs per step")
+    parser.add_argument("--crop-seconds", type=float, default=4.0, help="pretraining: seconds a crop")
     parser.add_argument("--files", type=int, default=8, help="fine-tuning: files per step")
     parser.add_argument("--file-seconds", type=float, default=8.0, help="fine-tuning: seconds a file")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (at least)")
@@ -170,8 +185,10 @@ def main() -> None:
         default="auto",
         help="XLA: auto is Keras's choice (JAX: on; TensorFlow: on a GPU only)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON list")
-    args = parser.parse_args()
+    parser.add_argument("--json", **_common.JSON_OPTION)
+    args = parser.parse_args(argv)
+    _common.check_json_path(parser, args.json)
+    facts = _common.RunFacts(__file__, argv)
 
     results = []
     for stage in args.stages.split(","):
@@ -192,10 +209,9 @@ def main() -> None:
                     {"auto": "auto", "on": True, "off": False}[args.jit_compile],
                 )
                 results.append(result)
-                if not args.json:
+                if args.json != "-":
                     print(line(result), flush=True)
-    if args.json:
-        print(json.dumps(results))
+    return _common.report(facts, {"settings": _common.settings(args), "rows": results}, [], args.json)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Trains the full `jsqa` MOS model on demo audio on a GPU under JAX: trained weights to
 measure int8 error on (`bench_infer.py --model`).
 
-    # here, with TensorFlow: the training data (demo corpora, int16), < 64 MiB
+    # here: the training data (demo corpora, int16), < 64 MiB (`--small`: a quick check's)
     python benchmarks/fit_jsqa_jax.py data --out .device/jsqa_data.npz
     # on a GPU machine with JAX and Keras (no TensorFlow needed), the weights as float16 parts
     KERAS_BACKEND=jax python benchmarks/fit_jsqa_jax.py fit --data .device/jsqa_data.npz --out OUT
@@ -18,6 +18,12 @@ known degradations, README) under mixed bfloat16, Adam. Train: a second demo cor
 demo's val files (seed 0, 16 files of other speakers), the files `bench_infer.py` scores.
 Weights come back as float16 (a GPU machine returns at most 16 MiB a file, 64 MiB in all; the
 float32 weights are 88 MB), so the assembled model is the trained one rounded to float16.
+
+The model and its loss are the library's: `MOSRegressor(encoder_from_preset(preset))`, trained
+by Keras's `fit` with the regressor's own loss (MSE) and scored with `jsqa_tf.metrics`. `fit`
+writes `fit.json` (the figures, the run's facts: machine with its GPU, date, command; the
+history) into OUT last, and with `--json PATH` the same figures without the history. Nothing
+this script imports needs TensorFlow (the `fit` step runs where there is none).
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ import tempfile
 import time
 import zipfile
 
+import _common
 import numpy as np
 
+from jsqa_lite.contract import SAMPLE_RATE
 from jsqa_tf import atomic
 
-SAMPLE_RATE = 16_000
 PART_BYTES = 15 * 2**20
 
 
@@ -45,6 +52,7 @@ def parse_args(argv=None):
     data = steps.add_parser("data", help="Write the training data (needs the package's audio reader).")
     data.add_argument("--out", required=True)
     data.add_argument("--extra-files", type=int, default=200, help="Files of the seed-1 demo corpus.")
+    data.add_argument("--small", action="store_true", help="Both demo corpora at the small demo's sizes.")
     fit = steps.add_parser("fit", help="Train under KERAS_BACKEND=jax; write float16 weight parts.")
     fit.add_argument("--data", required=True)
     fit.add_argument("--out", required=True)
@@ -55,38 +63,42 @@ def parse_args(argv=None):
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--preset", default="jsqa", help="Encoder preset (`tiny` for a quick CPU check).")
     fit.add_argument("--steps-per-epoch", type=int, default=32)
+    fit.add_argument("--json", **_common.JSON_OPTION)
     assemble = steps.add_parser("assemble", help="float16 weight parts -> a float32 .keras file.")
     assemble.add_argument("--weights", required=True, help="The folder `fit` wrote.")
     assemble.add_argument("--out", required=True)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.step == "fit":
+        _common.check_json_path(fit, args.json)
+    return args
 
 
 def log(text: str) -> None:
-    print(text, flush=True)
+    print(text, file=sys.stderr, flush=True)
 
 
 def build_model(preset: str = "jsqa"):
-    from jsqa_tf.models import MOSRegressor, WaveformEncoder
+    from jsqa_tf.models import MOSRegressor, encoder_from_preset
 
-    return MOSRegressor(WaveformEncoder.from_preset(preset))
+    return MOSRegressor(encoder_from_preset(preset))
 
 
 # --- data (here) ----------------------------------------------------------------------------------
 
 
-def write_data(out: str, extra_files: int) -> None:
-    from jsqa_tf.audio import read_audio
-    from jsqa_tf.data.corpora import read_nisqa
-    from jsqa_tf.data.demo import demo_paths, make_demo_corpus
+def write_data(out: str, extra_files: int, small: bool = False) -> None:
+    from jsqa_tf.data.demo import SMALL_DEMO, make_demo_corpus
 
+    sizes = SMALL_DEMO if small else {}
     with tempfile.TemporaryDirectory() as workdir:
         splits = {"train": [], "val": []}
-        for seed, num_files in ((0, 60), (1, extra_files)):
+        for seed, num_files in ((0, SMALL_DEMO["num_mos_files"] if small else 60), (1, extra_files)):
             root = os.path.join(workdir, f"demo{seed}")
-            make_demo_corpus(root, seed=seed, num_mos_files=num_files)
-            for record in read_nisqa(demo_paths(root)["nisqa"]).records:
-                split = "val" if seed == 0 and "VAL" in record.database else "train"
-                splits[split].append((read_audio(record.path), record.mos))
+            files = _common.demo_mos_files(
+                make_demo_corpus(root, seed=seed, **{**sizes, "num_mos_files": num_files})
+            )
+            splits["train"] += files["train"]
+            splits["val" if seed == 0 else "train"] += files["val"]
         arrays = {}
         for split, files in splits.items():
             pcm = [np.round(np.clip(audio, -1, 32767 / 32768) * 32768).astype(np.int16) for audio, _ in files]
@@ -108,7 +120,7 @@ def load_split(data, split):
 
 def padded(files):
     """The masked batch input: waveforms zero-padded to the longest, and their lengths."""
-    from jsqa_tf.windows import pad_batch
+    from jsqa_lite.scoring import pad_batch
 
     waveform, lengths = pad_batch(files)
     return {"waveform": waveform, "num_valid_samples": lengths}
@@ -137,7 +149,7 @@ def load_npz(path: str):
 # --- fit (GPU, JAX) -------------------------------------------------------------------------------
 
 
-def fit(args) -> None:
+def fit(args, facts: _common.RunFacts) -> dict:
     import keras
 
     keras.config.set_dtype_policy("mixed_bfloat16")
@@ -180,13 +192,15 @@ def fit(args) -> None:
     timed = [h["seconds"] for h in history[1:]] or [history[0]["seconds"]]  # the first compiles
     clips_per_second = args.steps_per_epoch * args.batch_size / np.median(timed)
     final = scores(np.asarray(model.predict(val_inputs, batch_size=16, verbose=0)), val_mos)
-    log(f"final val (16 whole files): {final}")
+    log(f"final val ({len(val)} whole files): {final}")
     log(f"{clips_per_second:.0f} clips of {args.crop_seconds} s a second")
     os.makedirs(args.out, exist_ok=True)
     save_parts([np.asarray(w) for w in model.get_weights()], args.out)
-    summary = {"epochs": epoch, "clips_per_second": clips_per_second, "val": final, "args": vars(args)}
+    summary = {"epochs": epoch, "clips_per_second": clips_per_second, "val": final}
+    summary["args"] = _common.settings(args)
     # Last: a fit.json means every part is whole (`assemble` reads it first).
-    atomic.write_json(os.path.join(args.out, "fit.json"), {**summary, "history": history})
+    atomic.write_json(os.path.join(args.out, "fit.json"), facts.as_dict() | summary | {"history": history})
+    return _common.report(facts, summary, [], args.json)
 
 
 def _crop(audio, crop, rng):
@@ -232,14 +246,15 @@ def assemble(args) -> None:
     log(f"wrote {args.out}")
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict | None:
     args = parse_args(argv)
     if args.step == "data":
-        write_data(args.out, args.extra_files)
+        write_data(args.out, args.extra_files, args.small)
     elif args.step == "fit":
-        fit(args)
+        return fit(args, _common.RunFacts(__file__, argv))
     else:
         assemble(args)
+    return None
 
 
 if __name__ == "__main__":
