@@ -116,6 +116,7 @@ def evaluate(
     95% intervals), predictions.csv and scatter.png; prints a summary, and the output
     folder as JSON.
     """
+    from jsqa_lite.memory import check_scoring
     from jsqa_tf.evaluation import evaluate as run_evaluate
     from jsqa_tf.evaluation import summary_text
     from jsqa_tf.models import find_model_file
@@ -124,6 +125,7 @@ def evaluate(
         raise click.UsageError("--window-seconds must be > 0, --batch-size >= 1, --bootstrap >= 0")
     if not os.path.exists(data):
         raise JSQAError(f"{data}: not found (prepared shards or a CSV)")
+    check_scoring(window_seconds, batch_size)
     model_file = find_model_file(model_path)
     if out_dir is None:
         name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
@@ -256,3 +258,7 @@ main.add_command(
         ),
     )
 )
+
+
+if __name__ == "__main__":
+    main()

@@ -215,7 +215,7 @@ def pairs(
     (snr_distributions.png); prints the summary as JSON.
     """
     from jsqa_tf.config import PairConfig, from_dict, load_yaml
-    from jsqa_tf.data.pairs import write_pairs
+    from jsqa_tf.data.pairs import check_pairs_memory, write_pairs
     from jsqa_tf.data.prepare import load_manifest
 
     settings = load_yaml(config_path) if config_path else {}
@@ -223,6 +223,7 @@ def pairs(
     # Pairs are drawn at the rate the speech was prepared at (the noise must match it).
     settings.setdefault("sample_rate", load_manifest(clean_dir).get("sample_rate", 16_000))
     config = from_dict(PairConfig, settings | given(options, PAIR_KEYS), where=config_path or "pairs")
+    check_pairs_memory(config)  # before the progress bar: a refusal is one line
     with progress_bars() as progress:
         update = progress("drawing pairs", num_pairs)
         summary = write_pairs(

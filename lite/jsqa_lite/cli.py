@@ -106,7 +106,7 @@ def predict_command(
         if default_model and _defaulted("model_path") and not os.path.exists(model_path):
             raise UsageError(f"no --model given and no model at {model_path}: {no_model_hint}".rstrip(": "))
         settings = _predict_settings(options)
-        files, backend, stream = _open_predict(open_backend, paths, model_path, options, settings["threads"])
+        files, backend, stream = _open_predict(open_backend, paths, model_path, options, settings)
         try:
             scored, failed = _score_to(stream, backend, files, options, settings)
         finally:
@@ -146,8 +146,9 @@ def _predict_settings(options: dict) -> dict:
     }
 
 
-def _open_predict(open_backend, paths, model_path: str, options: dict, threads: int):
+def _open_predict(open_backend, paths, model_path: str, options: dict, settings: dict):
     """The files to score, the backend and the output stream; a `UsageError` for any of them."""
+    from jsqa_lite.memory import check_scoring
     from jsqa_lite.predict import collect_inputs
 
     output = options["output"]
@@ -156,10 +157,11 @@ def _open_predict(open_backend, paths, model_path: str, options: dict, threads: 
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise UsageError(f"{output}: cannot write here (no such folder, or not writable)")
     try:
+        check_scoring(settings["window_seconds"], settings["batch_size"])
         files = collect_inputs(paths, options["csv_lists"], options["recursive"])
         if not files:
             raise UsageError("no audio files given (PATH..., folders with audio, or --csv LIST)")
-        backend = open_backend(model_path, threads)
+        backend = open_backend(model_path, settings["threads"])
         stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
     except JSQAError as error:
         raise UsageError(str(error)) from error
@@ -276,3 +278,7 @@ def _open_tflite(path: str, num_threads: int):
 
 
 main.add_command(predict_command(_open_tflite, model_help="The FILE.tflite that `jsqa-tf export` wrote."))
+
+
+if __name__ == "__main__":
+    main()
