@@ -10,24 +10,11 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from jsqa_lite import memory
-from jsqa_tf.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HUGE = "1000000"  # seconds: no range bounds a crop or a window from above
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert "Traceback" not in result.output
-    assert len([line for line in lines if line.startswith("error: ")]) == 1 and lines[-1].startswith("error: ")
-    return lines[-1]
 
 
 def test_available_memory_is_the_smallest_of_the_kernel_the_rlimit_and_the_cgroup():
@@ -88,15 +75,15 @@ def _limited(args, limit_gb: float, timeout=300):
 # Two processes each, each paying the TensorFlow import (~5 s) and a few seconds of work.
 @pytest.mark.slow
 def test_pairs_under_a_memory_limit_refuses_a_huge_crop_and_finishes_a_small_one(mos_demo, tmp_path):
-    refused = _limited(
-        ["pairs", mos_demo["clean"], mos_demo["noise"], tmp_path / "big", "-n", "2", "--crop-seconds", "1000"], 8
-    )
+    folders = [mos_demo["clean"], mos_demo["noise"]]
+    refused = _limited(["pairs", *folders, tmp_path / "big", "-n", "2", "--crop-seconds", "1000"], 8)
     assert refused.returncode == 1, refused.stderr
     line = refused.stderr.strip().splitlines()
-    assert len(line) == 1 and line[0].startswith("error: crop_seconds 1000 with pairs_per_batch 8 needs about")
-    assert "the address-space limit (ulimit -v)" in line[0] and "lower crop_seconds (--crop-seconds)" in line[0]
+    assert len(line) == 1 and line[0].startswith("error: crop_seconds 1000 with pairs_per_batch 8 needs")
+    assert "the address-space limit (ulimit -v)" in line[0]
+    assert line[0].endswith("lower crop_seconds (--crop-seconds) or pairs_per_batch")
     assert not (tmp_path / "big").exists()
-    done = _limited(["pairs", mos_demo["clean"], mos_demo["noise"], tmp_path / "small", "-n", "2"], 8)
+    done = _limited(["pairs", *folders, tmp_path / "small", "-n", "2"], 8)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "small" / "pairs.csv").exists()
 
@@ -118,9 +105,8 @@ def test_predict_and_evaluate_under_a_memory_limit(tiny_mos_keras, tmp_path):
     done = _limited([*args, "10"], 8)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1].startswith(str(tmp_path / "a.wav"))
-    refused = _limited(
-        ["evaluate", tiny_mos_keras, tmp_path / "list.csv", "-o", tmp_path / "ev", "--window-seconds", HUGE], 8
-    )
+    listed = [tiny_mos_keras, tmp_path / "list.csv", "-o", tmp_path / "ev"]
+    refused = _limited(["evaluate", *listed, "--window-seconds", HUGE], 8)
     assert refused.returncode == 1 and "--window-seconds 1e+06 with --batch-size 8 needs" in refused.stderr
     assert not (tmp_path / "ev").exists()
 
@@ -129,7 +115,8 @@ def test_finetune_refuses_a_huge_crop_before_any_model(mos_demo, tmp_path):
     from jsqa_tf.training import finetune
     from tests.test_finetune import tiny_config
 
-    with pytest.raises(memory.MemoryLimitError, match=r"^data.crop_seconds 1e\+06 with data.batch_size 8 needs"):
+    expected = r"^data.crop_seconds 1e\+06 with data.batch_size 8 needs"
+    with pytest.raises(memory.MemoryLimitError, match=expected):
         finetune(tiny_config(tmp_path / "run", mos_demo["mos"], crop_seconds=float(HUGE)))
     assert not list((tmp_path / "run").glob("checkpoints/epoch-*"))
 
@@ -139,7 +126,8 @@ def test_finetune_on_whole_files_names_the_longest(mos_demo, tmp_path, monkeypat
     from tests.test_finetune import tiny_config
 
     monkeypatch.setattr(memory, "available_bytes", lambda: (1e6, "MemAvailable"))
-    with pytest.raises(memory.MemoryLimitError, match=r"^whole files \(the longest \d+ s\) with data.batch_size"):
+    expected = r"^whole files \(the longest \d+ s\) with data.batch_size 8 needs"
+    with pytest.raises(memory.MemoryLimitError, match=expected):
         finetune(tiny_config(tmp_path / "run", mos_demo["mos"], crop_seconds=None))
 
 
@@ -151,5 +139,6 @@ def test_distill_refuses_a_huge_crop_before_any_model(mos_demo, tiny_mos_keras, 
 
     config = tiny_config(tmp_path / "run", mos_demo, tiny_mos_keras)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, crop_seconds=float(HUGE)))
-    with pytest.raises(memory.MemoryLimitError, match=r"^data.crop_seconds 1e\+06 with data.mixtures_per_batch"):
+    expected = r"^data.crop_seconds 1e\+06 with data.mixtures_per_batch"
+    with pytest.raises(memory.MemoryLimitError, match=expected):
         distill(config)
