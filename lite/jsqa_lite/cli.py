@@ -114,10 +114,15 @@ def predict_command(
         status: 0 all scored, 1 some failed, 2 the command could not start, 3 the results could
         not be written. With a .tflite model TensorFlow is not imported.
         """
-        if default_model and _defaulted("model_path") and not os.path.exists(model_path):
-            raise UsageError(f"no --model given and no model at {model_path}: {no_model_hint}".rstrip(": "))
         settings = _predict_settings(options)
-        files, backend = _open_predict(open_backend, paths, model_path, options, settings)
+
+        def no_model() -> None:
+            if default_model and _defaulted("model_path") and not os.path.exists(model_path):
+                raise UsageError(
+                    f"no --model given and no model at {model_path}: {no_model_hint}".rstrip(": ")
+                )
+
+        files, backend = _open_predict(open_backend, paths, model_path, options, settings, no_model)
         output = options["output"]
         try:
             with _results_stream(output) as stream:
@@ -158,7 +163,7 @@ def _predict_settings(options: dict) -> dict:
     }
 
 
-def _open_predict(open_backend, paths, model_path: str, options: dict, settings: dict):
+def _open_predict(open_backend, paths, model_path: str, options: dict, settings: dict, no_model):
     """The files to score and the backend; a `UsageError` for either, for settings that would
     not fit in memory, or for an output that cannot be written or is an input."""
     from jsqa_lite.memory import check_scoring
@@ -176,6 +181,7 @@ def _open_predict(open_backend, paths, model_path: str, options: dict, settings:
             raise UsageError("no audio files given (PATH..., folders with audio, or --csv LIST)")
         if output:
             _refuse_output_over_inputs(output, files, options["csv_lists"], model_path)
+        no_model()  # a missing default model, said after what the output would destroy
         backend = open_backend(model_path, settings["threads"])
     except JSQAError as error:
         raise UsageError(str(error)) from error
