@@ -388,7 +388,7 @@ CASES = {
     "--resume without a run": (
         lambda w, t: (
             pretrain_args(t / "none", w["clean"], w["noise"], "--resume"),
-            [f"{t}/none: no run to resume (no config.yaml)"],
+            [f"{t}/none: no run to continue (no config.yaml); without --resume one starts"],
         ),
         None,
     ),

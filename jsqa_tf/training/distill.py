@@ -312,7 +312,7 @@ def distill(
     from jsqa_tf.data.mos import Selection, labelled_files
     from jsqa_tf.data.pairs import check_pairs_memory
 
-    if not resume and (done := finished_run(config)) is not None:
+    if (done := finished_run(config)) is not None:
         return done  # the same command again: nothing to do
     teacher_path = config.model.teacher
     if not teacher_path:

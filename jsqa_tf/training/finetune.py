@@ -258,7 +258,7 @@ def finetune(
     """
     from jsqa_tf.data.mos import Selection, count_labelled, labelled_files
 
-    if not resume and (done := finished_run(config)) is not None:
+    if (done := finished_run(config)) is not None:
         return done  # the same command again: nothing to do
     with Run(config, resume) as run:
         config, data, training = run.config, run.config.data, run.config.training

@@ -199,7 +199,7 @@ def pretrain(
 
     from jsqa_tf.data.pairs import check_pairs_memory
 
-    if not resume and (done := finished_run(config)) is not None:
+    if (done := finished_run(config)) is not None:
         return done  # the same command again: nothing to do
     with Run(config, resume) as run:
         config, training = run.config, run.config.training
