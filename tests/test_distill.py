@@ -21,7 +21,7 @@ from jsqa_tf.errors import ConfigError, ModelError
 from jsqa_tf.mixing import CLIP_LEVEL
 from jsqa_tf.models import load_mos_regressor
 from jsqa_tf.models.distiller import mixtures
-from jsqa_tf.training import TrainingError, distill
+from jsqa_tf.training import distill
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDENT_PRESET = "student-tiny"
