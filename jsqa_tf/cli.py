@@ -171,6 +171,9 @@ def compare(sources, baseline, bootstrap, seed, as_json, output) -> None:
 
     if bootstrap < 0:
         raise click.UsageError("--bootstrap must be >= 0")
+    if output:  # before any work: a file where a folder of the path should be, no permission
+        atomic.check_writable(output)
+        atomic.check_writable(os.path.splitext(output)[0] + ".json")
     results = [load_result(source) for source in sources]
     names = [result.name for result in results]
     index = 0

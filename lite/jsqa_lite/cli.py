@@ -178,7 +178,7 @@ def _open_predict(open_backend, paths, model_path: str, options: dict, settings:
         check_scoring(settings["window_seconds"], settings["batch_size"])
         files = collect_inputs(paths, options["csv_lists"], options["recursive"])
         if not files:
-            raise UsageError("no audio files given (PATH..., folders with audio, or --csv LIST)")
+            raise UsageError(_no_audio_message(paths, options["recursive"]))
         if output:
             _refuse_output_over_inputs(output, files, options["csv_lists"], model_path)
         no_model()  # a missing default model, said after what the output would destroy
@@ -186,6 +186,18 @@ def _open_predict(open_backend, paths, model_path: str, options: dict, settings:
     except JSQAError as error:
         raise UsageError(str(error)) from error
     return files, backend
+
+
+def _no_audio_message(paths, recursive: bool) -> str:
+    """Why there is nothing to score: the folders given (named) hold no audio files."""
+    from jsqa_lite.audio import AUDIO_SUFFIXES
+
+    folders = [path for path in paths if os.path.isdir(path)]
+    if not folders:
+        return "no audio files given (PATH..., folders with audio, or --csv LIST)"
+    where = "or its subfolders" if recursive else "(--recursive also looks in subfolders)"
+    named = folders[0] if len(folders) == 1 else f"{folders[0]} (and {len(folders) - 1} more folder(s))"
+    return f"{named}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder {where}"
 
 
 def _refuse_output_over_inputs(output: str, files: list[str], csv_lists, model_path: str) -> None:
