@@ -105,8 +105,25 @@ for _command in (
 @click.option("--bootstrap", default=1000, show_default=True, help="Bootstrap resamples (95% intervals).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--strict", is_flag=True, help="Fail if any listed file is missing or unreadable.")
+@click.option(
+    "--mos-range",
+    nargs=2,
+    type=float,
+    help="The labels' scale LOW HIGH (e.g. 0 100 for MUSHRA; default: the model's, 1 5): the "
+    "model's MOS is mapped onto it and the figures are on it.",
+)
 def evaluate(
-    model_path, data, out_dir, split, databases, window_seconds, batch_size, bootstrap, seed, strict
+    model_path,
+    data,
+    out_dir,
+    split,
+    databases,
+    window_seconds,
+    batch_size,
+    bootstrap,
+    seed,
+    strict,
+    mos_range,
 ) -> None:
     """Scores MODEL (a .keras file or a fine-tuning / train run folder) on labelled DATA.
 
@@ -143,6 +160,7 @@ def evaluate(
             num_bootstrap=bootstrap,
             seed=seed,
             strict=strict,
+            mos_range=mos_range or None,
             on_start=lambda count: updates.append(progress("scoring", count)),
             on_file=lambda: updates[-1](1),
         )
