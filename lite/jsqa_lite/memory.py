@@ -12,7 +12,11 @@ the kernel's `MemAvailable` (/proc/meminfo), the address space left under the pr
 from __future__ import annotations
 
 import os
-import resource
+
+try:
+    import resource
+except ImportError:  # not a Unix: no address-space limit to read
+    resource = None
 
 from jsqa_lite.contract import SAMPLE_RATE
 from jsqa_lite.errors import JSQAError
@@ -75,8 +79,8 @@ def available_bytes() -> tuple[int | None, str]:
     kb = _meminfo_kb("/proc/meminfo", "MemAvailable")
     if kb is not None:
         candidates.append((kb * 1024, "MemAvailable"))
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS) if resource else (None, None)
+    if soft is not None and soft != resource.RLIM_INFINITY:
         used_kb = _meminfo_kb("/proc/self/status", "VmSize") or 0
         candidates.append((max(soft - used_kb * 1024, 0), "the address-space limit (ulimit -v)"))
     left = _cgroup_left()
