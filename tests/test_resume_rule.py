@@ -199,3 +199,11 @@ def test_the_resume_flag_only_refuses_where_there_is_no_run(commands, tmp_path):
         TrainingError, match="no run to continue \\(no config.yaml\\); without --resume one starts"
     ):
         pretrain(config, resume=True, verbose=0)
+    from jsqa_tf.training import train
+
+    raw = {**commands["train"].raw, "run_dir": str(tmp_path / "pipeline")}
+    with pytest.raises(
+        TrainingError, match="no run to continue \\(no pipeline.yaml\\); without --resume one"
+    ):
+        train(raw, resume=True, verbose=0)
+    assert not (tmp_path / "pipeline").exists()

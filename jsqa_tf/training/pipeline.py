@@ -309,8 +309,8 @@ def train(
     `progress` (`jsqa_tf.progress`) shows demo data being written and prepared, by the first
     stage that needs it.
 
-    The same file again continues (or just reports) its run; `resume` changes nothing (the
-    rule of every stage, `jsqa_tf.training.run.finished_run`).
+    The same file again continues (or just reports) its run (the rule of every stage,
+    `jsqa_tf.training.run.finished_run`); `resume` only refuses a folder without a run.
 
     Raises:
         TrainingError: the run folder holds a pipeline run of other settings, or a stage
@@ -333,6 +333,10 @@ def train(
         before = plan({**saved, "run_dir": resolved.run_dir}, pipeline_path)
         if before != resolved:
             raise TrainingError(_other_pipeline_message(resolved.run_dir, saved, wanted))
+    elif resume:
+        raise TrainingError(
+            f"{resolved.run_dir}: no run to continue (no {PIPELINE_FILE}); without --resume one starts"
+        )
     os.makedirs(resolved.run_dir, exist_ok=True)
     atomic.write_text(pipeline_path, _yaml(wanted))
 

@@ -322,11 +322,23 @@ def setting_differences(config) -> list[tuple[str, object, object]]:
     config_path = os.path.join(config.run_dir, "config.yaml")
     saved = flatten(to_dict(from_dict(type(config), load_yaml(config_path), where=config_path)))
     wanted = flatten(to_dict(config))
+    # A run folder moved with its siblings (a pipeline's pretrain/ beside its finetune/) names
+    # them where they were: a path under the old parent equals the same path under the new one.
+    moved_from = os.path.dirname(os.path.abspath(saved.get("run_dir") or config.run_dir))
+    moved_to = os.path.dirname(os.path.abspath(config.run_dir))
+
+    def same(old, new) -> bool:
+        if old == new:
+            return True
+        if isinstance(old, str) and isinstance(new, str) and old.startswith(moved_from + os.sep):
+            return os.path.join(moved_to, os.path.relpath(old, moved_from)) == new
+        return False
+
     keys = sorted(set(saved) | set(wanted))
     return [
         (key, saved.get(key), wanted.get(key))
         for key in keys
-        if key != "run_dir" and saved.get(key) != wanted.get(key)
+        if key != "run_dir" and not same(saved.get(key), wanted.get(key))
     ]
 
 
