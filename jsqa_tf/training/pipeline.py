@@ -338,7 +338,8 @@ def train(
             f"{resolved.run_dir}: no run to continue (no {PIPELINE_FILE}); without --resume one starts"
         )
     os.makedirs(resolved.run_dir, exist_ok=True)
-    atomic.write_text(pipeline_path, _yaml(wanted))
+    if not os.path.exists(pipeline_path):  # the same plan again: the file stays as it was
+        atomic.write_text(pipeline_path, _yaml(wanted))
 
     for name, config in resolved.pretrain.items():
         status = _status(config)
