@@ -454,7 +454,7 @@ CASES = {
     ),
     "pretrain: a 1e6 s crop": (
         lambda w, t: (
-            pretrain_args(t / "run", w["clean"], w["noise"], "--set", "data.pairs.crop_seconds=1e6"),
+            pretrain_args(t / "run", w["clean"], w["noise"], "--set", "data.crop_seconds=1e6"),
             ["data.pairs.crop_seconds 1e+06 with data.pairs.pairs_per_batch 4 needs about"],
         ),
         no_checkpoint,
