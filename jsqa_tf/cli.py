@@ -105,8 +105,25 @@ for _command in (
 @click.option("--bootstrap", default=1000, show_default=True, help="Bootstrap resamples (95% intervals).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--strict", is_flag=True, help="Fail if any listed file is missing or unreadable.")
+@click.option(
+    "--mos-range",
+    nargs=2,
+    type=float,
+    help="The labels' scale LOW HIGH (e.g. 0 100 for MUSHRA; default: the model's, 1 5): the "
+    "model's MOS is mapped onto it and the figures are on it.",
+)
 def evaluate(
-    model_path, data, out_dir, split, databases, window_seconds, batch_size, bootstrap, seed, strict
+    model_path,
+    data,
+    out_dir,
+    split,
+    databases,
+    window_seconds,
+    batch_size,
+    bootstrap,
+    seed,
+    strict,
+    mos_range,
 ) -> None:
     """Scores MODEL (a .keras file or a fine-tuning / train run folder) on labelled DATA.
 
@@ -116,6 +133,7 @@ def evaluate(
     95% intervals), predictions.csv and scatter.png; prints a summary, and the output
     folder as JSON.
     """
+    from jsqa_lite.memory import check_scoring
     from jsqa_tf.evaluation import evaluate as run_evaluate
     from jsqa_tf.evaluation import summary_text
     from jsqa_tf.models import find_model_file
@@ -124,6 +142,7 @@ def evaluate(
         raise click.UsageError("--window-seconds must be > 0, --batch-size >= 1, --bootstrap >= 0")
     if not os.path.exists(data):
         raise JSQAError(f"{data}: not found (prepared shards or a CSV)")
+    check_scoring(window_seconds, batch_size)
     model_file = find_model_file(model_path)
     if out_dir is None:
         name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
@@ -141,6 +160,7 @@ def evaluate(
             num_bootstrap=bootstrap,
             seed=seed,
             strict=strict,
+            mos_range=mos_range or None,
             on_start=lambda count: updates.append(progress("scoring", count)),
             on_file=lambda: updates[-1](1),
         )
@@ -169,6 +189,9 @@ def compare(sources, baseline, bootstrap, seed, as_json, output) -> None:
 
     if bootstrap < 0:
         raise click.UsageError("--bootstrap must be >= 0")
+    if output:  # before any work: a file where a folder of the path should be, no permission
+        atomic.check_writable(output)
+        atomic.check_writable(os.path.splitext(output)[0] + ".json")
     results = [load_result(source) for source in sources]
     names = [result.name for result in results]
     index = 0
@@ -256,3 +279,7 @@ main.add_command(
         ),
     )
 )
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,9 @@
 DATA is either prepared shards (`jsqa-tf prepare nisqa|csv`; a split, optionally some
 databases) or a CSV with columns `path, mos[, condition]` (paths relative to the CSV). Every
 file is scored whole, files longer than `window_seconds` in windows, averaged (the same
-scoring as fine-tuning's validation and `predict`).
+scoring as fine-tuning's validation and `predict`). Labels on another scale than the model's
+(`mos_range`, e.g. MUSHRA's 0-100) are evaluated on their scale: the model's MOS is mapped
+linearly from its head's range onto it.
 
 Output folder (written atomically, never over an earlier evaluation):
     metrics.json      PCC, SRCC, RMSE, MAE, RMSE after the first- and third-order mappings of
@@ -40,10 +42,15 @@ def _is_shards(data: str) -> bool:
 
 
 def labelled_audio(
-    data: str, *, split: str = "val", databases: tuple[str, ...] = (), problems: list | None = None
+    data: str,
+    *,
+    split: str = "val",
+    databases: tuple[str, ...] = (),
+    problems: list | None = None,
+    mos_range: tuple[float, float] = (1.0, 5.0),
 ) -> tuple[int, Iterator]:
     """(number of files, iterator of `jsqa_tf.data.mos.LabelledFile`) of shards or of a
-    `path, mos[, condition]` CSV.
+    `path, mos[, condition]` CSV (its labels on the scale `mos_range`; UTF-8, a BOM allowed).
 
     Files of a CSV that cannot be read are appended to `problems` ("line N: reason") and
     skipped; shards hold decoded audio only.
@@ -61,7 +68,7 @@ def labelled_audio(
         raise CorpusError(data, "neither prepared shards (no manifest.json) nor a CSV file")
     if databases:
         raise CorpusError(data, "databases select NISQA shards; a CSV is scored whole")
-    corpus = read_mos_csv(data)
+    corpus = read_mos_csv(data, tuple(mos_range))
     if problems is not None:
         problems.extend({"path": p.path, "reason": p.reason} for p in corpus.problems)
 
@@ -120,6 +127,14 @@ def score_labelled(
     return results
 
 
+def to_scale(values: np.ndarray, model_range, scale) -> np.ndarray:
+    """MOS on the model's scale mapped linearly onto `scale` (the same values when they agree)."""
+    (m_low, m_high), (low, high) = model_range, scale
+    if (m_low, m_high) == (low, high):
+        return values
+    return low + (values - m_low) * (high - low) / (m_high - m_low)
+
+
 def _predictions_csv(results) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -141,6 +156,7 @@ def evaluate(
     num_bootstrap: int = 1000,
     seed: int = 0,
     strict: bool = False,
+    mos_range: tuple[float, float] | None = None,
     model=None,
     on_start: Callable[[int], None] | None = None,
     on_file: Callable[[], None] | None = None,
@@ -156,6 +172,9 @@ def evaluate(
         batch_size: windows per batch.
         num_bootstrap, seed: of the 95% intervals.
         strict: fail when any listed file cannot be read (default: report and skip).
+        mos_range: the labels' scale (LOW, HIGH), e.g. (0, 100) for MUSHRA; default: the
+            model's. The model's MOS (on its head's scale, `model.mos_range`) is mapped
+            linearly onto it, and every figure is on the labels' scale.
         model: an already loaded `MOSRegressor` (model_path then only names it).
         on_start, on_file: progress callbacks (number of files; one file scored).
 
@@ -173,7 +192,11 @@ def evaluate(
     record = provenance.read_keras(model_file)
     warn_if_demo(record, model_file)
     problems: list[dict] = []
-    count, files = labelled_audio(data, split=split, databases=databases, problems=problems)
+    model_range = tuple(float(value) for value in model.mos_range)
+    scale = model_range if mos_range is None else tuple(float(value) for value in mos_range)
+    if not (all(np.isfinite(scale)) and scale[0] < scale[1]):
+        raise JSQAError(f"mos_range {scale[0]:g} {scale[1]:g}: LOW must be below HIGH, both finite")
+    count, files = labelled_audio(data, split=split, databases=databases, problems=problems, mos_range=scale)
     if strict and problems:
         raise CorpusError(
             problems[0]["path"], f"{problems[0]['reason']} (--strict; {len(problems)} problem(s))"
@@ -190,7 +213,8 @@ def evaluate(
     if len(results) < 2:
         raise CorpusError(data, f"only {len(results)} file(s) could be scored; metrics need at least 2")
     mos = np.array([file.mos for file, _ in results])
-    predicted = np.array([p for _, p in results])
+    predicted = to_scale(np.array([p for _, p in results]), model_range, scale)
+    results = [(file, value) for (file, _), value in zip(results, predicted, strict=True)]
     conditions = [file.condition for file, _ in results]
     has_conditions = all(conditions)
     figures = metrics.evaluate_predictions(
@@ -202,6 +226,8 @@ def evaluate(
         "split": split if _is_shards(os.path.abspath(data)) else None,
         "databases": list(databases),
         "window_seconds": window_seconds,
+        "mos_range": list(scale),
+        "model_mos_range": list(model_range),
         "model_provenance": record,
         **figures,
         "num_problems": len(problems),
@@ -211,7 +237,7 @@ def evaluate(
     if has_conditions and len(set(conditions)) < len(conditions):
         condition_mos, condition_predicted, _ = metrics.condition_means(mos, predicted, conditions)
         panels.append(("per condition", condition_mos, condition_predicted))
-    png = mos_scatter_png(panels, tuple(model.mos_range), title=os.path.join(*model_file.split(os.sep)[-3:]))
+    png = mos_scatter_png(panels, scale, title=os.path.join(*model_file.split(os.sep)[-3:]))
 
     os.makedirs(out_dir, exist_ok=True)
     atomic.write_text(os.path.join(out_dir, PREDICTIONS_FILE), _predictions_csv(results))

@@ -16,6 +16,7 @@ from jsqa_lite.contract import (
     MIN_SAMPLES,
     MOS_OUTPUT,
     PROVENANCE_KEY,
+    SAMPLE_RATE,
     SIGNATURE_KEY,
     min_samples,
     read_contract,
@@ -29,9 +30,18 @@ from jsqa_tf.export import list_versions
 
 
 class KerasBackend:
-    """A `.keras` file or a run folder, run by Keras (TensorFlow)."""
+    """A `.keras` file or a run folder, run by Keras (TensorFlow).
+
+    The model masks zero padding (its dict input), so clips of any length share batches of
+    `batch_size` rows padded to whole seconds (`jsqa_lite.scoring`, `masks_padding`): the
+    model sees at most one shape per second of the window. TensorFlow's oneDNN kernels keep
+    a primitive per input shape (~3.7 MB each), so scoring each length as it comes grew with
+    every distinct file length.
+    """
 
     kind = "keras"
+    masks_padding = True
+    bucket_samples = SAMPLE_RATE
 
     def __init__(self, path: str):
         import tensorflow as tf
@@ -43,12 +53,18 @@ class KerasBackend:
         warn_if_demo(provenance.read_keras(self.path), self.path)
         model = load_mos_regressor(self.path)
         self._score = tf.function(
-            lambda waveform: model(waveform, training=False),
-            input_signature=[tf.TensorSpec([None, None], tf.float32)],
+            lambda waveform, num_valid_samples: model(
+                {"waveform": waveform, "num_valid_samples": num_valid_samples}, training=False
+            ),
+            input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)],
         )
 
-    def score(self, batch: np.ndarray) -> np.ndarray:
-        return self._score(np.asarray(batch, dtype=np.float32)).numpy()
+    def score(self, batch: np.ndarray, num_valid_samples: np.ndarray | None = None) -> np.ndarray:
+        """MOS of a batch; `num_valid_samples` (default: every sample) masks zero padding."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if num_valid_samples is None:
+            num_valid_samples = np.full(len(batch), batch.shape[1], np.int32)
+        return self._score(batch, np.asarray(num_valid_samples, dtype=np.int32)).numpy()
 
 
 class SavedModelBackend:

@@ -388,7 +388,7 @@ CASES = {
     "--resume without a run": (
         lambda w, t: (
             pretrain_args(t / "none", w["clean"], w["noise"], "--resume"),
-            [f"{t}/none: no run to resume (no config.yaml)"],
+            [f"{t}/none: no run to continue (no config.yaml); without --resume one starts"],
         ),
         None,
     ),
@@ -444,6 +444,48 @@ CASES = {
         ),
         None,
     ),
+    # memory: a crop (or window) no range bounds is refused before any work, the estimate said
+    "pairs: a 1e6 s crop": (
+        lambda w, t: (
+            ["pairs", w["clean"], w["noise"], t / "pairs", "-n", "2", "--crop-seconds", "1e6"],
+            ["crop_seconds 1e+06 with pairs_per_batch 8 needs about", "GB of memory, more than the"],
+        ),
+        lambda t: not (t / "pairs").exists(),
+    ),
+    "pretrain: a 1e6 s crop": (
+        lambda w, t: (
+            pretrain_args(t / "run", w["clean"], w["noise"], "--set", "data.crop_seconds=1e6"),
+            ["data.pairs.crop_seconds 1e+06 with data.pairs.pairs_per_batch 4 needs about"],
+        ),
+        no_checkpoint,
+    ),
+    # one resume rule: other settings name the setting, suggest no option that is then refused
+    "rerun of a finished run with other settings": (
+        lambda w, t: (
+            pretrain_args(t / "run", w["clean"], w["noise"], "--set", "training.learning_rate=0.05"),
+            [
+                f"{t}/run: holds a run made with other settings: training.learning_rate is 0.001 there",
+                "0.05 here; rerun with the run's settings to continue it, or choose another --run-dir",
+            ],
+        ),
+        run_unchanged,
+    ),
+    "rerun of a finished run with other settings and --resume": (
+        lambda w, t: (
+            pretrain_args(
+                t / "run", w["clean"], w["noise"], "--resume", "--set", "training.learning_rate=0.05"
+            ),
+            [f"{t}/run: holds a run made with other settings: training.learning_rate is 0.001 there, 0.05"],
+        ),
+        run_unchanged,
+    ),
+    "compare -o under a file": (
+        lambda w, t: (
+            ["compare", t / "metrics.json", "-o", write(t / "f", "x") / "table.md"],
+            [f"{t}/f/table.md: cannot be written: {t}/f is a file, not a folder"],
+        ),
+        None,
+    ),
     "not a prepared folder": (
         lambda w, t: (
             ["pairs", audio_folder(t), w["noise"], t / "pairs"],
@@ -456,6 +498,8 @@ CASES = {
 
 def _break_run(world, tmp, case):
     shutil.copytree(world["run"], tmp / "run")
+    if case.startswith("rerun"):
+        return
     if case == "--resume with a truncated checkpoint":
         checkpoint = tmp / "run" / "checkpoints" / "epoch-0001.weights.h5"
         checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
@@ -466,7 +510,7 @@ def _break_run(world, tmp, case):
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_naming_the_cause(case, world, tmp_path):
     setup, check = CASES[case]
-    if case.startswith("--resume with a"):
+    if case.startswith(("--resume with a", "rerun")):
         _break_run(world, tmp_path, case)
     args, fragments = setup(world, tmp_path)
     result = invoke(*args)
@@ -611,3 +655,14 @@ def test_jnd_fit_skips_a_silent_pair_naming_it(tmp_path):
     assert "warning: 1 pair(s) could not be scored and were skipped" in result.stderr
     assert "line 17 (0.1_s0.wav / 0.2_s9.wav): " in result.stderr and "0.2_s9.wav: silent" in result.stderr
     assert json.loads(result.stdout)["num_skipped"] == 1
+
+
+def test_check_quick_says_it_checked_sizes_only(world, tmp_path):
+    """A bit-flipped shard has the recorded size: --quick cannot know, and says so."""
+    folder = damaged_copy(world, tmp_path, "flipped")
+    result = invoke("check", "--quick", folder)
+    assert result.exit_code == 0, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("2 shard(s) have the sizes manifest.json records; --quick checks sizes only")
+    assert "cannot vouch for their contents" in line and "intact" not in result.stderr
+    assert invoke("check", folder).exit_code == 1  # the checksums find it

@@ -71,15 +71,13 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(mos_demo, tmp_pa
     assert (
         again["epochs_done"] == 1 and len((tmp_path / "part" / "history.csv").read_text().splitlines()) == 2
     )
-    with pytest.raises(TrainingError, match="holds a run already"):  # other settings, no --resume
-        finetune(
-            tiny_config(tmp_path / "part", mos_demo["mos"], epochs=2, freeze_encoder_epochs=1), verbose=0
-        )
-    finetune(
-        tiny_config(tmp_path / "part", mos_demo["mos"], epochs=3, freeze_encoder_epochs=1),
-        resume=True,
-        verbose=0,
+    changed = tiny_config(
+        tmp_path / "part", mos_demo["mos"], epochs=3, freeze_encoder_epochs=1, learning_rate=1e-2
     )
+    with pytest.raises(TrainingError, match=r"training.learning_rate is [0-9.e-]+ there, 0.01 here; rerun"):
+        finetune(changed, verbose=0)
+    # more epochs continue the finished run, without --resume
+    finetune(tiny_config(tmp_path / "part", mos_demo["mos"], epochs=3, freeze_encoder_epochs=1), verbose=0)
     for a, b in zip(run_weights(tmp_path / "whole"), run_weights(tmp_path / "part"), strict=True):
         np.testing.assert_array_equal(a, b)
     history = (tmp_path / "part" / "history.csv").read_text().splitlines()

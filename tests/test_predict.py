@@ -150,19 +150,32 @@ def test_only_good_files_exit_zero_and_folders_are_not_recursive_by_default(fold
         (["--model", "{tflite}", "--batch-size", "two"], "--batch-size two: not an integer"),
         (["--model", "{tflite}", "--output", "{tmp}/no/such/dir/out.csv"], "cannot write here"),
         (["--model", "{tflite}", "--csv", "{tmp}/missing.csv"], "cannot read the list"),
+        (["--model", "{tflite}", "--output", "{a}"], "a.wav: is one of the audio files; writing the results"),
+        (["--model", "{tflite}", "--output", "{tflite}"], "is the model; writing the results there would"),
+        (
+            ["--model", "{tflite}", "--window-seconds", "1e6"],
+            "--window-seconds 1e+06 with --batch-size 8 needs",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(folder, tiny_export, tmp_path, args, message):
     (tmp_path / "bad.tflite").write_bytes(b"TFL3" + b"\0" * 60)
     (tmp_path / "versions" / "1").mkdir(parents=True)
-    paths = {"tmp": tmp_path, "tflite": tiny_export["tflite"]["float32"]["path"]}
+    paths = {"tmp": tmp_path, "tflite": tiny_export["tflite"]["float32"]["path"], "a": folder / "a.wav"}
     result = invoke(folder / "a.wav", *[a.format(**paths) for a in args])
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and message in result.output, result.output
 
 
 def test_no_input_files_is_a_usage_error(tmp_path, tiny_export):
+    (tmp_path / "notes.txt").write_text("not audio")
     result = invoke(tmp_path, "--model", tiny_export["tflite"]["float32"]["path"])
+    assert result.exit_code == 2
+    assert (
+        result.output.startswith(f"error: {tmp_path}: no audio files (.wav, ")
+        and "--recursive" in result.output
+    )
+    result = invoke("--model", tiny_export["tflite"]["float32"]["path"])
     assert result.exit_code == 2 and "no audio files given" in result.output
 
 

@@ -135,9 +135,13 @@ def test_demo_pipeline_writes_every_listed_file_and_reruns(tmp_path):
     assert again.exit_code == 0 and json.loads(again.stdout) == json.loads(result.stdout)
     assert model.stat().st_mtime_ns == stamp
     other = runner.invoke(main, [*args, "--set", "finetune.training.epochs=3"])
-    assert other.exit_code == 1 and "another file" in other.output and "--resume" in other.output
+    assert other.exit_code == 1 and "--resume" not in other.output
+    assert (
+        "finetune.training.epochs is 2 there, 3 here" in other.output
+        and "choose another run_dir" in other.output
+    )
     longer = runner.invoke(main, [*args, "--set", "finetune.training.epochs=3", "--resume"])
-    assert longer.exit_code == 1 and "finished with other settings (training.epochs)" in longer.output
+    assert longer.exit_code == 1 and longer.output == other.output
     assert model.stat().st_mtime_ns == stamp  # finished work is never redone nor overwritten
 
 
@@ -182,7 +186,7 @@ def test_several_runs_are_compared_and_an_interrupted_stage_resumes(mos_demo, tm
     )
     table = (tmp_path / "runs" / "compare.md").read_text()
     assert "pretrained" in table and "scratch" in table
-    with pytest.raises(TrainingError, match="another file"):
+    with pytest.raises(TrainingError, match="evaluate.num_bootstrap is 50 there, 10 here"):
         train({**raw, "evaluate": {"num_bootstrap": 10}}, verbose=0)
 
 
@@ -276,8 +280,8 @@ def test_a_pipeline_run_made_with_the_old_keys_is_the_same_run(tmp_path, caplog,
     import importlib
 
     monkeypatch.setattr(importlib.import_module("jsqa_tf.training.pretrain"), "pretrain", pretrain)
-    with caplog.at_level("WARNING"), pytest.raises(Started):  # not "made from another file"
+    with caplog.at_level("WARNING"), pytest.raises(Started):  # not "made with other settings"
         train(new, verbose=0)
     assert any("data.crop_seconds -> data.pairs.crop_seconds" in r.getMessage() for r in caplog.records)
-    with pytest.raises(TrainingError, match="another file"):
+    with pytest.raises(TrainingError, match="holds a run made with other settings: evaluate"):
         train({**new, "evaluate": {"num_bootstrap": 10}}, verbose=0)

@@ -152,7 +152,15 @@ def check(folders, records, quick) -> None:
             f"{len(problems)} of {total} shard(s) damaged, e.g. {problems[0]['file']}: copy them again, "
             "or prepare the corpus again"
         )
-    click.echo(f"{sum(r['num_shards'] for r in reports)} shard(s) intact", err=True)
+    count = sum(r["num_shards"] for r in reports)
+    if quick:
+        click.echo(
+            f"{count} shard(s) have the sizes manifest.json records; --quick checks sizes only, so it "
+            "cannot vouch for their contents (without --quick each shard's SHA-256 is checked)",
+            err=True,
+        )
+    else:
+        click.echo(f"{count} shard(s) intact", err=True)
 
 
 PAIR_KEYS = {
@@ -215,7 +223,7 @@ def pairs(
     (snr_distributions.png); prints the summary as JSON.
     """
     from jsqa_tf.config import PairConfig, from_dict, load_yaml
-    from jsqa_tf.data.pairs import write_pairs
+    from jsqa_tf.data.pairs import check_pairs_memory, write_pairs
     from jsqa_tf.data.prepare import load_manifest
 
     settings = load_yaml(config_path) if config_path else {}
@@ -223,6 +231,7 @@ def pairs(
     # Pairs are drawn at the rate the speech was prepared at (the noise must match it).
     settings.setdefault("sample_rate", load_manifest(clean_dir).get("sample_rate", 16_000))
     config = from_dict(PairConfig, settings | given(options, PAIR_KEYS), where=config_path or "pairs")
+    check_pairs_memory(config)  # before the progress bar: a refusal is one line
     with progress_bars() as progress:
         update = progress("drawing pairs", num_pairs)
         summary = write_pairs(

@@ -42,7 +42,11 @@ _run_options = option_group(
         help="default: one device; mirrored: all local GPUs; multi-worker: TF_CONFIG cluster.",
     ),
     SET_OPTION,
-    click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."),
+    click.option(
+        "--resume",
+        is_flag=True,
+        help="Only continue a run (refused where there is none); the same command continues anyway.",
+    ),
 )
 """The options of every training command (pretrain, finetune, distill, train)."""
 
@@ -79,8 +83,8 @@ def pretrain(config_path, assignments, resume, **options) -> None:
 
     Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
     encoder.keras = the last epoch, encoder-best.keras = the lowest validation loss,
-    summary.json); prints the summary as JSON. Ctrl-C, then the same command with --resume,
-    continues from the last finished epoch. The logged pair accuracy shows that the two views
+    summary.json); prints the summary as JSON. Ctrl-C, then the same command, continues from the
+    last finished epoch; a finished run is reported. The logged pair accuracy shows that the two views
     of a pair are told apart from the others (recognising the utterance or the noise is
     enough), not that the encoder learned anything perceptual (README).
     """
@@ -101,8 +105,8 @@ def finetune(config_path, assignments, resume, **options) -> None:
 
     Writes a run folder (config.yaml, checkpoints/, logs/ for TensorBoard, history.csv,
     model.keras = the epoch with the lowest validation RMSE, model-last.keras,
-    summary.json); prints the summary as JSON. Ctrl-C, then the same command with --resume,
-    continues from the last finished epoch.
+    summary.json); prints the summary as JSON. Ctrl-C, then the same command, continues from
+    the last finished epoch; a finished run is reported.
     """
     from jsqa_tf.config import FinetuneConfig
     from jsqa_tf.training import finetune as run_finetune
@@ -125,7 +129,7 @@ def distill(config_path, assignments, resume, **options) -> None:
     model.keras = the student of the epoch closest to the teacher on the val files,
     model-last.keras, summary.json); prints the summary as JSON. The student is a MOS model
     like any other: `evaluate`, `export` and `predict` take the run folder. Ctrl-C, then the
-    same command with --resume, continues from the last finished epoch.
+    same command, continues from the last finished epoch; a finished run is reported.
     """
     from jsqa_tf.config import DistillConfig
     from jsqa_tf.training.distill import distill as run_distill
@@ -141,10 +145,10 @@ def train(config_path, run_dir, assignments, resume, **run_settings) -> None:
 
     Writes pretrain/, finetune/ and evaluate/ into the run folder (per run when the file
     has several, with compare.md; student/ with a distill section, saved_models/ with an
-    export section). --resume continues whichever stage was interrupted and
-    skips the finished ones. --precision, --jit-compile and --strategy apply to every training
-    stage; --set takes dotted keys of the file (e.g. finetune.training.epochs=5). Prints
-    each run's headline figures as JSON.
+    export section). The same command again continues whichever stage was interrupted and
+    skips the finished ones; other settings are refused, the setting named. --precision,
+    --jit-compile and --strategy apply to every training stage; --set takes dotted keys of
+    the file (e.g. finetune.training.epochs=5). Prints each run's headline figures as JSON.
     """
     from jsqa_tf.config import apply_overrides, load_yaml
     from jsqa_tf.training import train as run_train

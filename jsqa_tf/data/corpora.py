@@ -316,7 +316,7 @@ def _parse_mos(text: str, csv_path: str, line_number: int, mos_range=MOS_RANGE) 
         raise CorpusError(
             csv_path,
             f"line {line_number}: MOS {value:g} is outside the scale [{low:g}, {high:g}] "
-            "(another scale: mos_range in the prepare config)",
+            "(a list on another scale: --mos-range LOW HIGH)",
         )
     return value
 

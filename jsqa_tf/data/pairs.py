@@ -25,10 +25,11 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from jsqa_lite.memory import check_fits
 from jsqa_tf import atomic
 from jsqa_tf.audio import write_wav
 from jsqa_tf.config import PairConfig, to_dict
-from jsqa_tf.data.noise_bank import NoiseBank, load_noise_bank
+from jsqa_tf.data.noise_bank import NoiseBank, load_noise_bank, noise_bank_mb
 from jsqa_tf.data.pipeline import make_dataset, split_info
 from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.mixing import mix_pair
@@ -188,6 +189,52 @@ def make_pair_dataset(
     return dataset.map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+PAIR_BYTES = 80
+"""Bytes a sample of one pair's crop costs at the peak of drawing pairs (the batch's crops,
+excerpts and prefetched copies, the two mixtures and their NumPy copies), and
+`RECORD_BYTES` a sample of the crop per clean record of a block (`make_dataset` cuts a block
+of up to 1,024 records at once, each crop padded to the crop's length, two epochs and several
+blocks in flight). Measured with `jsqa-tf pairs -n 2` (TF 2.21, 2-core EPYC, 2026-12-06):
+peak RSS grows by 11.2 MB a second of crop with 8 pairs a batch and 6 clean records (894 MB
+at 2 s, 2,217 MB at 120 s) and by 25.6 MB with 48 records (974 MB at 2 s, 3,996 MB at
+120 s): 71 and 21.4 bytes; rounded up."""
+RECORD_BYTES = 24
+BLOCK_RECORDS = 1024
+"""The records `make_dataset` cuts at once (its `shuffle_buffer`)."""
+
+
+def pairs_memory_bytes(config: PairConfig, *, batches: int = 1) -> float:
+    """The memory drawing pairs of `config` adds at its peak: `batches` batches of crops (a
+    training step holds one, its pipeline more), a block of clean records cut to the crop's
+    length, and the noise bank when it is held (twice, as `jsqa_tf.data.noise_bank` measures,
+    and twice again while it is read)."""
+    records = min(
+        split_info(config.clean_dir, config.split)["num_records"], BLOCK_RECORDS + config.pairs_per_batch
+    )
+    per_sample = PAIR_BYTES * batches * config.pairs_per_batch + RECORD_BYTES * records
+    bank_mb = noise_bank_mb(config.noise_dir, config.split, config.crop_samples)
+    return config.crop_samples * per_sample + (
+        4 * bank_mb * 1e6 if bank_mb <= config.noise_bank_max_mb else 0.0
+    )
+
+
+def check_pairs_memory(
+    config: PairConfig,
+    *,
+    batches: int = 1,
+    names: tuple[str, str] = ("crop_seconds (--crop-seconds)", "pairs_per_batch"),
+) -> None:
+    """Refuses, before any work, crops and batches whose pairs would not fit in the memory
+    available (`jsqa_lite.memory.check_fits`); `names` are the two settings as the command
+    takes them."""
+    crop, batch = names
+    check_fits(
+        pairs_memory_bytes(config, batches=batches),
+        f"{crop.split()[0]} {config.crop_seconds:g} with {batch.split()[0]} {config.pairs_per_batch}",
+        f"lower {crop} or {batch}",
+    )
+
+
 def crop_warnings(config: PairConfig) -> list[str]:
     """Warnings, in words, when the crops of `config` would be mostly zero padding (clean
     files shorter than the crop) or short noises looped many times; checks the sample rates.
@@ -249,6 +296,7 @@ def write_pairs(
     if num_pairs < 1:
         raise ConfigError(f"num_pairs must be >= 1, got {num_pairs}")
     atomic.check_writable(output_dir)
+    check_pairs_memory(config)
     for warning in crop_warnings(config):
         logger.warning(warning)
     rows, first_batch = [], None

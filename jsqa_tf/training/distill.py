@@ -310,8 +310,9 @@ def distill(
         CorpusError: the data cannot be used.
     """
     from jsqa_tf.data.mos import Selection, labelled_files
+    from jsqa_tf.data.pairs import check_pairs_memory
 
-    if not resume and (done := finished_run(config)) is not None:
+    if (done := finished_run(config)) is not None:
         return done  # the same command again: nothing to do
     teacher_path = config.model.teacher
     if not teacher_path:
@@ -322,6 +323,12 @@ def distill(
         sources = data_sources(config, progress)
         global_mixtures = data.mixtures_per_batch * run.strategy.num_replicas
         global_mos = data.mos_clips_per_batch * run.strategy.num_replicas
+        # A step's mixtures and MOS crops, and the step prefetched behind it, before any model.
+        check_pairs_memory(
+            config.pair_config(sources["clean"], sources["noise"], global_mixtures + global_mos),
+            batches=2,
+            names=("data.crop_seconds", "data.mixtures_per_batch"),
+        )
         total_steps = training.epochs * training.steps_per_epoch
         with run.strategy.scope():
             model = build_distiller(config, load_teacher(config), total_steps)

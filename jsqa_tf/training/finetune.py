@@ -216,6 +216,29 @@ def train_batches(config: FinetuneConfig, data_dir, selection, num_files, global
     return distributable(tf.data.Dataset.range(first, last).flat_map(epoch_batches))
 
 
+def check_memory(config: FinetuneConfig, data_dir: str, global_batch: int) -> None:
+    """Refuses, before any model is built, crops (or whole files) and batches whose training
+    batches would not fit in the memory available: a step's batch and the one prefetched
+    behind it, at the cost per sample of a JND pair's crop (`jsqa_tf.data.pairs.PAIR_BYTES`)."""
+    from jsqa_lite.memory import check_fits
+    from jsqa_tf.data.pairs import PAIR_BYTES
+    from jsqa_tf.data.pipeline import split_info
+
+    data = config.data
+    batch = f"data.batch_size {data.batch_size}"
+    if data.crop_seconds is not None:
+        seconds, settings, advice = data.crop_seconds, f"data.crop_seconds {data.crop_seconds:g}", ""
+    else:
+        info = split_info(data_dir, data.train_split)
+        seconds = (info.get("file_seconds") or {}).get("max") or info["total_seconds"]
+        settings = f"whole files (the longest {seconds:.0f} s)"
+        advice = " (or set data.crop_seconds)"
+    needed = 2 * global_batch * seconds * 16_000 * PAIR_BYTES
+    check_fits(
+        needed, f"{settings} with {batch}", f"lower data.batch_size{advice or ' or data.crop_seconds'}"
+    )
+
+
 def steps_per_epoch(config: FinetuneConfig, num_files: int, global_batch: int) -> int:
     """The configured steps, or one pass over the train files."""
     return config.training.steps_per_epoch or max(1, math.ceil(num_files / global_batch))
@@ -235,7 +258,7 @@ def finetune(
     """
     from jsqa_tf.data.mos import Selection, count_labelled, labelled_files
 
-    if not resume and (done := finished_run(config)) is not None:
+    if (done := finished_run(config)) is not None:
         return done  # the same command again: nothing to do
     with Run(config, resume) as run:
         config, data, training = run.config, run.config.data, run.config.training
@@ -245,6 +268,7 @@ def finetune(
         num_train = count_labelled(data_dir, data.train_split, train_selection)
         num_val = count_labelled(data_dir, data.val_split, val_selection)
         global_batch = data.batch_size * run.strategy.num_replicas
+        check_memory(config, data_dir, global_batch)
         steps = steps_per_epoch(config, num_train, global_batch)
         logger.info(
             "fine-tuning on %d files (%d steps an epoch), validating on %d", num_train, steps, num_val

@@ -256,18 +256,13 @@ def _is_chief() -> bool:
 
 
 def _status(config) -> str:
-    """ "done" (checked to be the same settings), "started" or "new"."""
-    from jsqa_tf.training.run import config_differences
+    """ "done" (a finished run of these settings), "started" (to continue) or "new"; a stage
+    folder that holds a run of other settings is refused (`finished_run`, the stages' rule)."""
+    from jsqa_tf.training.run import finished_run
 
-    if not os.path.exists(os.path.join(config.run_dir, "summary.json")):
-        return "started" if os.path.exists(os.path.join(config.run_dir, "config.yaml")) else "new"
-    differences = config_differences(config)
-    if differences:
-        raise TrainingError(
-            f"{config.run_dir}: finished with other settings ({', '.join(differences)}); "
-            "a finished stage is never redone: choose another run_dir"
-        )
-    return "done"
+    if not os.path.exists(os.path.join(config.run_dir, "config.yaml")):
+        return "new"
+    return "done" if finished_run(config, quiet=True) is not None else "started"
 
 
 def _check_evaluation(report: dict, evaluate_config: EvaluateConfig, data: str, out_dir: str) -> None:
@@ -293,6 +288,19 @@ def _check_evaluation(report: dict, evaluate_config: EvaluateConfig, data: str, 
         )
 
 
+def _other_pipeline_message(run_dir: str, saved: dict, wanted: dict) -> str:
+    """One line naming the first setting of the file that differs from the run's pipeline.yaml."""
+    from jsqa_tf.training.run import flatten, other_settings_message
+
+    saved, wanted = flatten(saved), flatten(wanted)
+    keys = sorted(key for key in set(saved) | set(wanted) if key != "run_dir")
+    differences = [
+        (key, saved.get(key), wanted.get(key)) for key in keys if saved.get(key) != wanted.get(key)
+    ]
+    differences = differences or [("the file", "another", "this")]
+    return other_settings_message(run_dir, differences, "choose another run_dir")
+
+
 def train(
     raw: dict, *, resume: bool = False, where: str = "pipeline", verbose: int = 1, progress=None
 ) -> dict:
@@ -301,9 +309,12 @@ def train(
     `progress` (`jsqa_tf.progress`) shows demo data being written and prepared, by the first
     stage that needs it.
 
+    The same file again continues (or just reports) its run (the rule of every stage,
+    `jsqa_tf.training.run.finished_run`); `resume` only refuses a folder without a run.
+
     Raises:
-        TrainingError: the run folder holds another pipeline run (without `resume`), or a
-            stage failed (its own message).
+        TrainingError: the run folder holds a pipeline run of other settings, or a stage
+            failed (its own message).
     """
     from jsqa_tf.training.distill import distill
     from jsqa_tf.training.finetune import finetune
@@ -315,22 +326,20 @@ def train(
     if os.path.exists(pipeline_path):
         saved = load_yaml(pipeline_path)
         # The same file again continues (or just reports) its run: finished stages are
-        # skipped, never redone or overwritten. Another file needs --resume, and then each
-        # stage still refuses settings that differ from those it was started with.
+        # skipped, never redone or overwritten; another file is refused, its first differing
+        # setting named (a finished evaluation would not match a stage trained further).
         # Compared as plans: a file that says the same in other words (a key renamed since,
         # a default spelled out) is the same file; a moved run folder is the same run.
         before = plan({**saved, "run_dir": resolved.run_dir}, pipeline_path)
-        if before != resolved and not resume:
-            raise TrainingError(
-                f"{resolved.run_dir}: holds a pipeline run made from another file ({pipeline_path}); "
-                "choose another run_dir, or pass --resume to continue it with this one"
-            )
-        if set(before.finetune) != set(resolved.finetune):
-            raise TrainingError(
-                f"{pipeline_path}: the pipeline had other runs; continue it with the same file"
-            )
+        if before != resolved:
+            raise TrainingError(_other_pipeline_message(resolved.run_dir, saved, wanted))
+    elif resume:
+        raise TrainingError(
+            f"{resolved.run_dir}: no run to continue (no {PIPELINE_FILE}); without --resume one starts"
+        )
     os.makedirs(resolved.run_dir, exist_ok=True)
-    atomic.write_text(pipeline_path, _yaml(wanted))
+    if not os.path.exists(pipeline_path):  # the same plan again: the file stays as it was
+        atomic.write_text(pipeline_path, _yaml(wanted))
 
     for name, config in resolved.pretrain.items():
         status = _status(config)

@@ -197,7 +197,9 @@ def pretrain(
     """
     import numpy as np
 
-    if not resume and (done := finished_run(config)) is not None:
+    from jsqa_tf.data.pairs import check_pairs_memory
+
+    if (done := finished_run(config)) is not None:
         return done  # the same command again: nothing to do
     with Run(config, resume) as run:
         config, training = run.config, run.config.training
@@ -208,6 +210,12 @@ def pretrain(
             clean_dir, noise_dir = demo_shards(config.data.demo_dir, progress)
         check_data(config, clean_dir, noise_dir)
         global_pairs = config.data.pairs.pairs_per_batch * run.strategy.num_replicas
+        # A step's batch and the one prefetched behind it, before any model is built.
+        check_pairs_memory(
+            config.pair_config("train", clean_dir, noise_dir, global_pairs),
+            batches=2,
+            names=("data.pairs.crop_seconds", "data.pairs.pairs_per_batch"),
+        )
         with run.strategy.scope():
             model = build_pretrainer(config, resumed_encoder_numerics(run))
             record_encoder_numerics(run, model.encoder)

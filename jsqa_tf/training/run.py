@@ -2,18 +2,20 @@
 
 A stage (pretraining, fine-tuning, distillation) builds its model and datasets; `Run` does
 the rest:
-    config.yaml                          the resolved configuration (checked on --resume)
+    config.yaml                          the resolved configuration (checked when rerun)
     checkpoints/epoch-NNNN.weights.h5    model + optimizer after each epoch (last few kept)
     checkpoints/best.weights.h5          the epoch with the best monitored validation figure
     checkpoints/state.json               last finished epoch, best epoch, RNG states
     logs/                                TensorBoard (Keras's callback + the stage's own)
     history.csv                          one row per epoch
 
-Resuming loads the last checkpoint (weights, optimizer state and dropout RNG state) and starts
-at the next epoch; stages seed their data per epoch, so a resumed run reads exactly what an
-uninterrupted one reads. A NaN/Inf loss stops training at once, names the last good
-checkpoint, and never saves the diverged model. Distribution strategies (mirrored,
-multi-worker) are chosen here.
+One resume rule for every stage (`finished_run`): the same command again continues an
+unfinished run and reports a finished one; other settings are refused, the setting named
+(only training.epochs may grow). Continuing loads the last checkpoint (weights, optimizer
+state and dropout RNG state) and starts at the next epoch; stages seed their data per epoch,
+so a resumed run reads exactly what an uninterrupted one reads. A NaN/Inf loss stops
+training at once, names the last good checkpoint, and never saves the diverged model.
+Distribution strategies (mirrored, multi-worker) are chosen here.
 """
 
 from __future__ import annotations
@@ -314,70 +316,118 @@ def flatten(data: dict, prefix: str = "") -> dict:
 RESUMABLE_CHANGES = ("run_dir", "training.epochs")
 
 
-def config_differences(config) -> list[str]:
-    """The settings (dotted keys) in which `config` differs from its run folder's config.yaml."""
+def setting_differences(config) -> list[tuple[str, object, object]]:
+    """(dotted key, value in the run folder's config.yaml, value in `config`) for each setting
+    that differs, `run_dir` aside."""
     config_path = os.path.join(config.run_dir, "config.yaml")
     saved = flatten(to_dict(from_dict(type(config), load_yaml(config_path), where=config_path)))
     wanted = flatten(to_dict(config))
-    return sorted(key for key in wanted if key != "run_dir" and saved.get(key) != wanted[key])
+    # A run folder moved with its siblings (a pipeline's pretrain/ beside its finetune/) names
+    # them where they were: a path under the old parent equals the same path under the new one.
+    moved_from = os.path.dirname(os.path.abspath(saved.get("run_dir") or config.run_dir))
+    moved_to = os.path.dirname(os.path.abspath(config.run_dir))
+
+    def same(old, new) -> bool:
+        if old == new:
+            return True
+        if isinstance(old, str) and isinstance(new, str) and old.startswith(moved_from + os.sep):
+            return os.path.join(moved_to, os.path.relpath(old, moved_from)) == new
+        return False
+
+    keys = sorted(set(saved) | set(wanted))
+    return [
+        (key, saved.get(key), wanted.get(key))
+        for key in keys
+        if key != "run_dir" and not same(saved.get(key), wanted.get(key))
+    ]
 
 
-def finished_run(config, summary_file: str = "summary.json") -> dict | None:
-    """The saved summary when `config.run_dir` holds a finished run of exactly these settings
-    (wherever the folder now lies), else None: the same command run twice does nothing new."""
+def config_differences(config) -> list[str]:
+    """The settings (dotted keys) in which `config` differs from its run folder's config.yaml."""
+    return [key for key, _, _ in setting_differences(config)]
+
+
+def other_settings_message(where: str, differences: list[tuple[str, object, object]], new_run: str) -> str:
+    """One line: which setting differs from the run's (and how), and what to do."""
+    key, saved, wanted = differences[0]
+    more = f" (and {len(differences) - 1} more setting(s))" if len(differences) > 1 else ""
+    return (
+        f"{where}: holds a run made with other settings: {key} is {saved!r} there, {wanted!r} here{more}; "
+        f"rerun with the run's settings to continue it, or {new_run} for a new run"
+    )
+
+
+def finished_run(config, summary_file: str = "summary.json", *, quiet: bool = False) -> dict | None:
+    """The one resume rule of every stage, before any work: rerunning the same command
+    continues an unfinished run (returns None: `Run` continues it) and reports a finished one
+    (returns its summary: nothing to do); a folder that holds a run of other settings is
+    refused, naming the setting. Only `training.epochs` may change: raised, it continues a
+    finished run; and the folder may have moved.
+
+    Raises:
+        TrainingError: the folder holds a run of other settings, or cannot be read.
+    """
     from jsqa_tf.errors import ConfigError
 
     run_dir = config.run_dir
+    config_path = os.path.join(run_dir, "config.yaml")
     summary_path = os.path.join(run_dir, summary_file)
-    if not (os.path.exists(summary_path) and os.path.exists(os.path.join(run_dir, "config.yaml"))):
-        return None
+    started = os.path.exists(os.path.join(run_dir, CHECKPOINTS, STATE_FILE)) or os.path.exists(summary_path)
+    if not started:
+        return None  # nothing trained yet: a start (a start that failed is started over)
+    if not os.path.exists(config_path):
+        raise TrainingError(f"{run_dir}: holds checkpoints but no config.yaml; choose another --run-dir")
     try:
-        if config_differences(config):
-            return None
+        differences = setting_differences(config)
+    except ConfigError as error:
+        raise TrainingError(f"{config_path}: cannot be read ({error}); choose another --run-dir") from None
+    changed = [difference for difference in differences if difference[0] not in RESUMABLE_CHANGES]
+    if changed:
+        raise TrainingError(other_settings_message(run_dir, changed, "choose another --run-dir"))
+    if not os.path.exists(summary_path):
+        return None  # unfinished: continue it
+    epochs = dict((key, saved) for key, saved, _ in differences).get("training.epochs")
+    if epochs is not None and config.training.epochs > epochs:
+        return None  # finished, and more epochs asked for: continue it
+    try:
         with open(summary_path, encoding="utf-8") as stream:
             summary = json.load(stream)
-    except (ConfigError, OSError, json.JSONDecodeError):
-        return None
-    logger.warning(
-        "%s holds a finished run of these settings (%s epochs); nothing to do. Another --run-dir "
-        "starts a new run; --resume with more --epochs continues this one",
-        run_dir,
-        summary.get("epochs_done", "all"),
-    )
+    except (OSError, json.JSONDecodeError) as error:
+        raise TrainingError(f"{summary_path}: cannot be read ({error}); choose another --run-dir") from None
+    if not quiet:
+        logger.warning(
+            "%s holds a finished run of these settings (%s epochs); nothing to do. Raise training.epochs "
+            "(--epochs) to train it further, or choose another --run-dir for a new run",
+            run_dir,
+            summary.get("epochs_done", "all"),
+        )
     return summary
 
 
 def _open_run_dir(config, resume: bool) -> dict:
-    """Creates the run folder, or checks it for a resume; returns the saved training state."""
+    """Creates the run folder, or opens it to continue the run it holds (the settings were
+    checked by `finished_run`); returns the saved training state."""
     run_dir = config.run_dir
     config_path = os.path.join(run_dir, "config.yaml")
     state_path = os.path.join(run_dir, CHECKPOINTS, STATE_FILE)
     atomic.check_writable(config_path)
-    if not resume:
-        if os.path.exists(state_path):
+    if not os.path.exists(state_path):
+        if resume and not os.path.exists(config_path):
             raise TrainingError(
-                f"{run_dir}: holds a run already; pass --resume to continue it, or another --run-dir"
+                f"{run_dir}: no run to continue (no config.yaml); without --resume one starts"
             )
         # A folder with a config but no finished epoch (a start that failed) is started over.
         os.makedirs(os.path.join(run_dir, CHECKPOINTS), exist_ok=True)
         dump_yaml(config, config_path)
         return {}
-    if not os.path.exists(config_path):
-        raise TrainingError(f"{run_dir}: no run to resume (no config.yaml)")
-    differences = [key for key in config_differences(config) if key not in RESUMABLE_CHANGES]
-    if differences:
-        raise TrainingError(
-            f"{config_path}: the run was made with other settings ({', '.join(differences)}); "
-            "only training.epochs may change on --resume"
-        )
+    if finished_run(config, quiet=True) is not None:  # a caller that did not ask first
+        raise TrainingError(f"{run_dir}: all {config.training.epochs} epochs are done; raise training.epochs")
     dump_yaml(config, config_path)  # epochs may have grown
-    if not os.path.exists(state_path):
-        return {}
     try:
         with open(state_path, encoding="utf-8") as stream:
             return json.load(stream)
     except (OSError, json.JSONDecodeError) as error:
-        raise TrainingError(f"{state_path}: unreadable training state ({error}); cannot resume")
+        raise TrainingError(f"{state_path}: unreadable training state ({error}); cannot continue the run")
 
 
 class Run:

@@ -8,11 +8,13 @@ model. Results go to stdout (or --output), logs and the progress bar to stderr. 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 
@@ -38,6 +40,13 @@ class UsageError(Failure):
     model or output)."""
 
     exit_code = 2
+
+
+class WriteFailure(Failure):
+    """One line, `error: <path>: cannot write ...`, and exit status 3: the results could not be
+    written (a full disk, a lost device), as distinct from files that failed (1)."""
+
+    exit_code = 3
 
 
 def parse_number(option: str, text: str, kind: type, minimum: float):
@@ -100,18 +109,26 @@ def predict_command(
 
         A file longer than --window-seconds is scored in windows of that length and averaged. Each
         file gets a row (path, mos, seconds, num_windows, error), streamed as it is done; a file that
-        fails gets its error and the run goes on. Exit status: 0 all scored, 1 some failed, 2 the
-        command could not start. With a .tflite model TensorFlow is not imported.
+        fails gets its error and the run goes on. --output is written whole or not at all (a
+        temporary file renamed at the end) and may not be an input, a list or the model. Exit
+        status: 0 all scored, 1 some failed, 2 the command could not start, 3 the results could
+        not be written. With a .tflite model TensorFlow is not imported.
         """
-        if default_model and _defaulted("model_path") and not os.path.exists(model_path):
-            raise UsageError(f"no --model given and no model at {model_path}: {no_model_hint}".rstrip(": "))
         settings = _predict_settings(options)
-        files, backend, stream = _open_predict(open_backend, paths, model_path, options, settings["threads"])
+
+        def no_model() -> None:
+            if default_model and _defaulted("model_path") and not os.path.exists(model_path):
+                raise UsageError(
+                    f"no --model given and no model at {model_path}: {no_model_hint}".rstrip(": ")
+                )
+
+        files, backend = _open_predict(open_backend, paths, model_path, options, settings, no_model)
+        output = options["output"]
         try:
-            scored, failed = _score_to(stream, backend, files, options, settings)
-        finally:
-            if stream is not sys.stdout:
-                stream.close()
+            with _results_stream(output) as stream:
+                scored, failed = _score_to(stream, backend, files, options, settings)
+        except _WriteError as error:
+            raise WriteFailure(str(error)) from error
         click.echo(f"{scored} file(s) scored, {failed} failed", err=True)
         if failed:
             sys.exit(1)
@@ -146,8 +163,10 @@ def _predict_settings(options: dict) -> dict:
     }
 
 
-def _open_predict(open_backend, paths, model_path: str, options: dict, threads: int):
-    """The files to score, the backend and the output stream; a `UsageError` for any of them."""
+def _open_predict(open_backend, paths, model_path: str, options: dict, settings: dict, no_model):
+    """The files to score and the backend; a `UsageError` for either, for settings that would
+    not fit in memory, or for an output that cannot be written or is an input."""
+    from jsqa_lite.memory import check_scoring
     from jsqa_lite.predict import collect_inputs
 
     output = options["output"]
@@ -156,16 +175,99 @@ def _open_predict(open_backend, paths, model_path: str, options: dict, threads: 
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise UsageError(f"{output}: cannot write here (no such folder, or not writable)")
     try:
+        check_scoring(settings["window_seconds"], settings["batch_size"])
         files = collect_inputs(paths, options["csv_lists"], options["recursive"])
         if not files:
-            raise UsageError("no audio files given (PATH..., folders with audio, or --csv LIST)")
-        backend = open_backend(model_path, threads)
-        stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+            raise UsageError(_no_audio_message(paths, options["recursive"]))
+        if output:
+            _refuse_output_over_inputs(output, files, options["csv_lists"], model_path)
+        no_model()  # a missing default model, said after what the output would destroy
+        backend = open_backend(model_path, settings["threads"])
     except JSQAError as error:
         raise UsageError(str(error)) from error
-    except OSError as error:
-        raise UsageError(f"{output}: cannot write ({error.strerror})") from error
-    return files, backend, stream
+    return files, backend
+
+
+def _no_audio_message(paths, recursive: bool) -> str:
+    """Why there is nothing to score: the folders given (named) hold no audio files."""
+    from jsqa_lite.audio import AUDIO_SUFFIXES
+
+    folders = [path for path in paths if os.path.isdir(path)]
+    if not folders:
+        return "no audio files given (PATH..., folders with audio, or --csv LIST)"
+    where = "or its subfolders" if recursive else "(--recursive also looks in subfolders)"
+    named = folders[0] if len(folders) == 1 else f"{folders[0]} (and {len(folders) - 1} more folder(s))"
+    return f"{named}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder {where}"
+
+
+def _refuse_output_over_inputs(output: str, files: list[str], csv_lists, model_path: str) -> None:
+    """A `UsageError` when --output is one of the files, a list, the model, or inside the model's
+    folder: writing it would destroy what the run reads."""
+    target = os.path.realpath(output)
+    named = [("one of the audio files", path) for path in files]
+    named += [("the list given to --csv", path) for path in csv_lists]
+    named.append(("the model", model_path))
+    for what, path in named:
+        if os.path.realpath(path) == target:
+            raise UsageError(
+                f"{output}: is {what}; writing the results there would destroy it: choose another --output"
+            )
+    model = os.path.realpath(model_path)
+    if os.path.isdir(model) and target.startswith(model + os.sep):
+        raise UsageError(f"{output}: lies inside the model folder {model_path}: choose another --output")
+
+
+class _WriteError(Exception):
+    """Writing the results failed: `str()` names the path and what became of it."""
+
+
+class _GuardedStream:
+    """A text stream whose failing writes raise `_WriteError` naming `name`."""
+
+    def __init__(self, stream, name: str, after: str):
+        self._stream, self._name, self._after = stream, name, after
+
+    def _guard(self, method, *args):
+        try:
+            return method(*args)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise _WriteError(f"{self._name}: cannot write ({reason}); {self._after}") from error
+
+    def write(self, text: str) -> int:
+        return self._guard(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+
+@contextlib.contextmanager
+def _results_stream(output: str | None):
+    """stdout (rows streamed as they come), or a temporary file beside `output` renamed onto it
+    when every row is written: a full disk, an error or a kill leaves the previous file (or
+    none), never a truncated one."""
+    if not output:
+        yield _GuardedStream(sys.stdout, "stdout", "the rows before this one were written")
+        return
+    path = os.path.abspath(output)
+    kept = "the previous file is kept" if os.path.exists(path) else "no file was written"
+    handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.tmp-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            guarded = _GuardedStream(stream, path, kept)
+            yield guarded
+            guarded._guard(stream.flush)
+            guarded._guard(os.fsync, stream.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temp, 0o666 & ~mask)
+        try:
+            os.replace(temp, path)
+        except OSError as error:
+            raise _WriteError(f"{path}: cannot write ({error.strerror}); {kept}") from error
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
 
 
 def _score_to(stream, backend, files: list[str], options: dict, settings: dict) -> tuple[int, int]:
@@ -276,3 +378,7 @@ def _open_tflite(path: str, num_threads: int):
 
 
 main.add_command(predict_command(_open_tflite, model_help="The FILE.tflite that `jsqa-tf export` wrote."))
+
+
+if __name__ == "__main__":
+    main()

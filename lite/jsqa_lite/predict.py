@@ -1,7 +1,9 @@
 """`predict` with any backend, without TensorFlow: inputs, the scoring loop, the result rows.
 
 Backends share one interface, `score(batch) -> MOS`, for a float32 [batch, samples] batch of
-clips of one length (`jsqa_lite.contract`), plus `path`, `kind` and `min_samples`. The TFLite
+clips of one length (`jsqa_lite.contract`), plus `path`, `kind` and `min_samples`; a backend
+whose model masks zero padding says so (`masks_padding`, `bucket_samples`) and takes
+`score(batch, num_valid_samples)` for padded batches of a bounded set of lengths. The TFLite
 backend is here; `jsqa_tf.predict` adds the Keras and SavedModel ones. Files are read with
 `jsqa_lite.audio.read_audio` (any rate, channels, WAV/FLAC/OGG) and scored in windows of
 exactly `window_seconds` by `jsqa_lite.scoring.score_files`; full windows of different files
@@ -75,7 +77,7 @@ def read_list(csv_path: str) -> list[str]:
     """Paths from a CSV list: its `path` column (or the first, without such a header); relative
     paths are relative to the CSV's folder."""
     try:
-        with open(csv_path, newline="", encoding="utf-8") as stream:
+        with open(csv_path, newline="", encoding="utf-8-sig") as stream:  # a BOM is no header cell
             rows = [row for row in csv.reader(stream) if row and any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError) as error:
         raise JSQAError(f"{csv_path}: cannot read the list ({error})")
@@ -141,13 +143,19 @@ def predict(
             except AudioError as error:
                 yield path, error
 
+    # A backend that masks padding (`masks_padding`, e.g. Keras) takes the valid lengths and
+    # sees a bounded set of shapes; the others get rows of one real length.
+    masks = getattr(backend, "masks_padding", False)
     counts = {True: 0, False: 0}
     for score in score_files(
         audio(),
-        lambda batch, _: backend.score(batch),
+        (lambda batch, lengths: backend.score(batch, lengths))
+        if masks
+        else (lambda batch, _: backend.score(batch)),
         window_samples=to_samples(window_seconds),
-        masks_padding=False,
+        masks_padding=masks,
         batch_size=batch_size,
+        bucket_samples=getattr(backend, "bucket_samples", 1),
     ):
         result = FileResult(score.key, error=score.error, **score.summary())
         counts[result.ok] += 1
