@@ -287,3 +287,47 @@ def test_predict_writes_a_column_per_target_with_every_backend(five_target_run, 
     )
     first = json.loads(result.stdout.splitlines()[0])
     assert set(FIVE) <= set(first) and len(first["window_noi"]) == first["num_windows"]
+
+
+def test_the_student_learns_every_target_of_its_teacher(five_target_run, mos_demo, tmp_path):
+    from jsqa_tf.config import DistillConfig, DistillDataConfig, DistillModelConfig, DistillTrainingConfig
+    from jsqa_tf.models import load_mos_regressor
+    from jsqa_tf.training import distill
+
+    config = DistillConfig(
+        run_dir=str(tmp_path / "student"),
+        data=DistillDataConfig(
+            clean_dir=mos_demo["clean"],
+            noise_dir=mos_demo["noise"],
+            mos_dir=mos_demo["mos"],
+            crop_seconds=0.5,
+            mixtures_per_batch=6,
+            mos_clips_per_batch=2,
+            window_seconds=2.0,
+        ),
+        model=DistillModelConfig(teacher=five_target_run["model"], preset="student-tiny", hidden_dims=(8,)),
+        training=DistillTrainingConfig(
+            epochs=1, steps_per_epoch=3, label_loss_weight=0.5, deterministic=True
+        ),
+    )
+    summary = distill(config, verbose=0)
+    history = summary["history"]
+    assert np.isfinite(history["loss"][0]) and all(
+        np.isfinite(history[f"val_{t}_teacher_mae"][0]) for t in FIVE
+    )
+    student = load_mos_regressor(tmp_path / "student")
+    assert student.targets == FIVE
+    assert np.asarray(student(np.zeros((2, 8000), np.float32))).shape == (2, 5)
+
+
+def test_compare_reads_multi_target_evaluations_and_tables_each_target(five_target_run, mos_demo, tmp_path):
+    from jsqa_tf.compare import compare, load_result, to_markdown
+    from jsqa_tf.evaluation import evaluate
+
+    evaluate(five_target_run["model"], mos_demo["mos"], str(tmp_path / "a"), num_bootstrap=10)
+    evaluate(five_target_run["model"], mos_demo["mos"], str(tmp_path / "b"), num_bootstrap=10, seed=1)
+    table = compare([load_result(tmp_path / "a"), load_result(tmp_path / "b")], num_bootstrap=10)
+    assert set(table["results"][0]["targets"]) == set(FIVE)
+    text = to_markdown(table)
+    for target in FIVE:
+        assert f"Target {target}, per file" in text

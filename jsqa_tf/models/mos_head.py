@@ -87,13 +87,15 @@ class MOSHead(keras.Model):
             return x
 
         # === Functional Model ===
-        embedding = keras.Input(shape=(input_dim,), name="embedding")
-        if single:
+        if single:  # layers made in the order they always were: the same initial weights
+            hidden = hidden_stack("")
             # The score in float32 under mixed precision: a sigmoid near 0 or 1 needs it.
             output = keras.layers.Dense(1, dtype="float32", name="score")
             bound = ScaledSigmoid(*mos_range, dtype="float32", name="scaled_sigmoid")
-            scores = bound(output(run(hidden_stack(""), embedding)))
+            embedding = keras.Input(shape=(input_dim,), name="embedding")
+            scores = bound(output(run(hidden, embedding)))
         else:
+            embedding = keras.Input(shape=(input_dim,), name="embedding")
             shared = run(hidden_stack(""), embedding) if kind == "shared" else None
             columns = []
             for target, (low, high) in zip(targets, target_ranges, strict=True):
