@@ -43,8 +43,10 @@ import jsqa_tf
 from jsqa_lite.contract import (
     EMBEDDING_OUTPUT,
     INPUT_NAME,
+    MASKED_SIGNATURE_KEY,
     MIN_SECONDS,
     MOS_OUTPUT,
+    NUM_VALID_NAME,
     SAMPLE_RATE,
     SIGNATURE_KEY,
     input_spec,
@@ -68,7 +70,14 @@ QUANTIZATIONS = ("float32", "float16", "int8", "int8-full")
 activations); int8-full (int8 weights and activations, calibrated on a representative dataset
 drawn from prepared training shards; input and outputs stay float32)."""
 
-MOS_TOLERANCE = {"saved_model": 1e-5, "float32": 1e-4, "float16": 1e-2, "int8": 0.05, "int8-full": 0.25}
+MOS_TOLERANCE = {
+    "saved_model": 1e-5,
+    "saved_model_masked": 1e-5,
+    "float32": 1e-4,
+    "float16": 1e-2,
+    "int8": 0.05,
+    "int8-full": 0.25,
+}
 """Largest |MOS - Keras MOS| `check_parity` accepts, per form. int8-full (activations in int8
 too) depends on its calibration data and is looser: 0.16 measured on the tests' tiny model, on
 a 0.25 s clip (0.006 to 0.03 on 1 to 10 s clips)."""
@@ -97,16 +106,29 @@ def _serving_module(model):
 
             targets = model_targets(model)
 
-            @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name=INPUT_NAME)])
-            def serve(waveform):
-                embedding = model.embed(waveform, training=False)
+            def outputs_of(embedding):
                 scores = model.head(embedding, training=False)
                 outputs = {EMBEDDING_OUTPUT: tf.cast(embedding, tf.float32)}
                 if targets == (MOS_OUTPUT,):
                     return {MOS_OUTPUT: tf.reshape(scores, [-1]), **outputs}
                 return {target: scores[:, index] for index, target in enumerate(targets)} | outputs
 
+            @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name=INPUT_NAME)])
+            def serve(waveform):
+                return outputs_of(model.embed(waveform, training=False))
+
+            @tf.function(
+                input_signature=[
+                    tf.TensorSpec([None, None], tf.float32, name=INPUT_NAME),
+                    tf.TensorSpec([None], tf.int32, name=NUM_VALID_NAME),
+                ]
+            )
+            def serve_masked(waveform, num_valid_samples):
+                inputs = {"waveform": waveform, "num_valid_samples": num_valid_samples}
+                return outputs_of(model.embed(inputs, training=False))
+
             self.serve = serve
+            self.serve_masked = serve_masked
 
     return _ServingModule()
 
@@ -203,8 +225,13 @@ def _weights_bytes(model) -> int:
     return int(sum(np.prod(v.shape) for v in model.variables)) * 4
 
 
-def save_serving_model(model, directory: str | os.PathLike) -> dict:
-    """Writes the SavedModel (signature `serving_default`) to `directory` (which must not exist).
+def save_serving_model(model, directory: str | os.PathLike, masked: bool = True) -> dict:
+    """Writes the SavedModel to `directory` (which must not exist).
+
+    Its signatures: `serving_default` (`waveform`: rows of one length) and, with `masked`,
+    `serving_masked` (`waveform` zero-padded + `num_valid_samples`: rows of any lengths, each
+    scored as if alone; one traced shape serves files of many lengths, which is how `predict`
+    keeps its memory flat over thousands of file lengths).
 
     Returns:
         {"variables_bytes", "weights_bytes"}.
@@ -216,22 +243,29 @@ def save_serving_model(model, directory: str | os.PathLike) -> dict:
 
     directory = os.fspath(directory)
     module = _serving_module(model)
-    tf.saved_model.save(module, directory, signatures={SIGNATURE_KEY: module.serve.get_concrete_function()})
+    signatures = {SIGNATURE_KEY: module.serve.get_concrete_function()}
+    if masked:
+        signatures[MASKED_SIGNATURE_KEY] = module.serve_masked.get_concrete_function()
+    tf.saved_model.save(module, directory, signatures=signatures)
     stored, weights = _variables_bytes(directory), _weights_bytes(model)
     if not 0.9 * weights <= stored <= 1.25 * weights + 64 * 1024:
         raise ModelError(directory, f"variables hold {stored} bytes for {weights} bytes of float32 weights")
     return {"variables_bytes": stored, "weights_bytes": weights}
 
 
-def predict_request(waveform: np.ndarray, model_name: str):
-    """A TF Serving `PredictRequest` for `serving_default` (tensorflow-serving-api protos)."""
+def predict_request(waveform: np.ndarray, model_name: str, num_valid_samples: np.ndarray | None = None):
+    """A TF Serving `PredictRequest` (tensorflow-serving-api protos): for `serving_default`, or
+    with `num_valid_samples` for `serving_masked`."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
-    request.model_spec.signature_name = SIGNATURE_KEY
+    request.model_spec.signature_name = SIGNATURE_KEY if num_valid_samples is None else MASKED_SIGNATURE_KEY
     request.inputs[INPUT_NAME].CopyFrom(tf.make_tensor_proto(np.asarray(waveform, dtype=np.float32)))
+    if num_valid_samples is not None:
+        lengths = np.asarray(num_valid_samples, dtype=np.int32)
+        request.inputs[NUM_VALID_NAME].CopyFrom(tf.make_tensor_proto(lengths))
     return request
 
 
@@ -261,6 +295,19 @@ def encoder_contract(encoder) -> dict:
     return {"class": type(encoder).__name__, **config}
 
 
+def masked_signature_spec() -> dict:
+    """The "masked_signature" entry of a SavedModel's contract."""
+    return {
+        "name": MASKED_SIGNATURE_KEY,
+        "inputs": {
+            INPUT_NAME: {"dtype": "float32", "shape": ["batch", "samples"]},
+            NUM_VALID_NAME: {"dtype": "int32", "shape": ["batch"]},
+        },
+        "batch_rule": f"rows zero-padded past {NUM_VALID_NAME} (each at least min_samples); "
+        "each row is scored as if it were alone",
+    }
+
+
 def contract(model, quantization: str | None = None, source: str | None = None) -> dict:
     """What a caller needs to know to use an exported model (written as JSON beside it)."""
     import keras
@@ -285,6 +332,7 @@ def contract(model, quantization: str | None = None, source: str | None = None) 
             **scores,
             EMBEDDING_OUTPUT: {"dtype": "float32", "shape": ["batch", int(model.embedding_width)]},
         },
+        **({} if quantization else {"masked_signature": masked_signature_spec()}),
         "encoder": encoder_contract(encoder),
         "num_parameters": int(model.count_params()),
         "versions": {
@@ -327,7 +375,7 @@ def convert_tflite(
 
         with tempfile.TemporaryDirectory(prefix="jsqa-int8-") as folder:
             chunked_dir = os.path.join(folder, "saved_model")
-            save_serving_model(chunked_copy(model), chunked_dir)
+            save_serving_model(chunked_copy(model), chunked_dir, masked=False)
             return _convert(chunked_dir, quantization, representative_data)
     return _convert(os.fspath(saved_model_dir), quantization, representative_data)
 
@@ -469,11 +517,20 @@ def keras_scorer(model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda waveform: np.asarray(model(waveform, training=False))
 
 
-def serving_scorer(saved_model_dir: str, model_name: str = "model", targets: Sequence[str] = (MOS_OUTPUT,)):
+def serving_scorer(
+    saved_model_dir: str,
+    model_name: str = "model",
+    masked: bool = False,
+    targets: Sequence[str] = (MOS_OUTPUT,),
+):
     """What TF Serving does, in process: the v1 loader (restore + init ops of the `serve` tag),
     the `serving_default` signature fed from a `PredictRequest` that went through its wire
     format, and a `PredictResponse` parsed back from bytes. Returns (scorer, close); the
-    scorer gives the MOS [batch], or of several `targets` their outputs [batch, targets]."""
+    scorer gives the MOS [batch], or of several `targets` their outputs [batch, targets].
+
+    With `masked`, the scorer goes through `serving_masked` instead: each clip is zero-padded
+    to the next whole second and batched with a loud noise row one second longer, so that a
+    padding or a neighbour that leaked into a row's score would show as a difference."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
@@ -489,14 +546,18 @@ def serving_scorer(saved_model_dir: str, model_name: str = "model", targets: Seq
             raise ModelError(saved_model_dir, f"the v1 (TF Serving) loader fails: {error}")
         finally:
             tf_logger.setLevel(level)
-    signature = meta_graph.signature_def.get(SIGNATURE_KEY)
+    key = MASKED_SIGNATURE_KEY if masked else SIGNATURE_KEY
+    signature = meta_graph.signature_def.get(key)
     if signature is None or signature.method_name != PREDICT_METHOD:
         session.close()
-        raise ModelError(saved_model_dir, f"no {SIGNATURE_KEY} signature with method {PREDICT_METHOD}")
+        raise ModelError(saved_model_dir, f"no {key} signature with method {PREDICT_METHOD}")
     fetches = {name: info.name for name, info in signature.outputs.items()}
 
     def score(waveform: np.ndarray) -> np.ndarray:
-        wire = predict_request(waveform, model_name).SerializeToString()
+        lengths = None
+        if masked:
+            waveform, lengths = _padded_beside_noise(np.asarray(waveform, dtype=np.float32))
+        wire = predict_request(waveform, model_name, lengths).SerializeToString()
         request = predict_pb2.PredictRequest.FromString(wire)
         feed = {
             signature.inputs[name].name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()
@@ -508,10 +569,23 @@ def serving_scorer(saved_model_dir: str, model_name: str = "model", targets: Seq
             response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
         response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
         if tuple(targets) == (MOS_OUTPUT,):
-            return tf.make_ndarray(response.outputs[MOS_OUTPUT])
-        return np.stack([tf.make_ndarray(response.outputs[target]) for target in targets], axis=-1)
+            scores = tf.make_ndarray(response.outputs[MOS_OUTPUT])
+        else:
+            scores = np.stack([tf.make_ndarray(response.outputs[target]) for target in targets], axis=-1)
+        return scores[: len(scores) - 1] if masked else scores
 
     return score, session.close
+
+
+def _padded_beside_noise(waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[rows, n] -> the rows zero-padded to the next whole second, plus a last row of loud
+    noise one second longer than that; and each row's valid length."""
+    rows, samples = waveform.shape
+    width = -(-samples // SAMPLE_RATE) * SAMPLE_RATE
+    batch = np.zeros((rows + 1, width + SAMPLE_RATE), np.float32)
+    batch[:rows, :samples] = waveform
+    batch[rows] = np.random.default_rng(0).uniform(-0.9, 0.9, width + SAMPLE_RATE)
+    return batch, np.array([samples] * rows + [width + SAMPLE_RATE], np.int32)
 
 
 def tflite_scorer(path: str, num_threads: int = 2, targets: Sequence[str] | None = None):
@@ -633,13 +707,15 @@ def check_exported(
     model, saved_model_dir: str, tflite_paths: dict[str, str], name: str = "model"
 ) -> ParityReport:
     """The serving check and the TFLite parity check, against the Keras model, in one pass."""
-    serve, close = serving_scorer(saved_model_dir, name, model_targets(model))
+    targets = model_targets(model)
+    serve, close = serving_scorer(saved_model_dir, name, targets=targets)
+    serve_masked, close_masked = serving_scorer(saved_model_dir, name, masked=True, targets=targets)
     try:
-        candidates = {"saved_model": serve}
+        candidates = {"saved_model": serve, "saved_model_masked": serve_masked}
         candidates |= {
-            quantization: tflite_scorer(path, targets=model_targets(model))
-            for quantization, path in tflite_paths.items()
+            quantization: tflite_scorer(path, targets=targets) for quantization, path in tflite_paths.items()
         }
         return check_parity(keras_scorer(model), candidates)
     finally:
         close()
+        close_masked()

@@ -13,8 +13,10 @@ import numpy as np
 
 from jsqa_lite.contract import (
     INPUT_NAME,
+    MASKED_SIGNATURE_KEY,
     MIN_SAMPLES,
     MOS_OUTPUT,
+    NUM_VALID_NAME,
     PROVENANCE_KEY,
     SAMPLE_RATE,
     SIGNATURE_KEY,
@@ -71,7 +73,14 @@ class KerasBackend:
 
 
 class SavedModelBackend:
-    """One version folder of an export (`saved_models/NAME/<version>`), its `serving_default`."""
+    """One version folder of an export (`saved_models/NAME/<version>`).
+
+    An export with the `serving_masked` signature is scored like the Keras backend: files of
+    any length share zero-padded batches of whole seconds, the padding masked (TensorFlow's
+    per-shape kernels would otherwise grow the process with every distinct file length). An
+    export without it (written before the signature existed) is scored through
+    `serving_default`, one length per batch.
+    """
 
     kind = "saved_model"
 
@@ -86,13 +95,23 @@ class SavedModelBackend:
         try:
             self._loaded = tf.saved_model.load(path)  # keep it: the signature needs its variables
             self._signature = self._loaded.signatures[SIGNATURE_KEY]
+            self._masked = self._loaded.signatures.get(MASKED_SIGNATURE_KEY)
         except Exception as error:  # corrupt protos, missing variables: many error types
             raise ModelError(path, f"cannot load the SavedModel ({type(error).__name__}: {error})")
+        self.masks_padding = self._masked is not None
+        self.bucket_samples = SAMPLE_RATE if self.masks_padding else 1
 
-    def score(self, batch: np.ndarray) -> np.ndarray:
+    def score(self, batch: np.ndarray, num_valid_samples: np.ndarray | None = None) -> np.ndarray:
+        """MOS of a batch ([batch, targets] of a multi-target model); `num_valid_samples` (only
+        with `masks_padding`) masks zero padding."""
         import tensorflow as tf
 
-        outputs = self._signature(**{INPUT_NAME: tf.constant(batch, dtype=tf.float32)})
+        waveform = tf.constant(batch, dtype=tf.float32)
+        if num_valid_samples is None:
+            outputs = self._signature(**{INPUT_NAME: waveform})
+        else:
+            lengths = tf.constant(num_valid_samples, dtype=tf.int32)
+            outputs = self._masked(**{INPUT_NAME: waveform, NUM_VALID_NAME: lengths})
         if self.targets == (MOS_OUTPUT,):
             return outputs[MOS_OUTPUT].numpy()
         return np.stack([outputs[target].numpy() for target in self.targets], axis=-1)

@@ -162,6 +162,17 @@ def test_bench_student_int8(tmp_path, tiny_demo, capsys):
     assert '"preset": "student-tiny"' in capsys.readouterr().out
 
 
+def test_bench_predict_memory(tmp_path, capsys):
+    argv = ["--backends", "saved_model", "--files", "100", "--batch-size", "4"]
+    data, _ = run_main("bench_predict_memory", argv, tmp_path / "memory.json")
+    (row,) = data["rows"]
+    assert row["backend"] == "saved_model" and row["masks_padding"] is True
+    assert list(row["rss_mb"]) == [100] and row["rss_mb"][100] > 100 and row["growth"] == 1.0
+    assert "saved_model" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        importlib.import_module("bench_predict_memory").main(["--backends", "onnx"])
+
+
 @pytest.fixture(scope="module", autouse=True)
 def jax_fit(tmp_path_factory, benchmarks_importable):
     """`fit_jsqa_jax.py data` here, then its `fit` step started in the background, under Keras

@@ -79,6 +79,30 @@ def test_signature_batch_outputs_in_the_v1_loader(model, tiny_export):
     np.testing.assert_allclose(outputs["embedding"], model.embed(batch).numpy(), atol=1e-5)
 
 
+def test_the_masked_signature_scores_padded_rows_of_any_length_as_if_alone(model, clips, tiny_export):
+    serve, close = serving_scorer(tiny_export["saved_model"], "tiny", masked=True)
+    try:  # each clip padded to whole seconds beside a loud noise row one second longer
+        report = check_parity(keras_scorer(model), {"saved_model_masked": serve}, clips)
+    finally:
+        close()
+    assert report.max_abs_diff_mos["saved_model_masked"] <= MOS_TOLERANCE["saved_model_masked"]
+    # Several files of different lengths in one request of the v1 loader.
+    loaded = tf.saved_model.load(tiny_export["saved_model"])
+    lengths = [len(clip) for clip in clips]
+    batch = np.zeros((len(clips), max(lengths)), np.float32)
+    for row, clip in enumerate(clips):
+        batch[row, : len(clip)] = clip
+    outputs = loaded.signatures["serving_masked"](
+        waveform=tf.constant(batch), num_valid_samples=tf.constant(lengths, tf.int32)
+    )
+    alone = [float(model(clip[None])[0]) for clip in clips]
+    np.testing.assert_allclose(outputs["mos"].numpy(), alone, atol=1e-5)
+    assert outputs["embedding"].shape == (len(clips), model.embedding_width)
+    info = json.loads(open(os.path.join(tiny_export["saved_model"], "assets.extra", CONTRACT_FILE)).read())
+    assert info["masked_signature"]["name"] == "serving_masked"
+    assert info["masked_signature"]["inputs"]["num_valid_samples"]["dtype"] == "int32"
+
+
 def test_warmup_requests_and_contract(tiny_export):
     extra = os.path.join(tiny_export["saved_model"], "assets.extra")
     records = list(tf.data.TFRecordDataset(os.path.join(extra, WARMUP_FILE)).as_numpy_iterator())
@@ -321,6 +345,7 @@ def test_cli_export_with_check(tiny_mos_keras, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["version"] == 1 and summary["parity"]["max_abs_diff_mos"]["saved_model"] <= 1e-5
+    assert summary["parity"]["max_abs_diff_mos"]["saved_model_masked"] <= 1e-5
     assert summary["parity"]["max_abs_diff_mos"]["float16"] <= 1e-2
     assert os.path.isfile(summary["tflite"]["float16"]["path"])
 

@@ -142,3 +142,30 @@ def test_distill_refuses_a_huge_crop_before_any_model(mos_demo, tiny_mos_keras, 
     expected = r"^data.crop_seconds 1e\+06 with data.mixtures_per_batch"
     with pytest.raises(memory.MemoryLimitError, match=expected):
         distill(config)
+
+
+# One process each (the TensorFlow import, a config read, no model built).
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "distill"])
+def test_training_commands_under_a_memory_limit_refuse_a_huge_crop(
+    command, mos_demo, tiny_mos_keras, tmp_path
+):
+    run_dir = tmp_path / "run"
+    data = {
+        "pretrain": ["--clean-dir", mos_demo["clean"], "--noise-dir", mos_demo["noise"]],
+        "finetune": ["--data-dir", mos_demo["mos"], "--encoder", "scratch"],
+        "distill": [
+            *("--teacher", tiny_mos_keras, "--clean-dir", mos_demo["clean"]),
+            *("--noise-dir", mos_demo["noise"], "--mos-dir", mos_demo["mos"]),
+        ],
+    }[command]
+    config = {"pretrain": "pretrain_demo", "finetune": "finetune_nisqa", "distill": "distill_demo"}[command]
+    crop = "data.pairs.crop_seconds" if command == "pretrain" else "data.crop_seconds"
+    args = [command, "--config", os.path.join(REPO, "pipelines", f"{config}.yaml"), "--run-dir", run_dir]
+    refused = _limited([*args, *data, "--set", f"{crop}={HUGE}"], 8)
+    assert refused.returncode == 1, refused.stderr
+    lines = refused.stderr.strip().splitlines()  # warnings about the crop may come first
+    errors = [line for line in lines if not line.startswith("warning: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {crop} 1e+06 with "), refused.stderr
+    assert "the address-space limit (ulimit -v)" in errors[0] and "Traceback" not in refused.stderr
+    assert not list(run_dir.glob("checkpoints/epoch-*"))

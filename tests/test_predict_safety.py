@@ -1,7 +1,7 @@
 """`predict` never destroys what it reads or wrote before: an output that is an input, a list or
 the model is refused before any work; --output is written whole or not at all; a full disk has
-its own exit status and names the path. Lists with a UTF-8 BOM read as written. The Keras
-backend sees a bounded set of shapes, whatever the files' lengths."""
+its own exit status and names the path. Lists with a UTF-8 BOM read as written. The Keras and
+SavedModel backends see a bounded set of shapes, whatever the files' lengths."""
 
 import csv
 import errno
@@ -144,22 +144,35 @@ def test_a_list_with_a_utf8_bom_reads_its_header(audio, tiny_export):
     assert all(row["error"] == "" for row in rows)
 
 
-def test_the_keras_backend_sees_a_bounded_set_of_shapes_and_masks_padding(tiny_mos_keras, monkeypatch):
-    from jsqa_tf.predict import KerasBackend
-
-    backend = KerasBackend(tiny_mos_keras)
+def _random_length_clips(count: int = 60) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1)
-    clips = {f"f{i}": 0.1 * rng.standard_normal(8000 + int(rng.integers(0, 200_000))) for i in range(60)}
-    clips = {key: clip.astype(np.float32) for key, clip in clips.items()}
+    clips = {f"f{i}": 0.1 * rng.standard_normal(8000 + int(rng.integers(0, 200_000))) for i in range(count)}
+    return {key: clip.astype(np.float32) for key, clip in clips.items()}
+
+
+def _recording_shapes(backend, monkeypatch) -> set:
+    """The shapes `backend.score` is called with (recorded as it scores)."""
+    shapes, score = set(), backend.score
+
+    def recording(batch, num_valid_samples=None):
+        shapes.add(tuple(np.shape(batch)))
+        return score(batch, num_valid_samples)
+
+    monkeypatch.setattr(backend, "score", recording)
+    return shapes
+
+
+@pytest.mark.parametrize("kind", ["keras", "saved_model"])
+def test_keras_and_saved_model_backends_see_a_bounded_set_of_shapes_and_mask_padding(
+    kind, tiny_mos_keras, tiny_export, monkeypatch
+):
+    from jsqa_tf.predict import open_backend
+
+    backend = open_backend(tiny_mos_keras if kind == "keras" else tiny_export["saved_model"])
+    assert backend.kind == kind and backend.masks_padding
+    clips = _random_length_clips()
     monkeypatch.setattr(lite_predict, "read_model_input", lambda path, _: clips[path])
-    shapes = set()
-    score = backend._score
-
-    def recording(waveform, num_valid_samples):
-        shapes.add(tuple(waveform.shape))
-        return score(waveform, num_valid_samples)
-
-    monkeypatch.setattr(backend, "_score", recording)
+    shapes = _recording_shapes(backend, monkeypatch)
     results = []
     lite_predict.predict(backend, list(clips), window_seconds=10.0, batch_size=4, on_result=results.append)
     assert len({len(clip) for clip in clips.values()}) == 60 and all(r.ok for r in results)
@@ -170,3 +183,38 @@ def test_the_keras_backend_sees_a_bounded_set_of_shapes_and_masks_padding(tiny_m
         starts = [int(s * 16000) for s in result.window_start_seconds]
         alone = [float(backend.score(clip[s : s + 160_000][None])[0]) for s in starts]
         assert result.mos == pytest.approx(np.mean(alone), abs=1e-5)
+
+
+def test_a_saved_model_without_the_masked_signature_is_scored_one_length_a_batch(
+    tiny_mos_keras, tmp_path, monkeypatch
+):
+    """An export written before `serving_masked` existed still predicts, through `serving_default`."""
+    from jsqa_lite.contract import saved_model_contract_path
+    from jsqa_tf.atomic import write_json
+    from jsqa_tf.export import contract, save_serving_model
+    from jsqa_tf.models import load_mos_regressor
+    from jsqa_tf.predict import KerasBackend, open_backend
+
+    model = load_mos_regressor(tiny_mos_keras)
+    folder = tmp_path / "old"
+    save_serving_model(model, folder, masked=False)
+    info = contract(model)
+    del info["masked_signature"]
+    write_json(saved_model_contract_path(folder), info)
+    backend = open_backend(folder)
+    assert backend.kind == "saved_model" and not backend.masks_padding
+    clips = _random_length_clips(6)
+    monkeypatch.setattr(lite_predict, "read_model_input", lambda path, _: clips[path])
+    shapes = _recording_shapes(backend, monkeypatch)
+    results = []
+    lite_predict.predict(backend, list(clips), window_seconds=10.0, batch_size=4, on_result=results.append)
+    assert all(r.ok for r in results) and all(rows == 1 for rows, _ in shapes)
+    keras_results = []
+    lite_predict.predict(
+        KerasBackend(tiny_mos_keras),
+        list(clips),
+        window_seconds=10.0,
+        batch_size=4,
+        on_result=keras_results.append,
+    )
+    assert [r.mos for r in results] == pytest.approx([r.mos for r in keras_results], abs=1e-4)

@@ -238,6 +238,7 @@ def test_export_has_an_output_per_target_within_tolerance(five_target_export):
     summary = five_target_export
     parity = summary["parity"]
     assert parity["max_abs_diff_mos"]["saved_model"] <= 1e-5 and parity["max_abs_diff_mos"]["int8"] <= 0.05
+    assert parity["max_abs_diff_mos"]["saved_model_masked"] <= 1e-5
     assert len(parity["per_target"]["int8"]) == 5 and len(parity["reference_mos"]["1"]) == 5
     contract = read_contract(saved_model_contract_path(summary["saved_model"]))
     assert contract["targets"] == list(FIVE)

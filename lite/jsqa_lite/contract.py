@@ -14,7 +14,9 @@ target instead of `mos` alone, each named after its target (mos, noi, col, dis, 
 range its contract gives; the contract's "targets" lists them in order (`output_targets`).
 
 The SavedModel's `serving_default` signature and the TFLite models' signature take the input
-named `waveform` and return `mos` and `embedding`. A JSON file describing the model
+named `waveform` and return `mos` and `embedding`. A SavedModel also has `serving_masked`,
+which takes `waveform` and `num_valid_samples` (int32 [batch]): rows of one batch may then be
+zero-padded files of different lengths, each scored as if it were alone. A JSON file describing the model
 (`input_spec()` among the rest) lies beside each `.tflite` file and in a SavedModel's
 `assets.extra/`.
 
@@ -45,7 +47,10 @@ computes a number for any length, but below this it is not a quality judgement).
 MIN_SAMPLES = int(MIN_SECONDS * SAMPLE_RATE)
 
 SIGNATURE_KEY = "serving_default"
+MASKED_SIGNATURE_KEY = "serving_masked"
+"""The SavedModel's second signature: `waveform` plus `NUM_VALID_NAME`, zero padding masked."""
 INPUT_NAME = "waveform"
+NUM_VALID_NAME = "num_valid_samples"
 MOS_OUTPUT = "mos"
 EMBEDDING_OUTPUT = "embedding"
 CONTRACT_FILE = "jsqa_tf_contract.json"
