@@ -332,3 +332,24 @@ def test_compare_reads_multi_target_evaluations_and_tables_each_target(five_targ
     text = to_markdown(table)
     for target in FIVE:
         assert f"Target {target}, per file" in text
+
+
+def test_the_diagnosis_counts_which_dimension_is_lowest(five_target_run):
+    from jsqa_tf.diagnosis import FACTOR_DIMENSION, confusion, diagnose, held_out_files
+    from jsqa_tf.models import load_mos_regressor
+
+    report = confusion(["noise", "noise", "level", "band"], ["noi", "dis", "loud", "loud"])
+    assert report["table"]["noise"] == {"noi": 1, "col": 0, "dis": 1, "loud": 0}
+    assert (
+        report["diagonal"] == 0.5
+        and report["per_factor"]["band"] == 0.0
+        and report["per_factor"]["level"] == 1
+    )
+    files = held_out_files(files_per_factor=2, seed=5)
+    assert [factor for factor, _ in files] == [f for f in FACTOR_DIMENSION for _ in range(2)]
+    assert all(np.max(np.abs(audio)) < 1 and len(audio) >= 3 * 16000 for _, audio in files)
+    report = diagnose(load_mos_regressor(five_target_run["model"]), files_per_factor=2, seed=5)
+    assert report["num_files"] == 8 and sum(sum(row.values()) for row in report["table"].values()) == 8
+    assert set(report["files"][0]) == {"factor", *FIVE}
+    with pytest.raises(ValueError, match="does not predict noi, col, dis, loud"):
+        diagnose(MOSRegressor(WaveformEncoder.from_preset("tiny", name="encoder"), hidden_dims=(8,)))
