@@ -209,6 +209,18 @@ def test_fine_tuning_five_targets_logs_each_and_evaluate_scores_each(five_target
     for target in FIVE:
         assert len(summary["history"][f"val_{target}_pcc"]) == 2
     assert summary["history"]["val_rmse"] == summary["history"]["val_mos_rmse"]
+    import glob
+
+    import tensorflow as tf
+
+    events = glob.glob(f"{summary['run_dir']}/logs/validation_scatter/events.*")
+    tags = {
+        value.tag
+        for path in events
+        for event in tf.compat.v1.train.summary_iterator(path)
+        for value in event.summary.value
+    }
+    assert {f"val/scatter_{t}" for t in FIVE} <= tags  # TensorBoard: a scatter plot per target
     report = evaluate(summary["model"], mos_demo["mos"], str(tmp_path / "eval"), num_bootstrap=20)
     assert set(report["targets"]) == set(FIVE)
     for target in FIVE:
