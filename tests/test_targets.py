@@ -365,3 +365,27 @@ def test_the_diagnosis_counts_which_dimension_is_lowest(five_target_run):
     assert set(report["files"][0]) == {"factor", *FIVE}
     with pytest.raises(ValueError, match="does not predict noi, col, dis, loud"):
         diagnose(MOSRegressor(WaveformEncoder.from_preset("tiny", name="encoder"), hidden_dims=(8,)))
+
+
+CLEAR_MAJORITY = 2 / 3
+
+
+def test_the_recorded_diagnosis_puts_a_clear_majority_on_the_diagonal():
+    """The demo job's model (five targets, separate heads) on held-out files degraded by one
+    factor alone, as `benchmarks/bench_diagnosis.py` recorded it for three seeds (training it
+    here would take minutes): the factor's own dimension is the lowest for a clear majority."""
+    import os
+
+    from jsqa_tf.diagnosis import FACTOR_DIMENSION
+
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "results", "demo_dimensions.json")
+    with open(path, encoding="utf-8") as stream:
+        runs = json.load(stream)["runs"]
+    assert len(runs) >= 3
+    for run in runs:
+        report = run["variants"]["five"]["diagnosis"]
+        table = report["table"]
+        hits = sum(row[FACTOR_DIMENSION[factor]] for factor, row in table.items())
+        total = sum(sum(row.values()) for row in table.values())
+        assert total == report["num_files"] >= 40 and hits / total == pytest.approx(report["diagonal"])
+        assert report["diagonal"] >= CLEAR_MAJORITY, (run["seed"], table)
