@@ -258,7 +258,7 @@ def test_run_settings_reach_every_training_stage_through_the_plan(tmp_path):
     raw = with_run_settings(paper, {"precision": "mixed_bfloat16", "jit_compile": False}, "paper.yaml")
     resolved = plan({**raw, "run_dir": str(tmp_path)}, "paper.yaml")
     stages = [*resolved.pretrain.values(), *resolved.finetune.values(), resolved.distill]
-    assert len(stages) == 2 + 4 + 1  # two pretrainings, four fine-tunings (three MOS, one five-target), a student
+    assert len(stages) == 2 + 4 + 1  # two pretrainings, four fine-tunings (one five-target), a student
     assert all((s.training.precision, s.training.jit_compile) == ("mixed_bfloat16", False) for s in stages)
     assert paper["pretrain"]["noproj"]["training"].get("precision") is None  # the file itself is kept
     one = with_run_settings({"pretrain": {"data": {}}}, {"strategy": "mirrored"})  # a single pretraining
