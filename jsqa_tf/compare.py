@@ -4,12 +4,15 @@ An evaluation folder holds:
     metrics.json      `metrics.evaluate_predictions(...)` plus "model" (the model's path) and
                       "data" (what it was evaluated on)
     predictions.csv   header `file,condition,mos,predicted`, one row per file (condition may be
-                      empty)
+                      empty); a multi-target model's adds `<target>,predicted_<target>` pairs
+                      (read for nothing but their shape: the paired comparison is the MOS's)
 A `jsqa-tf train` run folder keeps its evaluation in `evaluate/`. `load_result` takes any of
 these (or the metrics.json itself); `compare` puts the results in one table, using each
 evaluation's own figures and intervals, and adds for every result but the baseline a paired
 bootstrap of its difference to the baseline on the files both scored (`metrics.paired_bootstrap`);
-`to_markdown` lays the table out like Tables 1-2 of the JSQA paper.
+`to_markdown` lays the table out like Tables 1-2 of the JSQA paper. Evaluations of multi-target
+models (metrics.json "targets") add a table per target (noi, col, dis, loud, ...) of each
+evaluation's own figures.
 
 NumPy, csv and json only: no TensorFlow.
 """
@@ -138,7 +141,13 @@ def _read_predictions(path: str) -> dict[str, tuple[str, float, float]] | None:
             header = next(reader, None)
             if header is None:
                 raise CorpusError(path, f"empty; expected the header {expected!r}")
-            if [column.strip() for column in header] != list(PREDICTIONS_HEADER):
+            header = [column.strip() for column in header]
+            extra = header[len(PREDICTIONS_HEADER) :]
+            targets_ok = len(extra) % 2 == 0 and all(
+                predicted == f"predicted_{target}"
+                for target, predicted in zip(extra[::2], extra[1::2], strict=True)
+            )
+            if header[: len(PREDICTIONS_HEADER)] != list(PREDICTIONS_HEADER) or not targets_ok:
                 raise CorpusError(path, f"header is {','.join(header)!r}; expected {expected!r}")
             predictions: dict[str, tuple[str, float, float]] = {}
             row_number = 0
@@ -147,7 +156,7 @@ def _read_predictions(path: str) -> dict[str, tuple[str, float, float]] | None:
                     continue
                 row_number += 1
                 line = reader.line_num
-                if len(fields) != len(PREDICTIONS_HEADER):
+                if len(fields) != len(header):
                     raise CorpusError(
                         path, f"row {row_number} (line {line}): {len(fields)} columns; expected {expected!r}"
                     )
@@ -223,6 +232,10 @@ def _row(result: Result, name: str) -> dict:
         "num_conditions": data.get("num_conditions"),
         "per_file": {key: data["per_file"][key] for key in TABLE_METRICS},
         "per_condition": per_condition,
+        "targets": {
+            target: {key: figures["per_file"][key] for key in TABLE_METRICS} if figures else None
+            for target, figures in (data.get("targets") or {}).items()
+        },
     }
 
 
@@ -270,7 +283,8 @@ def compare(results: list[Result], *, baseline: int = 0, num_bootstrap: int = 10
         {"baseline": its name, "bootstrap": {"num_resamples", "seed", "ci"},
          "results": [{"name", "path", "model", "data", "num_files", "num_conditions",
                       "per_file": {pcc, srcc, rmse, mae: {"value", "ci95"}} (the evaluation's
-                      own figures), "per_condition": {pcc, rmse_mapped_1: ...} or None}],
+                      own figures), "per_condition": {pcc, rmse_mapped_1: ...} or None,
+                      "targets": {target: the per-file figures, or None} ({} for a MOS model)}],
          "differences": [{"name", "baseline", "num_shared_files", "num_conditions",
                           "per_file": {metric: {"difference", "ci95", "p_b_better"}},
                           "per_condition": ... or None, "note": None or why there is none}]}
@@ -366,6 +380,24 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _target_tables(results: list[dict]) -> list[str]:
+    """A per-file table for each target of the multi-target results (in the first one's order)."""
+    targets = []
+    for row in results:
+        targets += [target for target in row.get("targets") or {} if target not in targets]
+    lines = []
+    for target in targets:
+        rows = [
+            [_escape(row["name"])]
+            + [_cell((row["targets"].get(target) or {}).get(key)) for key in TABLE_METRICS]
+            for row in results
+            if target in (row.get("targets") or {})
+        ]
+        lines += ["", f"Target {target}, per file (the files rated on it):", ""]
+        lines += _table(["Model"] + [_LABELS[key] for key in TABLE_METRICS], rows)
+    return lines
+
+
 def to_markdown(table: dict) -> str:
     """The output of `compare` as Markdown: a table like Tables 1-2 of the JSQA paper (Model |
     PCC | SRCC | RMSE | MAE, each `value [low, high]`; per-condition PCC and RMSE after the
@@ -394,6 +426,7 @@ def to_markdown(table: dict) -> str:
     if by_condition:
         lines[0] += " Per condition: condition means; RMSE after the first-order mapping (ITU-T P.1401)."
     lines += [""] + _table(header, rows)
+    lines += _target_tables(results)
 
     differences = table["differences"]
     if differences:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import os
 import types
 import typing
@@ -42,10 +43,12 @@ from jsqa_tf.ranges import (
     DECIMATIONS,
     ENCODER_PRESETS,
     FINITE,
+    HEAD_KINDS,
     MOS_RANGE,
     SAMPLE_RATES,
     SHARE,
     STUDENT_PRESETS,
+    TARGETS,
     Range,
     above,
     at_least,
@@ -82,6 +85,10 @@ class PrepareConfig:
         num_workers: decoding processes; 0 decodes in this process.
         mos_range: the MOS scale [low, high] of a nisqa or csv corpus; a row outside it is an
             error naming the row.
+        targets: the score columns of a csv corpus (any of mos, noi, col, dis, loud; default
+            mos). A nisqa corpus keeps all five where its CSV has them.
+        target_ranges: [low, high] per csv target, in the order of `targets`; [] (default):
+            `mos_range` for mos, [1, 5] else.
     """
 
     corpus: str
@@ -98,9 +105,12 @@ class PrepareConfig:
     chime3_channels: str = "first"
     num_workers: int = setting(2, at_least(0))
     mos_range: tuple[float, ...] = setting(MOS_RANGE, FINITE)
+    targets: tuple[str, ...] = ("mos",)
+    target_ranges: tuple[tuple[float, ...], ...] = setting((), FINITE)
 
     def __post_init__(self):
         check_ranges(self)
+        check_targets(self.targets, self.target_ranges, section="")
         if self.val_fraction and self.val_databases:
             raise ConfigError("give val_fraction or val_databases, not both")
         check_choice("chime3_channels", self.chime3_channels, ("first", "all"))
@@ -478,6 +488,16 @@ class MOSModelConfig:
             NT-Xent saw).
         dropout: dropout in the head.
         mos_range: the scaled sigmoid's range.
+        targets: what the model predicts: [mos] (the paper's), or any of the NISQA set
+            [mos, noi, col, dis, loud], in output order. Several targets share the encoder,
+            each with its own head (`heads`).
+        target_ranges: [low, high] per target, in the order of `targets`; [] (default):
+            `mos_range` for mos, [1, 5] for noi, col, dis and loud.
+        target_weights: the loss's weight per target; [] (default): 1 each. The loss is the
+            weighted mean of each target's MSE over the files rated on it (a missing rating,
+            NaN in the shards, is masked).
+        heads: of several targets, "separate" (a hidden stack per target) or "shared" (one
+            hidden stack, an output per target).
     """
 
     YAML_SECTION: ClassVar[str] = "model."
@@ -489,9 +509,15 @@ class MOSModelConfig:
     embedding: str = "full"
     dropout: float = setting(0.0, SHARE)
     mos_range: tuple[float, ...] = setting(MOS_RANGE, FINITE)
+    targets: tuple[str, ...] = ("mos",)
+    target_ranges: tuple[tuple[float, ...], ...] = setting((), FINITE)
+    target_weights: tuple[float, ...] = setting((), at_least(0))
+    heads: str = "separate"
 
     def __post_init__(self):
         check_ranges(self)
+        check_targets(self.targets, self.target_ranges, self.target_weights)
+        check_choice("model.heads", self.heads, HEAD_KINDS)
         check_choice("model.preset", self.preset, ENCODER_PRESETS)
         if self.encoder_checkpoint not in ENCODER_SOURCES:
             raise ConfigError(
@@ -502,6 +528,28 @@ class MOSModelConfig:
         if not self.hidden_dims:
             raise ConfigError("model.hidden_dims must list at least one width, got []")
         check_interval("model.mos_range", self.mos_range)
+
+
+def check_targets(targets, target_ranges=(), target_weights=(), section="model.") -> None:
+    """Refuses unknown or repeated targets, and ranges or weights that are not one per target."""
+    if not targets:
+        raise ConfigError(f"{section}targets must name at least one of {', '.join(TARGETS)}")
+    for index, target in enumerate(targets):
+        check_choice(f"{section}targets[{index}]", target, TARGETS)
+    if len(set(targets)) != len(targets):
+        raise ConfigError(f"{section}targets names a target twice: {list(targets)}")
+    for name, values in (("target_ranges", target_ranges), ("target_weights", target_weights)):
+        if values and len(values) != len(targets):
+            raise ConfigError(
+                f"{section}{name} must give one per target ({len(targets)}: {', '.join(targets)}), "
+                f"got {len(values)}"
+            )
+    for target, pair in zip(targets, target_ranges, strict=False):
+        check_interval(f"{section}target_ranges ({target})", tuple(pair))
+        if not all(math.isfinite(value) for value in pair):
+            raise ConfigError(f"{section}target_ranges ({target}) must be finite, got {list(pair)}")
+    if target_weights and sum(target_weights) <= 0:
+        raise ConfigError(f"{section}target_weights must not all be 0, got {list(target_weights)}")
 
 
 @dataclasses.dataclass(frozen=True)

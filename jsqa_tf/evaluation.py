@@ -13,6 +13,11 @@ Output folder (written atomically, never over an earlier evaluation):
                       interval (`jsqa_tf.metrics.evaluate_predictions`), and what was scored
     predictions.csv   file, condition, mos, predicted (what `jsqa-tf compare` pairs files on)
     scatter.png       predicted against subjective MOS, per file and per condition
+
+A multi-target model (`model.targets`, e.g. mos, noi, col, dis, loud) is scored on each
+target over the files rated on it: metrics.json adds "targets" {target: the same figures,
+with its range}; predictions.csv adds `<target>, predicted_<target>` per target beside the
+MOS (NaN labels: not rated); the top-level figures stay the MOS's.
 """
 
 from __future__ import annotations
@@ -127,6 +132,24 @@ def score_labelled(
     return results
 
 
+def model_targets(model) -> tuple[str, ...]:
+    """What a `MOSRegressor` predicts, in output order (("mos",) for a MOS-only model)."""
+    return tuple(getattr(model, "targets", ("mos",)))
+
+
+def target_columns(results, targets) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{target: (labels, predicted)} over every file of `score_labelled` results (labels NaN
+    where a file is not rated on the target)."""
+    targets = tuple(targets)
+    predicted = np.array([np.atleast_1d(np.asarray(p, dtype=np.float64)) for _, p in results]).reshape(
+        len(results), len(targets)
+    )
+    return {
+        target: (np.array([file.score(target) for file, _ in results], dtype=np.float64), predicted[:, index])
+        for index, target in enumerate(targets)
+    }
+
+
 def to_scale(values: np.ndarray, model_range, scale) -> np.ndarray:
     """MOS on the model's scale mapped linearly onto `scale` (the same values when they agree)."""
     (m_low, m_high), (low, high) = model_range, scale
@@ -135,12 +158,22 @@ def to_scale(values: np.ndarray, model_range, scale) -> np.ndarray:
     return low + (values - m_low) * (high - low) / (m_high - m_low)
 
 
-def _predictions_csv(results) -> str:
+def _predictions_csv(results, columns: dict | None = None) -> str:
+    """file, condition, mos, predicted; and `<target>, predicted_<target>` for each target
+    of `columns` ({target: (labels, predicted)}) besides the MOS."""
+    extra = [target for target in (columns or {}) if target != "mos"]
+    header = ["file", "condition", "mos", "predicted"]
+    for target in extra:
+        header += [target, f"predicted_{target}"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "condition", "mos", "predicted"])
-    for file, predicted in results:
-        writer.writerow([file.key, file.condition, f"{file.mos:.6g}", f"{predicted:.6f}"])
+    writer.writerow(header)
+    for row, (file, predicted) in enumerate(results):
+        values = [file.key, file.condition, f"{file.mos:.6g}", f"{predicted:.6f}"]
+        for target in extra:
+            labels, scores = columns[target]
+            values += [f"{labels[row]:.6g}", f"{scores[row]:.6f}"]
+        writer.writerow(values)
     return buffer.getvalue()
 
 
@@ -212,14 +245,39 @@ def evaluate(
         )
     if len(results) < 2:
         raise CorpusError(data, f"only {len(results)} file(s) could be scored; metrics need at least 2")
-    mos = np.array([file.mos for file, _ in results])
-    predicted = to_scale(np.array([p for _, p in results]), model_range, scale)
-    results = [(file, value) for (file, _), value in zip(results, predicted, strict=True)]
+    targets = model_targets(model)
+    columns = target_columns(results, targets)
     conditions = [file.condition for file, _ in results]
     has_conditions = all(conditions)
+    per_target = {}
+    for target, (labels, scores) in columns.items():
+        if target == "mos":
+            scores = to_scale(scores, model_range, scale)
+            columns[target] = (labels, scores)
+        per_target[target] = _target_figures(
+            target, labels, scores, conditions if has_conditions else None, num_bootstrap, seed
+        )
+    if "mos" in columns:
+        mos, predicted = columns["mos"]
+    else:  # a model without a MOS output: the top-level figures are its first target's
+        mos, predicted = columns[targets[0]]
+    rated = np.isfinite(mos)
+    if rated.sum() < 2:
+        raise CorpusError(
+            data,
+            f"only {int(rated.sum())} scored file(s) are rated on "
+            f"{targets[0] if 'mos' not in columns else 'MOS'}; metrics need at least 2",
+        )
+    results = [(file, value) for (file, _), value in zip(results, predicted, strict=True)]
     figures = metrics.evaluate_predictions(
-        mos, predicted, conditions if has_conditions else None, num_bootstrap=num_bootstrap, seed=seed
+        mos[rated],
+        predicted[rated],
+        [c for c, keep in zip(conditions, rated, strict=True) if keep] if has_conditions else None,
+        num_bootstrap=num_bootstrap,
+        seed=seed,
     )
+    mos, predicted = mos[rated], predicted[rated]
+    conditions = [c for c, keep in zip(conditions, rated, strict=True) if keep]
     report = {
         "model": model_file,
         "data": os.path.abspath(data),
@@ -230,6 +288,7 @@ def evaluate(
         "model_mos_range": list(model_range),
         "model_provenance": record,
         **figures,
+        **({"targets": per_target} if targets != ("mos",) else {}),
         "num_problems": len(problems),
         "problems": problems,
     }
@@ -240,12 +299,26 @@ def evaluate(
     png = mos_scatter_png(panels, scale, title=os.path.join(*model_file.split(os.sep)[-3:]))
 
     os.makedirs(out_dir, exist_ok=True)
-    atomic.write_text(os.path.join(out_dir, PREDICTIONS_FILE), _predictions_csv(results))
+    extra = columns if targets != ("mos",) else None
+    atomic.write_text(os.path.join(out_dir, PREDICTIONS_FILE), _predictions_csv(results, extra))
     with atomic.atomic_path(os.path.join(out_dir, SCATTER_FILE)) as temp:
         with open(temp, "wb") as stream:
             stream.write(png)
     atomic.write_json(os.path.join(out_dir, METRICS_FILE), report)  # last: its presence means done
     return report
+
+
+def _target_figures(target, labels, scores, conditions, num_bootstrap, seed) -> dict | None:
+    """One target's figures over the files rated on it (None with fewer than 2)."""
+    from jsqa_tf import metrics
+
+    rated = np.isfinite(labels)
+    if rated.sum() < 2:
+        return None
+    kept = None if conditions is None else [c for c, keep in zip(conditions, rated, strict=True) if keep]
+    return metrics.evaluate_predictions(
+        labels[rated], scores[rated], kept, num_bootstrap=num_bootstrap, seed=seed
+    )
 
 
 def summary_text(report: dict) -> str:
@@ -269,6 +342,13 @@ def summary_text(report: dict) -> str:
     text.append(f"  per file:      {line(report['per_file'], names)}")
     if report.get("per_condition"):
         text.append(f"  per condition ({report['num_conditions']}): {line(report['per_condition'], names)}")
+    for target, figures in (report.get("targets") or {}).items():
+        if figures is None:
+            text.append(f"  {target:<5} no files rated on it")
+        else:
+            text.append(
+                f"  {target:<5} ({figures['num_files']} files): {line(figures['per_file'], names[:4])}"
+            )
     if report["num_problems"]:
         text.append(f"  {report['num_problems']} file(s) skipped, listed in metrics.json; e.g.:")
         text += [f"    {p['path']}: {p['reason']}" for p in report["problems"][:3]]

@@ -3,7 +3,9 @@
 Every exported form keeps the input contract of `jsqa_lite.contract`: input `waveform`,
 float32 [batch, samples], 16 kHz mono in [-1, 1], at least `MIN_SAMPLES` (0.25 s), rows of a
 batch of one length (zero padding is not masked); outputs `mos` float32 [batch] in the model's
-`mos_range` and `embedding` float32 [batch, d].
+`mos_range` and `embedding` float32 [batch, d]. A multi-target model (`model.targets`, e.g.
+mos, noi, col, dis, loud) has one float32 [batch] output per target, named after it, each in
+its range, beside `embedding`; its contract lists them under "targets" and "outputs".
 
 The SavedModel's `serving_default` signature (method `tensorflow/serving/predict`) takes the
 input named `waveform` and returns `mos` and `embedding`; the TFLite models carry the same
@@ -102,11 +104,18 @@ def _serving_module(model):
             # objects) writes every weight once, under names the v1 loader restores.
             self.model_variables = [variable.value for variable in model.variables]
 
+            targets = model_targets(model)
+
+            def outputs_of(embedding):
+                scores = model.head(embedding, training=False)
+                outputs = {EMBEDDING_OUTPUT: tf.cast(embedding, tf.float32)}
+                if targets == (MOS_OUTPUT,):
+                    return {MOS_OUTPUT: tf.reshape(scores, [-1]), **outputs}
+                return {target: scores[:, index] for index, target in enumerate(targets)} | outputs
+
             @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name=INPUT_NAME)])
             def serve(waveform):
-                embedding = model.embed(waveform, training=False)
-                mos = model.head(embedding, training=False)
-                return {MOS_OUTPUT: tf.reshape(mos, [-1]), EMBEDDING_OUTPUT: tf.cast(embedding, tf.float32)}
+                return outputs_of(model.embed(waveform, training=False))
 
             @tf.function(
                 input_signature=[
@@ -116,14 +125,17 @@ def _serving_module(model):
             )
             def serve_masked(waveform, num_valid_samples):
                 inputs = {"waveform": waveform, "num_valid_samples": num_valid_samples}
-                embedding = model.embed(inputs, training=False)
-                mos = model.head(embedding, training=False)
-                return {MOS_OUTPUT: tf.reshape(mos, [-1]), EMBEDDING_OUTPUT: tf.cast(embedding, tf.float32)}
+                return outputs_of(model.embed(inputs, training=False))
 
             self.serve = serve
             self.serve_masked = serve_masked
 
     return _ServingModule()
+
+
+def model_targets(model) -> tuple[str, ...]:
+    """The outputs besides `embedding` of a model's export: ("mos",), or its targets."""
+    return tuple(getattr(model, "targets", (MOS_OUTPUT,)))
 
 
 def next_version(base_path: str | os.PathLike) -> int:
@@ -302,13 +314,22 @@ def contract(model, quantization: str | None = None, source: str | None = None) 
     import tensorflow as tf
 
     encoder = model.encoder
+    targets = model_targets(model)
+    if targets == (MOS_OUTPUT,):
+        scores = {MOS_OUTPUT: {"dtype": "float32", "shape": ["batch"], "range": list(model.mos_range)}}
+    else:
+        scores = {
+            target: {"dtype": "float32", "shape": ["batch"], "range": list(scale)}
+            for target, scale in zip(targets, model.target_ranges, strict=True)
+        }
     return {
         "format": "tflite" if quantization else "saved_model",
         "quantization": quantization or "float32",
         "signature": SIGNATURE_KEY,
         "input": input_spec(),
+        **({} if targets == (MOS_OUTPUT,) else {"targets": list(targets)}),
         "outputs": {
-            MOS_OUTPUT: {"dtype": "float32", "shape": ["batch"], "range": list(model.mos_range)},
+            **scores,
             EMBEDDING_OUTPUT: {"dtype": "float32", "shape": ["batch", int(model.embedding_width)]},
         },
         **({} if quantization else {"masked_signature": masked_signature_spec()}),
@@ -422,11 +443,14 @@ def example_clips(seconds: Sequence[float] = PARITY_SECONDS, seed: int = 0) -> l
 
 @dataclasses.dataclass
 class ParityReport:
-    """Max |MOS - reference| per form and clip length (seconds), and the tolerances applied."""
+    """Max |MOS - reference| per form and clip length (seconds), and the tolerances applied.
+    Of a multi-target model, each figure is the largest over its targets, `per_target` holds
+    each target's largest per form, and `reference_mos` each clip's scores in target order."""
 
     max_abs_diff_mos: dict[str, float]
     per_length: dict[str, dict[str, float]]
-    reference_mos: dict[str, float]
+    reference_mos: dict[str, float | list[float]]
+    per_target: dict[str, list[float]] | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -453,36 +477,56 @@ def check_parity(
     """
     clips = example_clips() if clips is None else clips
     tolerances = {**MOS_TOLERANCE, **(tolerances or {})}
-    reference_mos = {f"{len(c) / SAMPLE_RATE:g}": float(np.asarray(reference(c[None]))[0]) for c in clips}
-    if not all(np.isfinite(list(reference_mos.values()))):
-        raise ModelError("keras", f"the model itself gives a non-finite MOS: {reference_mos}")
-    per_length, worst = {}, {}
+    # [1] (a MOS) or [1, targets]: one row of scores per clip
+    reference_scores = {
+        f"{len(c) / SAMPLE_RATE:g}": np.asarray(reference(c[None]), dtype=np.float64).reshape(-1)
+        for c in clips
+    }
+    if not all(np.all(np.isfinite(scores)) for scores in reference_scores.values()):
+        raise ModelError("keras", f"the model itself gives a non-finite MOS: {reference_scores}")
+    width = len(next(iter(reference_scores.values())))
+    per_length, worst, per_target = {}, {}, {}
     for name, score in candidates.items():
-        diffs = {}
+        diffs, target_worst = {}, np.zeros(width)
         for clip in clips:
             key = f"{len(clip) / SAMPLE_RATE:g}"
             mos = np.asarray(score(clip[None]), dtype=np.float64).reshape(-1)
-            if mos.shape != (1,) or not np.all(np.isfinite(mos)):
-                raise ModelError(name, f"gives {mos} for a {key} s clip (expected one finite MOS)")
-            diffs[key] = float(abs(mos[0] - reference_mos[key]))
+            if mos.shape != (width,) or not np.all(np.isfinite(mos)):
+                expected = "one finite MOS" if width == 1 else f"{width} finite scores"
+                raise ModelError(name, f"gives {mos} for a {key} s clip (expected {expected})")
+            difference = np.abs(mos - reference_scores[key])
+            target_worst = np.maximum(target_worst, difference)
+            diffs[key] = float(difference.max())
         per_length[name] = diffs
+        per_target[name] = [float(value) for value in target_worst]
         worst[name] = max(diffs.values())
         limit = tolerances.get(name)
         if limit is not None and worst[name] > limit:
             raise ModelError(
                 name, f"MOS differs from the Keras model by {worst[name]:.3g} (tolerance {limit:g}): {diffs}"
             )
-    return ParityReport(worst, per_length, reference_mos)
+    if width == 1:
+        return ParityReport(
+            worst, per_length, {key: float(value[0]) for key, value in reference_scores.items()}
+        )
+    reference_mos = {key: [float(v) for v in value] for key, value in reference_scores.items()}
+    return ParityReport(worst, per_length, reference_mos, per_target)
 
 
 def keras_scorer(model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda waveform: np.asarray(model(waveform, training=False))
 
 
-def serving_scorer(saved_model_dir: str, model_name: str = "model", masked: bool = False):
+def serving_scorer(
+    saved_model_dir: str,
+    model_name: str = "model",
+    masked: bool = False,
+    targets: Sequence[str] = (MOS_OUTPUT,),
+):
     """What TF Serving does, in process: the v1 loader (restore + init ops of the `serve` tag),
     the `serving_default` signature fed from a `PredictRequest` that went through its wire
-    format, and a `PredictResponse` parsed back from bytes. Returns (scorer, close).
+    format, and a `PredictResponse` parsed back from bytes. Returns (scorer, close); the
+    scorer gives the MOS [batch], or of several `targets` their outputs [batch, targets].
 
     With `masked`, the scorer goes through `serving_masked` instead: each clip is zero-padded
     to the next whole second and batched with a loud noise row one second longer, so that a
@@ -524,8 +568,11 @@ def serving_scorer(saved_model_dir: str, model_name: str = "model", masked: bool
         for name, value in outputs.items():
             response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
         response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
-        mos = tf.make_ndarray(response.outputs[MOS_OUTPUT])
-        return mos[: len(mos) - 1] if masked else mos
+        if tuple(targets) == (MOS_OUTPUT,):
+            scores = tf.make_ndarray(response.outputs[MOS_OUTPUT])
+        else:
+            scores = np.stack([tf.make_ndarray(response.outputs[target]) for target in targets], axis=-1)
+        return scores[: len(scores) - 1] if masked else scores
 
     return score, session.close
 
@@ -541,8 +588,13 @@ def _padded_beside_noise(waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return batch, np.array([samples] * rows + [width + SAMPLE_RATE], np.int32)
 
 
-def tflite_scorer(path: str, num_threads: int = 2):
-    return LiteModel(path, num_threads=num_threads).score
+def tflite_scorer(path: str, num_threads: int = 2, targets: Sequence[str] | None = None):
+    """`LiteModel.score` of a `.tflite` file; `targets` the model's outputs when no contract
+    lies beside the file yet (an export's test run)."""
+    model = LiteModel(path, num_threads=num_threads)
+    if targets is not None:
+        model.targets = tuple(targets)
+    return model.score
 
 
 # --- the whole export ------------------------------------------------------------------------------
@@ -619,7 +671,8 @@ def export_model(
             # A test run on the minimum length catches a model that outputs NaN (tolerances are
             # --check's: a quantization error is a property of the weights, not a breakage).
             short, finite_only = example_clips((MIN_SECONDS,)), {quantization: None}
-            check_parity(keras_scorer(model), {quantization: tflite_scorer(path)}, short, finite_only)
+            scorer = tflite_scorer(path, targets=model_targets(model))
+            check_parity(keras_scorer(model), {quantization: scorer}, short, finite_only)
             converted[quantization] = path
 
         parity = None
@@ -639,6 +692,9 @@ def export_model(
             info = contract(model, quantization, source) | {"saved_model": version_dir, "size_bytes": size}
             if parity:
                 info["max_abs_diff_mos"] = parity["max_abs_diff_mos"][quantization]
+                if parity.get("per_target"):
+                    targets = model_targets(model)
+                    info["max_abs_diff"] = dict(zip(targets, parity["per_target"][quantization], strict=True))
             os.replace(temp_path, path)
             write_json(tflite_contract_path(path), info)
             summary["tflite"][quantization] = {"path": path, "size_bytes": size}
@@ -651,11 +707,14 @@ def check_exported(
     model, saved_model_dir: str, tflite_paths: dict[str, str], name: str = "model"
 ) -> ParityReport:
     """The serving check and the TFLite parity check, against the Keras model, in one pass."""
-    serve, close = serving_scorer(saved_model_dir, name)
-    serve_masked, close_masked = serving_scorer(saved_model_dir, name, masked=True)
+    targets = model_targets(model)
+    serve, close = serving_scorer(saved_model_dir, name, targets=targets)
+    serve_masked, close_masked = serving_scorer(saved_model_dir, name, masked=True, targets=targets)
     try:
         candidates = {"saved_model": serve, "saved_model_masked": serve_masked}
-        candidates |= {quantization: tflite_scorer(path) for quantization, path in tflite_paths.items()}
+        candidates |= {
+            quantization: tflite_scorer(path, targets=targets) for quantization, path in tflite_paths.items()
+        }
         return check_parity(keras_scorer(model), candidates)
     finally:
         close()

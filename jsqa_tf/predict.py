@@ -21,6 +21,7 @@ from jsqa_lite.contract import (
     SAMPLE_RATE,
     SIGNATURE_KEY,
     min_samples,
+    output_targets,
     read_contract,
     saved_model_contract_path,
     warn_if_demo,
@@ -54,6 +55,7 @@ class KerasBackend:
         self.min_samples = MIN_SAMPLES
         warn_if_demo(provenance.read_keras(self.path), self.path)
         model = load_mos_regressor(self.path)
+        self.targets = tuple(getattr(model, "targets", ("mos",)))
         self._score = tf.function(
             lambda waveform, num_valid_samples: model(
                 {"waveform": waveform, "num_valid_samples": num_valid_samples}, training=False
@@ -62,7 +64,8 @@ class KerasBackend:
         )
 
     def score(self, batch: np.ndarray, num_valid_samples: np.ndarray | None = None) -> np.ndarray:
-        """MOS of a batch; `num_valid_samples` (default: every sample) masks zero padding."""
+        """MOS of a batch ([batch, targets] of a multi-target model); `num_valid_samples`
+        (default: every sample) masks zero padding."""
         batch = np.asarray(batch, dtype=np.float32)
         if num_valid_samples is None:
             num_valid_samples = np.full(len(batch), batch.shape[1], np.int32)
@@ -87,6 +90,7 @@ class SavedModelBackend:
         self.path = path
         contract = read_contract(saved_model_contract_path(path))
         self.min_samples = min_samples(contract)
+        self.targets = output_targets(contract)
         warn_if_demo(contract.get(PROVENANCE_KEY), path)
         try:
             self._loaded = tf.saved_model.load(path)  # keep it: the signature needs its variables
@@ -98,14 +102,19 @@ class SavedModelBackend:
         self.bucket_samples = SAMPLE_RATE if self.masks_padding else 1
 
     def score(self, batch: np.ndarray, num_valid_samples: np.ndarray | None = None) -> np.ndarray:
-        """MOS of a batch; `num_valid_samples` (only with `masks_padding`) masks zero padding."""
+        """MOS of a batch ([batch, targets] of a multi-target model); `num_valid_samples` (only
+        with `masks_padding`) masks zero padding."""
         import tensorflow as tf
 
         waveform = tf.constant(batch, dtype=tf.float32)
         if num_valid_samples is None:
-            return self._signature(**{INPUT_NAME: waveform})[MOS_OUTPUT].numpy()
-        lengths = tf.constant(num_valid_samples, dtype=tf.int32)
-        return self._masked(**{INPUT_NAME: waveform, NUM_VALID_NAME: lengths})[MOS_OUTPUT].numpy()
+            outputs = self._signature(**{INPUT_NAME: waveform})
+        else:
+            lengths = tf.constant(num_valid_samples, dtype=tf.int32)
+            outputs = self._masked(**{INPUT_NAME: waveform, NUM_VALID_NAME: lengths})
+        if self.targets == (MOS_OUTPUT,):
+            return outputs[MOS_OUTPUT].numpy()
+        return np.stack([outputs[target].numpy() for target in self.targets], axis=-1)
 
 
 def open_backend(model_path: str | os.PathLike, num_threads: int = 2):

@@ -162,6 +162,7 @@ class ChunkedRegressor:
         self.encoder = chunk_convolutions(model.encoder, chunk_frames)
         self.head = model.head
         self.embedding_width = model.embedding_width
+        self.targets = tuple(getattr(model, "targets", ("mos",)))
 
     @property
     def variables(self):

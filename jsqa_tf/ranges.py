@@ -107,3 +107,12 @@ STUDENT_PRESETS = ("student", "student-w512", "student-waveform", "student-tiny"
 DECIMATIONS = ("stride", "subsample")
 MOS_RANGE = (1.0, 5.0)
 """The ACR scale of NISQA and ITU-T P.800."""
+DIMENSIONS = ("noi", "col", "dis", "loud")
+"""NISQA's quality dimensions beside the MOS: noisiness, coloration, discontinuity, loudness
+(1 to 5, higher is better, as the MOS)."""
+TARGETS = ("mos", *DIMENSIONS)
+"""What a `MOSRegressor` can be trained to predict (`model.targets`), in this order."""
+DIMENSION_RANGE = (1.0, 5.0)
+"""The scale of the dimension columns of the NISQA corpus."""
+HEAD_KINDS = ("separate", "shared")
+"""A multi-target head: a hidden stack per target, or one stack with an output per target."""

@@ -65,10 +65,13 @@ def test_mixtures_hold_the_snr_the_gain_and_the_valid_length():
 
 
 def test_distillation_closes_most_of_the_gap_to_the_teacher(mos_demo, tiny_mos_keras, tmp_path):
-    config = tiny_config(tmp_path / "run", mos_demo, tiny_mos_keras, epochs=4, steps_per_epoch=15)
+    config = tiny_config(tmp_path / "run", mos_demo, tiny_mos_keras, epochs=5, steps_per_epoch=15)
     summary = distill(config, verbose=0)
     untrained, best = summary["untrained_val_teacher_mae"], summary["best_val_teacher_mae"]
-    # 0.98 -> 0.066 MOS measured (the teacher's val scores spread 1.8-2.15: its PCC says little)
+    # 0.98 -> 0.066 MOS measured in 4 epochs (the teacher's val scores spread 1.8-2.15: its PCC
+    # says little) before the demo played a quarter of its files too quiet or too loud; this
+    # teacher scores level, so its val scores now spread further: 0.91 -> 0.24 in 4 epochs
+    # (2026-12-06), hence 5
     assert best < 0.25 * untrained, (best, untrained)
     assert summary["at_best_epoch"]["val_teacher_mae"] == best
     for name in ("model.keras", "model-last.keras", "summary.json", "history.csv", "config.yaml", "logs"):
@@ -76,7 +79,7 @@ def test_distillation_closes_most_of_the_gap_to_the_teacher(mos_demo, tiny_mos_k
     student = load_mos_regressor(tmp_path / "run")  # a MOS model like a fine-tuned one
     assert student.encoder.name == "encoder" and student.count_params() == summary["student_parameters"]
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
-    assert "val_teacher_mae" in history[0] and len(history) == 5
+    assert "val_teacher_mae" in history[0] and len(history) == 6
 
 
 class _Interrupt(keras.callbacks.Callback):

@@ -50,7 +50,11 @@ def test_the_pipeline_files_are_valid():
         resolved = plan(load_yaml(os.path.join(REPO, "pipelines", f"{name}.yaml")), name)
         assert resolved.finetune
     paper = plan(load_yaml(os.path.join(REPO, "pipelines", "paper.yaml")))
-    assert set(paper.finetune) == {"pretrained_noproj", "pretrained_proj", "scratch"}
+    assert set(paper.finetune) == {"pretrained_noproj", "pretrained_proj", "scratch", "dimensions"}
+    assert paper.finetune["dimensions"].model.targets == ("mos", "noi", "col", "dis", "loud")
+    assert paper.finetune["pretrained_noproj"].model.targets == ("mos",)
+    demo = plan(load_yaml(os.path.join(REPO, "pipelines", "demo.yaml")))
+    assert demo.finetune[""].model.targets == ("mos", "noi", "col", "dis", "loud")
     assert paper.pretrain["noproj"].model.projection is False and paper.pretrain["proj"].model.projection
     assert paper.finetune["scratch"].model.encoder == "scratch"
     assert paper.finetune["pretrained_proj"].model.encoder == paper.pretrain["proj"].run_dir
@@ -116,7 +120,12 @@ def test_demo_pipeline_writes_every_listed_file_and_reruns(tmp_path):
     report = json.loads((evaluation / "metrics.json").read_text())
     assert figures == {"evaluation": str(evaluation)} | {
         key: report["per_file"][key]["value"] for key in ("pcc", "srcc", "rmse", "mae")
+    } | {
+        "targets": {
+            t: {k: v["per_file"][k]["value"] for k in ("pcc", "rmse")} for t, v in report["targets"].items()
+        }
     }
+    assert list(figures["targets"]) == ["mos", "noi", "col", "dis", "loud"]  # the five targets, each printed
     with open(evaluation / "predictions.csv", newline="") as stream:
         scored = [(float(row["mos"]), float(row["predicted"])) for row in csv.DictReader(stream)]
     assert report["split"] == "val" and report["num_files"] == len(scored) == 16
@@ -249,7 +258,7 @@ def test_run_settings_reach_every_training_stage_through_the_plan(tmp_path):
     raw = with_run_settings(paper, {"precision": "mixed_bfloat16", "jit_compile": False}, "paper.yaml")
     resolved = plan({**raw, "run_dir": str(tmp_path)}, "paper.yaml")
     stages = [*resolved.pretrain.values(), *resolved.finetune.values(), resolved.distill]
-    assert len(stages) == 2 + 3 + 1
+    assert len(stages) == 2 + 4 + 1  # two pretrainings, four fine-tunings (one five-target), a student
     assert all((s.training.precision, s.training.jit_compile) == ("mixed_bfloat16", False) for s in stages)
     assert paper["pretrain"]["noproj"]["training"].get("precision") is None  # the file itself is kept
     one = with_run_settings({"pretrain": {"data": {}}}, {"strategy": "mirrored"})  # a single pretraining

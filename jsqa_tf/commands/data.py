@@ -68,8 +68,22 @@ def demo_data(directory: str, seed: int, small: bool) -> None:
     type=float,
     help="MOS scale LOW HIGH of a nisqa or csv corpus (default 1 5); a row outside it is an error.",
 )
+@click.option(
+    "--targets",
+    help="csv: the score columns to keep, comma-separated, of mos, noi, col, dis, loud "
+    "(default mos); an empty cell is 'not rated'.",
+)
+@click.option(
+    "--target-range",
+    "target_range",
+    nargs=3,
+    multiple=True,
+    metavar="TARGET LOW HIGH",
+    help="csv: the scale of one score column (repeatable; default: --mos-range for mos, 1 5 "
+    "for noi, col, dis, loud); a row outside it is an error naming its line.",
+)
 @click.option("--strict", is_flag=True, help="Fail if any file is missing or unreadable.")
-def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
+def prepare(corpus, source, output_dir, config_path, strict, targets, target_range, **options) -> None:
     """Converts a corpus into sharded TFRecords (16 kHz int16) plus manifest.json.
 
     \b
@@ -79,6 +93,7 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
     nisqa        NISQA_corpus_file.csv or <DB>/<DB>_file.csv
     folder       any folder of audio files
     csv          a CSV with columns path, mos[, condition]; paths relative to the CSV
+                 (other score columns with --targets, e.g. --targets mos,noi)
 
     Resumable: rerun the same command after an interruption and finished shards are kept.
     Prints a summary of the manifest as JSON.
@@ -93,6 +108,8 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
     settings = load_yaml(config_path) if config_path else {}
     settings.update(corpus=corpus, source=os.path.abspath(source))
     settings.update(given(options))  # every option is a PrepareConfig field
+    if targets is not None or target_range:
+        settings.update(_target_settings(corpus, targets, target_range, settings))
     config = from_dict(PrepareConfig, settings, where=config_path or "prepare")
 
     listing = list_corpus(config)
@@ -126,6 +143,32 @@ def prepare(corpus, source, output_dir, config_path, strict, **options) -> None:
         for name, split in manifest["splits"].items()
     }
     echo_json(summary)
+
+
+def _target_settings(corpus: str, targets: str | None, target_range, settings: dict) -> dict:
+    """PrepareConfig's targets and target_ranges from --targets and --target-range."""
+    from jsqa_tf.ranges import DIMENSION_RANGE, MOS_RANGE
+
+    if corpus != "csv":
+        raise click.UsageError(
+            "--targets and --target-range apply to a csv corpus (nisqa keeps every column)"
+        )
+    names = [name.strip() for name in (targets or "").split(",") if name.strip()] or list(
+        settings.get("targets") or ["mos"]
+    )
+    ranges = {}
+    for name, low, high in target_range:
+        if name not in names:
+            raise click.UsageError(f"--target-range {name}: not one of --targets {','.join(names)}")
+        try:
+            ranges[name] = [float(low), float(high)]
+        except ValueError:
+            raise click.UsageError(f"--target-range {name} {low} {high}: LOW and HIGH must be numbers")
+    if not ranges:
+        return {"targets": names}
+    mos_range = list(settings.get("mos_range") or MOS_RANGE)
+    defaults = {name: mos_range if name == "mos" else list(DIMENSION_RANGE) for name in names}
+    return {"targets": names, "target_ranges": [ranges.get(name, defaults[name]) for name in names]}
 
 
 @click.command()

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from jsqa_tf.audio import AUDIO_SUFFIXES, audio_info
 from jsqa_tf.errors import AudioError, CorpusError
-from jsqa_tf.ranges import MOS_RANGE
+from jsqa_tf.ranges import DIMENSION_RANGE, DIMENSIONS, MOS_RANGE, TARGETS
 
 CHIME3_ENVIRONMENTS = ("BUS", "CAF", "PED", "STR")
 CORPUS_KINDS = ("librispeech", "chime3", "nisqa", "folder", "csv")
@@ -52,6 +52,8 @@ class AudioRecord:
         condition: NISQA condition (`con`) or a generic CSV's `condition`.
         database: NISQA database (`db`), e.g. NISQA_TRAIN_SIM; or LibriSpeech subset.
         mos: mean opinion score, when the corpus has one.
+        noi, col, dis, loud: NISQA's dimension scores (noisiness, coloration, discontinuity,
+            loudness), where the corpus rates them.
         group: the unit a train/val split keeps together (speaker, recording, condition...).
     """
 
@@ -67,6 +69,14 @@ class AudioRecord:
     database: str = ""
     mos: float | None = None
     group: str = ""
+    noi: float | None = None
+    col: float | None = None
+    dis: float | None = None
+    loud: float | None = None
+
+    def score(self, target: str) -> float | None:
+        """The rating on a target (mos, noi, col, dis, loud), None where there is none."""
+        return getattr(self, target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,23 +312,46 @@ def _read_csv_rows(csv_path: str, required: Sequence[str]) -> list[tuple[int, di
     return rows
 
 
-def _parse_mos(text: str, csv_path: str, line_number: int, mos_range=MOS_RANGE) -> float:
+def _parse_mos(text: str, csv_path: str, line_number: int, mos_range=MOS_RANGE, column: str = "mos") -> float:
+    label = "MOS" if column == "mos" else column
     if not text:
-        raise CorpusError(csv_path, f"line {line_number}: no MOS")
+        raise CorpusError(csv_path, f"line {line_number}: no {label}")
     try:
         value = float(text)
     except ValueError:
-        raise CorpusError(csv_path, f"line {line_number}: MOS {text!r} is not a number")
+        raise CorpusError(csv_path, f"line {line_number}: {label} {text!r} is not a number")
     if not math.isfinite(value):
-        raise CorpusError(csv_path, f"line {line_number}: MOS {text!r} is not finite")
+        raise CorpusError(csv_path, f"line {line_number}: {label} {text!r} is not finite")
     low, high = mos_range
     if not low <= value <= high:
+        advice = "--mos-range LOW HIGH" if column == "mos" else f"--target-range {column} LOW HIGH"
         raise CorpusError(
             csv_path,
-            f"line {line_number}: MOS {value:g} is outside the scale [{low:g}, {high:g}] "
-            "(a list on another scale: --mos-range LOW HIGH)",
+            f"line {line_number}: {label} {value:g} is outside the scale [{low:g}, {high:g}] "
+            f"(a list on another scale: {advice})",
         )
     return value
+
+
+def target_scales(targets: Sequence[str], mos_range=MOS_RANGE, target_ranges=()) -> dict[str, tuple]:
+    """Each score column's scale: `target_ranges` (one [low, high] per target) where given,
+    else `mos_range` for mos and NISQA's [1, 5] for noi, col, dis and loud."""
+    if target_ranges and len(target_ranges) != len(targets):
+        raise ValueError(f"{len(target_ranges)} ranges for {len(targets)} targets")
+    if target_ranges:
+        return {target: tuple(pair) for target, pair in zip(targets, target_ranges, strict=True)}
+    return {target: tuple(mos_range) if target == "mos" else DIMENSION_RANGE for target in targets}
+
+
+def _parse_scores(row: dict, columns: Sequence[str], scales: dict, csv_path: str, line_number: int) -> dict:
+    """The score columns of one CSV row; a column the row leaves empty (or a CSV lacks) is
+    None: not rated on that target."""
+    return {
+        column: _parse_mos(row[column], csv_path, line_number, scales[column], column)
+        if row.get(column)
+        else None
+        for column in columns
+    }
 
 
 def _with_line_numbers(problems: list[Problem], lines: dict[str, int]) -> list[Problem]:
@@ -337,9 +370,13 @@ def read_nisqa(
             file, its parent for a per-database file.
         databases: keep only rows whose `db` is one of these (e.g. NISQA_TRAIN_SIM).
         mos_range: the MOS scale; a row outside it is an error naming its line.
+
+    The dimension columns `noi`, `col`, `dis`, `loud` (scale [1, 5]) are kept where the CSV
+    has them; an empty cell (or a CSV without the column) is None, not rated.
     """
     csv_path = os.path.abspath(os.fspath(csv_path))
     rows = _read_csv_rows(csv_path, ("db", "con", "filepath_deg", "mos"))
+    dimension_scales = target_scales(DIMENSIONS)
     folder = os.path.dirname(csv_path)
     name = os.path.basename(csv_path)
     # A per-database CSV sits in its database folder: <root>/<DB>/<DB>_file.csv.
@@ -361,6 +398,7 @@ def read_nisqa(
             condition=row["con"],
             mos=_parse_mos(row["mos"], csv_path, line_number, mos_range),
             group=f"{row['db']}/{row['con']}",
+            **_parse_scores(row, DIMENSIONS, dimension_scales, csv_path, line_number),
         )
         path = os.path.normpath(os.path.join(root, row["filepath_deg"].replace("\\", "/")))
         _check_listed_once(path, row["filepath_deg"], line_number, lines, csv_path)
@@ -377,14 +415,31 @@ def _check_listed_once(path: str, text: str, line_number: int, lines: dict[str, 
     lines[path] = line_number
 
 
-def read_mos_csv(csv_path: str | os.PathLike, mos_range: tuple[float, float] = MOS_RANGE) -> Corpus:
+def read_mos_csv(
+    csv_path: str | os.PathLike,
+    mos_range: tuple[float, float] = MOS_RANGE,
+    targets: Sequence[str] = ("mos",),
+    target_ranges: Sequence[Sequence[float]] = (),
+) -> Corpus:
     """Lists a generic MOS CSV with columns `path, mos[, condition]`.
 
     Paths resolve relative to the CSV's folder, which is the corpus root. A MOS outside
     `mos_range`, or a file listed twice, is an error naming the line.
+
+    `targets` names the score columns read (default: mos alone; any of mos, noi, col, dis,
+    loud), each on its scale (`target_ranges`, one [low, high] per target; default
+    `mos_range` for mos, [1, 5] else). The CSV must have every column named; an empty cell
+    is "not rated" (NaN in the shards, masked in training), but a row must rate at least one.
     """
+    targets = tuple(targets)
+    unknown = [target for target in targets if target not in TARGETS]
+    if unknown or not targets:
+        raise CorpusError(
+            os.fspath(csv_path), f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}"
+        )
+    scales = target_scales(targets, mos_range, target_ranges)
     csv_path = os.path.abspath(os.fspath(csv_path))
-    rows = _read_csv_rows(csv_path, ("path", "mos"))
+    rows = _read_csv_rows(csv_path, ("path", *targets))
     root = os.path.dirname(csv_path)
     candidates, lines = [], {}
     for line_number, row in rows:
@@ -393,11 +448,13 @@ def read_mos_csv(csv_path: str | os.PathLike, mos_range: tuple[float, float] = M
         path = os.path.normpath(os.path.join(root, row["path"]))
         _check_listed_once(path, row["path"], line_number, lines, csv_path)
         condition = row.get("condition", "")
-        fields = dict(
-            condition=condition,
-            mos=_parse_mos(row["mos"], csv_path, line_number, mos_range),
-            group=condition or os.path.relpath(path, root),
-        )
+        if targets == ("mos",):
+            scores = {"mos": _parse_mos(row["mos"], csv_path, line_number, scales["mos"])}
+        else:
+            scores = _parse_scores(row, targets, scales, csv_path, line_number)
+            if all(value is None for value in scores.values()):
+                raise CorpusError(csv_path, f"line {line_number}: no score in {', '.join(targets)}")
+        fields = dict(condition=condition, group=condition or os.path.relpath(path, root), **scores)
         candidates.append((path, fields))
     records, problems = _probe(candidates, root)
     return Corpus("csv", root, records, _with_line_numbers(problems, lines))
@@ -422,8 +479,11 @@ def read_corpus(
     databases: Sequence[str] = (),
     chime3_channels: str = "first",
     mos_range: tuple[float, float] = MOS_RANGE,
+    targets: Sequence[str] = ("mos",),
+    target_ranges: Sequence[Sequence[float]] = (),
 ) -> Corpus:
-    """Dispatches to the reader for `kind` (one of `CORPUS_KINDS`)."""
+    """Dispatches to the reader for `kind` (one of `CORPUS_KINDS`); `targets` and
+    `target_ranges` are the score columns of a csv corpus (`read_mos_csv`)."""
     if kind == "librispeech":
         return read_librispeech(source, subsets)
     if kind == "chime3":
@@ -433,5 +493,5 @@ def read_corpus(
     if kind == "folder":
         return read_audio_folder(source)
     if kind == "csv":
-        return read_mos_csv(source, mos_range)
+        return read_mos_csv(source, mos_range, targets, target_ranges)
     raise CorpusError(os.fspath(source), f"unknown corpus kind {kind!r}; one of {CORPUS_KINDS}")

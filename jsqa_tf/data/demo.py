@@ -15,16 +15,27 @@
     NISQA_Corpus/NISQA_corpus_file.csv, NISQA_Corpus/<DB>/<DB>_file.csv, <DB>/{deg,ref}/*.wav
         for DB in NISQA_TRAIN_SIM and NISQA_VAL_SIM (disjoint speakers): demo utterances put
         through known degradations (white noise at an SNR, band limitation to narrow- or
-        wide-band, clipping, frame erasures) and stored at 48, 16 or 8 kHz.
+        wide-band, clipping, frame erasures, a level too low or too high) and stored at 48,
+        16 or 8 kHz.
 
-The MOS labels are NOT human ratings. Each degradation maps to a quality factor in [0, 1]:
+The labels are NOT human ratings. Each degradation maps to a quality factor in [0, 1]:
     noise      q_n = 1 / (1 + exp(-(SNR_dB - 12) / 5))           (1 without noise)
     bandwidth  q_b = 1.0 full band, 0.85 wide-band (7 kHz), 0.6 narrow-band (3.4 kHz)
     clipping   q_c = 1 - 0.6 * (share of samples clipped) ** 0.5
     erasures   q_e = max(0.2, 1 - 2.5 * frame erasure rate)
-and mos = clip(1 + 4 q_n q_b q_c q_e + N(0, 0.15^2), 1, 5). The dimension columns follow the
-same idea: noi from q_n, col from q_b and q_c, dis from q_e. They let the MOS code paths run
-end to end; numbers trained on them say nothing about real listeners.
+    level      q_l = max(0.2, 1 - max(0, |L - (-26)| - 6) / 20), L the speech's RMS level in
+               dBFS (the gain applied to the utterance, not the noise added): 1 within 6 dB
+               of -26 dBFS, speech's usual level (the demo's utterances lie in [-28, -20]).
+               A quarter of the files are played too quiet (L in [-55, -40] dBFS) or too
+               loud (L in [-14, -8] dBFS, through a tanh limiter that keeps peaks below 1).
+and mos = clip(1 + 4 q_n q_b q_c q_e q_l + N(0, 0.15^2), 1, 5). Each dimension column is
+drawn from its own degradation alone, clip(1 + 4 q + N(0, 0.2^2), 1, 5) with q:
+    noi   q_n               (noise)
+    col   q_b q_c           (band limitation and clipping)
+    dis   q_e               (erasures)
+    loud  q_l               (level)
+They let the MOS code paths run end to end; numbers trained on them say nothing about real
+listeners.
 """
 
 from __future__ import annotations
@@ -44,7 +55,8 @@ from jsqa_tf import atomic
 from jsqa_tf.audio import resample, write_audio
 from jsqa_tf.errors import CorpusError
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
+"""2: the level degradation and the `loud` column drawn from it."""
 MARKER_NAME = "demo.json"
 CHIME3_DIR = os.path.join("CHiME3", "data", "audio", "16kHz", "backgrounds")
 LIBRISPEECH_SUBSET = "dev-clean"
@@ -275,10 +287,55 @@ def _lowpass(signal, cutoff_hz, sample_rate):
     return np.fft.irfft(spectrum, len(signal))
 
 
-def _degrade(rng, clean):
-    """Applies a random degradation chain; returns (signal, output rate, parameters, MOS)."""
-    params = {"snr_db": None, "bandwidth": "FB", "clip_threshold": None, "erasure_rate": 0.0}
+NOMINAL_LEVEL_DBFS = -26.0
+"""Speech's usual RMS level; the demo's `loud` is 5 within 6 dB of it."""
+LEVEL_KINDS = ("quiet", "loud")
+
+
+def level_quality(level_dbfs: float) -> float:
+    """q_l of a file's RMS level in dBFS (the module docstring)."""
+    deviation = max(0.0, abs(level_dbfs - NOMINAL_LEVEL_DBFS) - 6.0)
+    return max(0.2, 1.0 - deviation / 20.0)
+
+
+def apply_level(signal: np.ndarray, level_dbfs: float) -> np.ndarray:
+    """The signal at an RMS level; above -20 dBFS through a tanh limiter (peaks below 1), as
+    playback turned up too far: the level then ends a little below the target."""
+    signal = _set_rms_db(signal, level_dbfs)
+    if level_dbfs > -20.0:
+        signal = 0.99 * np.tanh(signal / 0.99)
+    return signal
+
+
+def _rms_dbfs(signal: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(signal**2)) + 1e-12))
+
+
+FACTORS = ("noise", "band", "erasure", "level")
+"""The degradations `degrade(only=...)` applies alone (the diagnosis test's held-out files)."""
+
+
+def _degrade(rng, clean, only: str | None = None):
+    """Applies a random degradation chain; returns (signal, output rate, parameters, scores).
+
+    `only` applies one factor of `FACTORS` alone, always and strongly (noise at -5 to 5 dB
+    SNR, narrow-band, 15-25% erasures, or a level far too low or too high): the held-out
+    files of the diagnosis test.
+    """
+    params = {
+        "snr_db": None,
+        "bandwidth": "FB",
+        "clip_threshold": None,
+        "erasure_rate": 0.0,
+        "level": None,
+        "level_dbfs": None,
+    }
     signal = clean.copy()
+    params["level_dbfs"] = float(np.round(_rms_dbfs(clean), 1))
+    if only is not None:
+        if only not in FACTORS:
+            raise ValueError(f"only must be one of {FACTORS}, not {only!r}")
+        return _degrade_one(rng, signal, only, params)
     if rng.random() < 0.7:
         params["snr_db"] = float(np.round(rng.uniform(-5, 40), 1))
         noise = rng.standard_normal(len(signal))
@@ -299,22 +356,61 @@ def _degrade(rng, clean):
         for start in range(0, len(signal), frame):
             if rng.random() < params["erasure_rate"]:
                 signal[start : start + frame] = 0.0
+    if rng.random() < 0.25:
+        params["level"] = str(rng.choice(LEVEL_KINDS))
+        target = rng.uniform(-55, -40) if params["level"] == "quiet" else rng.uniform(-14, -8)
+        signal = apply_level(signal, target + _rms_dbfs(signal) - params["level_dbfs"])
+        params["level_dbfs"] = float(np.round(target, 1))
+    return _scored(rng, signal, params, clipped_share)
 
+
+def _degrade_one(rng, signal, factor, params):
+    clipped_share = 0.0
+    if factor == "noise":
+        params["snr_db"] = float(np.round(rng.uniform(-5, 5), 1))
+        noise = rng.standard_normal(len(signal))
+        signal = signal + _set_rms_db(noise, 20 * np.log10(np.std(signal) + 1e-12) - params["snr_db"])
+    elif factor == "band":
+        params["bandwidth"] = "NB"
+        signal = _lowpass(signal, 3400, SAMPLE_RATE)
+    elif factor == "erasure":
+        params["erasure_rate"] = float(np.round(rng.uniform(0.15, 0.25), 3))
+        frame = int(0.02 * SAMPLE_RATE)
+        for start in range(0, len(signal), frame):
+            if rng.random() < params["erasure_rate"]:
+                signal[start : start + frame] = 0.0
+    else:
+        params["level"] = str(rng.choice(LEVEL_KINDS))
+        target = rng.uniform(-60, -48) if params["level"] == "quiet" else rng.uniform(-12, -8)
+        signal = apply_level(signal, target)
+        params["level_dbfs"] = float(np.round(target, 1))
+    return _scored(rng, signal, params, clipped_share)
+
+
+def _scored(rng, signal, params, clipped_share):
+    q_level = level_quality(params["level_dbfs"])
     q_noise = 1.0 if params["snr_db"] is None else 1.0 / (1.0 + np.exp(-(params["snr_db"] - 12) / 5))
     q_band = {"FB": 1.0, "WB": 0.85, "NB": 0.6}[params["bandwidth"]]
     q_clip = 1.0 - 0.6 * np.sqrt(clipped_share)
     q_erasure = max(0.2, 1.0 - 2.5 * params["erasure_rate"])
     scores = {
-        "mos": 1 + 4 * q_noise * q_band * q_clip * q_erasure + rng.normal(0, 0.15),
+        "mos": 1 + 4 * q_noise * q_band * q_clip * q_erasure * q_level + rng.normal(0, 0.15),
         "noi": 1 + 4 * q_noise + rng.normal(0, 0.2),
         "col": 1 + 4 * q_band * q_clip + rng.normal(0, 0.2),
         "dis": 1 + 4 * q_erasure + rng.normal(0, 0.2),
-        "loud": 4.0 + rng.normal(0, 0.3),
+        "loud": 1 + 4 * q_level + rng.normal(0, 0.2),
     }
     scores = {key: float(np.round(np.clip(value, 1.0, 5.0), 3)) for key, value in scores.items()}
     rate = {"NB": 8000, "WB": 16000, "FB": 48000}[params["bandwidth"]]
     signal = signal / max(1.0, np.max(np.abs(signal)) / 0.99)
     return signal, rate, params, scores
+
+
+def degrade(rng: np.random.Generator, clean: np.ndarray, only: str | None = None):
+    """The demo's degradation of a clean 16 kHz utterance: (signal at 16 kHz, the rate it
+    would be stored at, parameters, scores {mos, noi, col, dis, loud}); `only` one of
+    `FACTORS` alone (see `_degrade`)."""
+    return _degrade(rng, clean, only)
 
 
 # --- the corpus ------------------------------------------------------------------------------------

@@ -12,8 +12,11 @@ import os
 
 from jsqa_tf.errors import CorpusError
 
-FORMAT_VERSION = 1
-"""Version of the shard format (`jsqa_tf.data.tfrecords`) and manifest layout."""
+FORMAT_VERSION = 2
+"""Version of the shard format (`jsqa_tf.data.tfrecords`) and manifest layout that `prepare`
+writes (2 added the dimension scores noi, col, dis, loud)."""
+READABLE_VERSIONS = (1, 2)
+"""Formats read: a format-1 folder's shards lack the dimension scores, read as NaN."""
 
 MANIFEST_NAME = "manifest.json"
 PLAN_NAME = "plan.json"
@@ -32,10 +35,11 @@ def load_manifest(data_dir: str | os.PathLike) -> dict:
             manifest = json.load(stream)
     except json.JSONDecodeError as error:
         raise CorpusError(path, f"corrupt manifest ({error})")
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format_version") not in READABLE_VERSIONS:
         found = manifest.get("format_version") if isinstance(manifest, dict) else None
         raise CorpusError(
             path,
-            f"shard format {found}, this jsqa-tf reads format {FORMAT_VERSION}: prepare the corpus again",
+            f"shard format {found}, this jsqa-tf reads formats "
+            f"{', '.join(map(str, READABLE_VERSIONS))}: prepare the corpus again",
         )
     return manifest

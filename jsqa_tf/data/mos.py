@@ -23,6 +23,7 @@ from jsqa_lite.contract import SAMPLE_RATE
 from jsqa_tf.data.pipeline import make_dataset, shard_paths
 from jsqa_tf.data.tfrecords import FEATURE_SPEC, decode_pcm
 from jsqa_tf.errors import CorpusError
+from jsqa_tf.ranges import TARGETS
 
 _HASH_BUCKETS = 2**30
 
@@ -71,20 +72,26 @@ def _records(data_dir: str, split: str, keys: tuple[str, ...]) -> tf.data.Datase
     )
 
 
-def count_labelled(data_dir: str, split: str, selection: Selection = Selection()) -> int:
-    """Files of a split that a selection keeps, checked to carry a MOS (one pass, no audio).
+def count_labelled(
+    data_dir: str, split: str, selection: Selection = Selection(), targets: tuple[str, ...] = ("mos",)
+) -> int:
+    """Files of a split that a selection keeps, checked to carry a MOS (one pass, no audio);
+    of several `targets`, a rating on at least one of them (the others are masked).
 
     Raises:
         CorpusError: none kept, or a kept file has no MOS (a folder corpus, not a MOS one).
     """
-    keys = (*SELECT_KEYS, "mos")
+    targets = tuple(targets)
+    keys = (*SELECT_KEYS, *targets)
     records = _records(data_dir, split, keys)
     if not selection.is_everything:
         records = records.filter(selection.keeps)
-    count, unlabelled = 0, None
-    for example in records.map(lambda e: (e["mos"], e["source_path"])).as_numpy_iterator():
+    count, unlabelled, rated = 0, None, np.zeros(len(targets), np.int64)
+    scores = records.map(lambda e: (tf.stack([e[target] for target in targets]), e["source_path"]))
+    for example in scores.as_numpy_iterator():
         count += 1
-        if unlabelled is None and not math.isfinite(float(example[0])):
+        rated += np.isfinite(example[0])
+        if unlabelled is None and not np.isfinite(example[0]).any():
             unlabelled = example[1].decode()
     where = f"the {split!r} split"
     if selection.databases:
@@ -92,8 +99,16 @@ def count_labelled(data_dir: str, split: str, selection: Selection = Selection()
     if count == 0:
         raise CorpusError(data_dir, f"{where} holds no files to use")
     if unlabelled is not None:
+        what = "a MOS" if targets == ("mos",) else f"a score on {', '.join(targets)}"
         raise CorpusError(
-            data_dir, f"{where} has files without a MOS, e.g. {unlabelled}: prepare it with `nisqa` or `csv`"
+            data_dir, f"{where} has files without {what}, e.g. {unlabelled}: prepare it with `nisqa` or `csv`"
+        )
+    never = [target for target, number in zip(targets, rated, strict=True) if number == 0]
+    if never:
+        raise CorpusError(
+            data_dir,
+            f"no file of {where} is rated on {', '.join(never)} (a corpus without those columns, or "
+            "shards prepared before jsqa-tf kept them: prepare it again)",
         )
     return count
 
@@ -108,9 +123,11 @@ def mos_train_dataset(
     selection: Selection = Selection(),
     crop_samples: int | None = None,
     bucket_samples: int = SAMPLE_RATE,
+    targets: tuple[str, ...] = ("mos",),
 ) -> tf.data.Dataset:
     """Endless training batches ({"waveform", "num_valid_samples"}, mos): a new order and new
     crop offsets every pass, from stateless RNG keyed on `seed` (a tensor inside flat_map).
+    Of several `targets` the labels are float32 [batch, targets], NaN where not rated.
 
     Whole files (`crop_samples` None) are zero-padded to the longest of the batch, rounded up
     to a multiple of `bucket_samples` (few shapes for XLA); the padding is masked in the model.
@@ -121,7 +138,7 @@ def mos_train_dataset(
         split,
         crop_samples=crop_samples,
         batch_size=batch_size,
-        keys=("mos",),
+        keys=tuple(targets),
         seed=seed,
         select=select,
         select_keys=SELECT_KEYS if select else (),
@@ -136,7 +153,9 @@ def mos_train_dataset(
             padded = (length + bucket_samples - 1) // bucket_samples * bucket_samples
             waveform = tf.pad(waveform, [[0, 0], [0, padded - length]])
         inputs = {"waveform": waveform, "num_valid_samples": batch["num_valid_samples"]}
-        return inputs, batch["mos"]
+        if tuple(targets) == ("mos",):
+            return inputs, batch["mos"]
+        return inputs, tf.stack([batch[target] for target in targets], axis=1)
 
     return dataset.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
@@ -150,11 +169,15 @@ class LabelledFile:
     database: str
     mos: float
     audio: np.ndarray  # float32, 16 kHz mono
+    scores: dict = dataclasses.field(default_factory=dict)  # every target's rating, NaN: none
+
+    def score(self, target: str) -> float:
+        return self.mos if target == "mos" else self.scores.get(target, math.nan)
 
 
 def labelled_files(data_dir: str, split: str, selection: Selection = Selection()) -> Iterator[LabelledFile]:
     """The files of a split in shard order, whole, as NumPy."""
-    keys = (*SELECT_KEYS, "condition", "mos", "audio")
+    keys = (*SELECT_KEYS, "condition", *TARGETS, "audio")
     records = _records(data_dir, split, keys)
     if not selection.is_everything:
         records = records.filter(selection.keeps)
@@ -166,4 +189,5 @@ def labelled_files(data_dir: str, split: str, selection: Selection = Selection()
             database=example["database"].decode(),
             mos=float(example["mos"]),
             audio=example["audio"],
+            scores={target: float(example[target]) for target in TARGETS},
         )

@@ -44,6 +44,7 @@ from jsqa_tf.data.manifest import (
 )
 from jsqa_tf.errors import AudioError, CorpusError
 from jsqa_tf.provenance import is_demo_source
+from jsqa_tf.ranges import TARGETS
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def plan_shards(records: list[AudioRecord], split: str, shard_seconds: float, se
 
 # Settings added after format 1 was fixed, with their defaults: left out of the fingerprint at
 # their default, so that a folder prepared before they existed still resumes.
-_LATER_SETTINGS = {"mos_range": [1.0, 5.0]}
+_LATER_SETTINGS = {"mos_range": [1.0, 5.0], "targets": ["mos"], "target_ranges": []}
 
 
 def _fingerprint(config: PrepareConfig, shards: list[ShardPlan]) -> str:
@@ -257,20 +258,21 @@ def _check_output_dir(output_dir: str, fingerprint: str) -> None:
 
 
 def _summarise_labels(records: list[AudioRecord]) -> dict:
-    mos = [r.mos for r in records if r.mos is not None]
     labels = {
         "num_speakers": len({r.speaker for r in records if r.speaker}),
         "environments": dict(sorted(Counter(r.environment for r in records if r.environment).items())),
         "databases": dict(sorted(Counter(r.database for r in records if r.database).items())),
         "num_groups": len({r.group for r in records}),
     }
-    if mos:
-        labels["mos"] = {
-            "count": len(mos),
-            "min": float(np.min(mos)),
-            "mean": float(np.mean(mos)),
-            "max": float(np.max(mos)),
-        }
+    for target in TARGETS:
+        scores = [r.score(target) for r in records if r.score(target) is not None]
+        if scores:
+            labels[target] = {
+                "count": len(scores),
+                "min": float(np.min(scores)),
+                "mean": float(np.mean(scores)),
+                "max": float(np.max(scores)),
+            }
     return labels
 
 
@@ -286,6 +288,8 @@ def list_corpus(config: PrepareConfig) -> Corpus:
         databases=config.databases,
         chime3_channels=config.chime3_channels,
         mos_range=tuple(config.mos_range),
+        targets=config.targets,
+        target_ranges=config.target_ranges,
     )
 
 

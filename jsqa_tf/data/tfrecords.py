@@ -11,6 +11,9 @@ Features of each example:
     condition      bytes   NISQA condition / CSV condition / CHiME-3 channel (CH1...)
     database       bytes   NISQA db or LibriSpeech subset
     mos            float   mean opinion score, NaN when the corpus has none
+    noi, col, dis, loud
+                   float   NISQA's dimension scores, NaN where the corpus has none (format 2;
+                           a format-1 shard, which lacks them, reads as NaN)
     is_silent      int64   1 when the file's RMS level is below -60 dBFS
 
 Bump `jsqa_tf.data.manifest.FORMAT_VERSION` whenever this list changes.
@@ -24,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from jsqa_tf.data.corpora import AudioRecord
+from jsqa_tf.ranges import DIMENSIONS
 
 STRING_FEATURES = ("source_path", "speaker", "chapter", "environment", "condition", "database")
 
@@ -32,6 +36,7 @@ FEATURE_SPEC = {
     "num_samples": tf.io.FixedLenFeature([], tf.int64),
     "sample_rate": tf.io.FixedLenFeature([], tf.int64),
     "mos": tf.io.FixedLenFeature([], tf.float32),
+    **{name: tf.io.FixedLenFeature([], tf.float32, default_value=math.nan) for name in DIMENSIONS},
     "is_silent": tf.io.FixedLenFeature([], tf.int64),
     **{name: tf.io.FixedLenFeature([], tf.string) for name in STRING_FEATURES},
 }
@@ -65,7 +70,10 @@ def encode_example(pcm: np.ndarray, sample_rate: int, record: AudioRecord, *, is
         "audio": _bytes(pcm.astype("<i2", copy=False).tobytes()),
         "num_samples": _int(int(pcm.shape[0])),
         "sample_rate": _int(int(sample_rate)),
-        "mos": _float(math.nan if record.mos is None else float(record.mos)),
+        **{
+            name: _float(math.nan if record.score(name) is None else float(record.score(name)))
+            for name in ("mos", *DIMENSIONS)
+        },
         "is_silent": _int(int(is_silent)),
         **{name: _bytes(value.encode("utf-8")) for name, value in strings.items()},
     }

@@ -41,8 +41,10 @@ class Distiller(DistributedStepMixin, keras.Model):
 
     Output: {"student", "teacher"} MOS [m + k], "student_embedding", "teacher_embedding", and
     with an embedding loss "projected_embedding" (the student's, projected to the teacher's width).
+    Of a multi-target teacher (mos, noi, col, dis, loud), "student" and "teacher" are
+    [m + k, targets]: the student, built with the teacher's targets, learns every one.
 
-    Loss (float32): mean squared student-teacher MOS difference; plus
+    Loss (float32): mean squared student-teacher MOS difference (over every target); plus
     `embedding_loss_weight` × the squared error between a linear projection of the student's
     embedding and the teacher's, over the teacher embedding's variance (so 1 = predicting
     its batch mean); plus `label_loss_weight` × the MSE to the labels where there are labels.
@@ -89,9 +91,9 @@ class Distiller(DistributedStepMixin, keras.Model):
             )
         clips = {"waveform": waveform, "num_valid_samples": num_valid}
         student_embedding = self.student.embed(clips, training=training)
-        student = ops.squeeze(self.student.head(student_embedding, training=training), -1)
+        student = self._scores(self.student.head(student_embedding, training=training))
         teacher_embedding = ops.stop_gradient(self.teacher.embed(clips, training=False))
-        teacher = ops.stop_gradient(ops.squeeze(self.teacher.head(teacher_embedding, training=False), -1))
+        teacher = ops.stop_gradient(self._scores(self.teacher.head(teacher_embedding, training=False)))
         outputs = {
             "student": ops.cast(student, "float32"),
             "teacher": ops.cast(teacher, "float32"),
@@ -102,9 +104,15 @@ class Distiller(DistributedStepMixin, keras.Model):
             outputs["projected_embedding"] = self.projection(student_embedding)
         return outputs
 
+    def _scores(self, head_output):
+        """[batch] of a MOS model; [batch, targets] of a multi-target one."""
+        return head_output if self.teacher.is_multi_target else ops.squeeze(head_output, -1)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         student, teacher = y_pred["student"], y_pred["teacher"]
-        loss = ops.mean(ops.square(student - teacher))
+        loss = ops.mean(ops.square(student - teacher))  # of several targets: over every one
+        if self.teacher.is_multi_target:  # the labels are MOS labels: the MOS column learns them
+            student = student[:, self.teacher.tracked_target]
         if self.projection is not None:
             target = y_pred["teacher_embedding"]
             projected = ops.cast(y_pred["projected_embedding"], "float32")

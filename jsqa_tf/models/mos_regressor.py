@@ -36,6 +36,16 @@ class MOSRegressor(DistributedStepMixin, keras.Model):
         dropout: dropout in the head.
         leaky_relu_slope: negative slope of the head's LeakyReLU.
         mos_range: (low, high) of the scaled sigmoid.
+        targets: what the head predicts (default: the MOS alone). With several (the NISQA
+            set: mos, noi, col, dis, loud), the output is float32 [batch, len(targets)] in
+            this order, each column in its own range, and the labels are [batch, targets]
+            with NaN where a file has no rating on a target: the loss masks those (a file
+            rated on the MOS alone still trains the MOS output).
+        target_ranges: (low, high) per target; None: `mos_range` for "mos", (1, 5) else.
+        target_weights: the loss's weight per target; None: 1 each. The loss is the weighted
+            mean over targets of each target's MSE over its rated files.
+        heads: "separate" (a hidden stack per target) or "shared" (one stack, an output per
+            target).
     """
 
     def __init__(
@@ -46,9 +56,21 @@ class MOSRegressor(DistributedStepMixin, keras.Model):
         dropout: float = 0.0,
         leaky_relu_slope: float = 0.1,
         mos_range: tuple[float, float] = (1.0, 5.0),
+        targets: tuple[str, ...] = ("mos",),
+        target_ranges: tuple[tuple[float, float], ...] | None = None,
+        target_weights: tuple[float, ...] | None = None,
+        heads: str = "separate",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        targets = tuple(targets)
+        if target_weights is None or len(target_weights) == 0:
+            target_weights = (1.0,) * len(targets)
+        target_weights = tuple(float(weight) for weight in target_weights)
+        if len(target_weights) != len(targets) or min(target_weights) < 0 or sum(target_weights) <= 0:
+            raise ValueError(
+                f"target_weights must be one weight >= 0 per target (not all 0), got {list(target_weights)}"
+            )
         if embedding not in EMBEDDINGS:
             raise ValueError(f"embedding must be one of {EMBEDDINGS}, not {embedding!r}")
         # === Layers ===
@@ -60,6 +82,9 @@ class MOSRegressor(DistributedStepMixin, keras.Model):
             dropout=dropout,
             leaky_relu_slope=leaky_relu_slope,
             mos_range=mos_range,
+            targets=targets,
+            target_ranges=target_ranges,
+            kind=heads,
             name="head",
         )
         # Both parts are functional models, built at construction: so is this one (a saved
@@ -73,6 +98,20 @@ class MOSRegressor(DistributedStepMixin, keras.Model):
         self.dropout = dropout
         self.leaky_relu_slope = leaky_relu_slope
         self.mos_range = tuple(mos_range)
+        self.targets = targets
+        self.target_ranges = self.head.target_ranges
+        self.target_weights = target_weights
+        self.heads = heads
+
+    @property
+    def is_multi_target(self) -> bool:
+        """Whether the output is [batch, targets] (else the MOS, [batch])."""
+        return self.targets != ("mos",)
+
+    @property
+    def tracked_target(self) -> int:
+        """The column the train RMSE follows: the MOS's, else the first target's."""
+        return self.targets.index("mos") if "mos" in self.targets else 0
 
     @staticmethod
     def _unpack(inputs):
@@ -89,18 +128,29 @@ class MOSRegressor(DistributedStepMixin, keras.Model):
         return embedding
 
     def call(self, inputs, training=False):
-        mos = self.head(self.embed(inputs, training=training), training=training)
-        return ops.squeeze(mos, axis=-1)
+        scores = self.head(self.embed(inputs, training=training), training=training)
+        return scores if self.is_multi_target else ops.squeeze(scores, axis=-1)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        error = ops.cast(y_pred, "float32") - ops.cast(y, "float32")
-        loss = ops.mean(ops.square(error))
+        if self.is_multi_target:
+            loss = masked_weighted_mse(y, y_pred, self.target_weights)
+        else:
+            error = ops.cast(y_pred, "float32") - ops.cast(y, "float32")
+            loss = ops.mean(ops.square(error))
         if self.losses:  # weight regularisers, if a user adds any
             loss = loss + ops.sum(ops.stack([ops.cast(extra, "float32") for extra in self.losses]))
         return self.scaled(loss)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        self.rmse_tracker.update_state(ops.cast(y, "float32"), ops.cast(y_pred, "float32"))
+        y, y_pred = ops.cast(y, "float32"), ops.cast(y_pred, "float32")
+        if self.is_multi_target:  # the tracked target's RMSE over the files rated on it
+            y, y_pred = y[:, self.tracked_target], y_pred[:, self.tracked_target]
+            rated = ops.isfinite(y)
+            self.rmse_tracker.update_state(
+                ops.where(rated, y, y_pred), y_pred, sample_weight=ops.cast(rated, "float32")
+            )
+        else:
+            self.rmse_tracker.update_state(y, y_pred)
         return self.logs(self.get_metrics_result())
 
     @property
@@ -117,10 +167,32 @@ class MOSRegressor(DistributedStepMixin, keras.Model):
             "mos_range": list(self.mos_range),
             "name": self.name,
             "trainable": self.trainable,
-        }
+        } | (
+            {}  # a MOS-only model saves as it always did
+            if not self.is_multi_target
+            else {
+                "targets": list(self.targets),
+                "target_ranges": [list(pair) for pair in self.target_ranges],
+                "target_weights": list(self.target_weights),
+                "heads": self.heads,
+            }
+        )
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
+
+
+def masked_weighted_mse(y, y_pred, weights):
+    """The weighted mean over targets of each target's MSE over the rows rated on it (float32;
+    keras.ops only): labels [batch, targets] with NaN where a row has no rating; a target no
+    row of the batch rates adds nothing, and its weight leaves the mean."""
+    y, y_pred = ops.cast(y, "float32"), ops.cast(y_pred, "float32")
+    rated = ops.isfinite(y)
+    squared = ops.where(rated, ops.square(y_pred - ops.where(rated, y, 0.0)), 0.0)
+    counts = ops.sum(ops.cast(rated, "float32"), axis=0)
+    per_target = ops.sum(squared, axis=0) / ops.maximum(counts, 1.0)
+    weights = ops.convert_to_tensor(list(weights), dtype="float32") * ops.cast(counts > 0, "float32")
+    return ops.sum(weights * per_target) / ops.maximum(ops.sum(weights), 1e-12)

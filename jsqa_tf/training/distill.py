@@ -167,8 +167,11 @@ def build_student(config: DistillConfig, teacher):
         encoder = encoder_from_preset(config.model.preset, name="encoder")
     except ValueError as error:
         raise ConfigError(f"model.preset: {error}") from None
+    multi = {}
+    if teacher.is_multi_target:  # the student learns every target of its teacher
+        multi = dict(targets=teacher.targets, target_ranges=teacher.target_ranges, heads=teacher.heads)
     return MOSRegressor(
-        encoder, hidden_dims=config.model.hidden_dims, mos_range=teacher.mos_range, name="student"
+        encoder, hidden_dims=config.model.hidden_dims, mos_range=teacher.mos_range, name="student", **multi
     )
 
 
@@ -207,10 +210,23 @@ def student_copy(model):
 # --- validation ----------------------------------------------------------------------------------
 
 
-def gap_figures(teacher: np.ndarray, student: np.ndarray, mos: np.ndarray) -> dict:
+def gap_figures(teacher: np.ndarray, student: np.ndarray, mos: np.ndarray, targets=("mos",)) -> dict:
     """Student against teacher (MAE, RMSE, PCC, max |difference|) and, over the labelled
-    files, student against the labels (RMSE, PCC)."""
+    files, student against the labels (RMSE, PCC). Of a multi-target model (scores
+    [files, targets]) the gap figures span every target, `val_<target>_teacher_mae` is each
+    one's, and the labels are compared with the MOS column."""
     from jsqa_tf import metrics
+
+    figures = {}
+    if np.ndim(teacher) == 2:
+        for index, target in enumerate(targets):
+            figures[f"val_{target}_teacher_mae"] = float(
+                np.mean(np.abs(student[:, index] - teacher[:, index]))
+            )
+        gap = gap_figures(teacher.reshape(-1), student.reshape(-1), np.full(teacher.size, np.nan))
+        column = mos_column(targets)
+        labels = gap_figures(teacher[:, column], student[:, column], mos)
+        return figures | gap | {key: labels[key] for key in ("val_rmse", "val_pcc") if key in labels}
 
     difference = student - teacher
     figures = {
@@ -226,6 +242,11 @@ def gap_figures(teacher: np.ndarray, student: np.ndarray, mos: np.ndarray) -> di
     return figures
 
 
+def mos_column(targets) -> int:
+    """The column of a multi-target model's scores that MOS labels compare with."""
+    return list(targets).index("mos") if "mos" in targets else 0
+
+
 class _StudentValidation(keras.callbacks.Callback):
     """Each epoch: the student scores the val files whole; its gap to the teacher's scores
     (computed once) and to the labels go into the logs (and so to the checkpoints,
@@ -237,6 +258,10 @@ class _StudentValidation(keras.callbacks.Callback):
         self.state, self.fresh = state, fresh
         self.teacher_scores = self.mos = None
         self.writer = None
+
+    def _mos(self, scores):
+        """The MOS (else first) column of a multi-target model's scores; a MOS model's as they are."""
+        return scores if np.ndim(scores) == 1 else scores[:, mos_column(self.model.teacher.targets)]
 
     def _score(self, model):
         from jsqa_tf.training.finetune import validate
@@ -251,9 +276,10 @@ class _StudentValidation(keras.callbacks.Callback):
 
         self.mos, self.teacher_scores = self._score(self.model.teacher)
         labelled = np.isfinite(self.mos)
+        teacher_mos = self._mos(self.teacher_scores)
         if labelled.sum() >= 2:
-            self.state["teacher_val_rmse"] = metrics.rmse(self.mos[labelled], self.teacher_scores[labelled])
-            self.state["teacher_val_pcc"] = metrics.pcc(self.mos[labelled], self.teacher_scores[labelled])
+            self.state["teacher_val_rmse"] = metrics.rmse(self.mos[labelled], teacher_mos[labelled])
+            self.state["teacher_val_pcc"] = metrics.pcc(self.mos[labelled], teacher_mos[labelled])
         if self.fresh:  # the gap distillation starts from
             _, student = self._score(self.model.student)
             self.state[UNTRAINED_GAP] = float(np.mean(np.abs(student - self.teacher_scores)))
@@ -265,7 +291,7 @@ class _StudentValidation(keras.callbacks.Callback):
         from jsqa_tf.plots import mos_scatter_png
 
         _, student = self._score(self.model.student)
-        figures = gap_figures(self.teacher_scores, student, self.mos)
+        figures = gap_figures(self.teacher_scores, student, self.mos, self.model.teacher.targets)
         rate = self.model.optimizer.learning_rate
         figures["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
         if logs is not None:
@@ -273,7 +299,9 @@ class _StudentValidation(keras.callbacks.Callback):
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "validation_scatter"))
         mos_range = tuple(self.model.teacher.mos_range)
-        png = mos_scatter_png([("student vs teacher", self.teacher_scores, student)], mos_range)
+        png = mos_scatter_png(
+            [("student vs teacher", self._mos(self.teacher_scores), self._mos(student))], mos_range
+        )
         with self.writer.as_default(step=epoch + 1):
             tf.summary.image("val/student_vs_teacher", tf.image.decode_png(png)[None])
         self.writer.flush()

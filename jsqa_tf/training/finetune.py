@@ -90,6 +90,10 @@ def build_regressor(config: FinetuneConfig, scratch_numerics: dict | None = None
         embedding=model.embedding,
         dropout=model.dropout,
         mos_range=tuple(model.mos_range),
+        targets=tuple(model.targets),
+        target_ranges=tuple(tuple(pair) for pair in model.target_ranges) or None,
+        target_weights=tuple(model.target_weights) or None,
+        heads=model.heads,
         name="mos_regressor",
     )
 
@@ -127,13 +131,43 @@ def inference_copy(model):
 # --- validation ----------------------------------------------------------------------------------
 
 
-def validate(model, files, *, window_seconds: float, batch_size: int):
+def validate(model, files, *, window_seconds: float, batch_size: int, per_target: bool = False):
     """Scores labelled files whole (windows past `window_seconds`), as `evaluate` does:
-    (mos, predicted) arrays."""
-    from jsqa_tf.evaluation import score_labelled
+    (mos, predicted) arrays; with `per_target`, {target: (labels, predicted)} (labels NaN
+    where a file is not rated on the target)."""
+    from jsqa_tf.evaluation import model_targets, score_labelled, target_columns
 
     results = score_labelled(model, files, window_seconds=window_seconds, batch_size=batch_size)
+    if per_target:
+        return target_columns(results, model_targets(model))
     return np.array([file.mos for file, _ in results]), np.array([predicted for _, predicted in results])
+
+
+def target_figures(columns: dict, weights) -> dict:
+    """Validation figures of a multi-target model: per target `val_<target>_rmse`, `_mae`,
+    `_pcc`, `_srcc` over its rated files; `val_loss` the training loss's weighted mean of the
+    targets' MSE; `val_rmse` etc. the MOS's (else the first target's), which checkpoints and
+    early stopping follow."""
+    from jsqa_tf import metrics
+
+    figures, weighted, total = {}, 0.0, 0.0
+    for (target, (labels, predicted)), weight in zip(columns.items(), weights, strict=True):
+        rated = np.isfinite(labels)
+        if not rated.any():
+            continue
+        labels, predicted = labels[rated], predicted[rated]
+        weighted += weight * float(np.mean((predicted - labels) ** 2))
+        total += weight
+        figures[f"val_{target}_rmse"] = metrics.rmse(labels, predicted)
+        figures[f"val_{target}_mae"] = metrics.mae(labels, predicted)
+        if len(labels) > 1:
+            figures[f"val_{target}_pcc"] = metrics.pcc(labels, predicted)
+            figures[f"val_{target}_srcc"] = metrics.srcc(labels, predicted)
+    tracked = "mos" if "mos" in columns else next(iter(columns))
+    figures["val_loss"] = weighted / total if total else float("nan")
+    for name in ("rmse", "mae", "pcc", "srcc"):
+        figures[f"val_{name}"] = figures.get(f"val_{tracked}_{name}", float("nan"))
+    return figures
 
 
 class _MOSValidation(keras.callbacks.Callback):
@@ -155,16 +189,24 @@ class _MOSValidation(keras.callbacks.Callback):
         from jsqa_tf.plots import mos_scatter_png
 
         data, training = self.config.data, self.config.training
-        mos, predicted = validate(
-            self.model, self.files_fn(), window_seconds=data.window_seconds, batch_size=data.batch_size
-        )
-        figures = {
-            "val_loss": float(np.mean((predicted - mos) ** 2)),
-            "val_rmse": metrics.rmse(mos, predicted),
-            "val_mae": metrics.mae(mos, predicted),
-            "val_pcc": metrics.pcc(mos, predicted),
-            "val_srcc": metrics.srcc(mos, predicted),
-        }
+        scoring = dict(window_seconds=data.window_seconds, batch_size=data.batch_size)
+        if self.model.is_multi_target:
+            columns = validate(self.model, self.files_fn(), per_target=True, **scoring)
+            figures = target_figures(columns, self.model.target_weights)
+            panels = [
+                (target, labels[np.isfinite(labels)], predicted[np.isfinite(labels)])
+                for target, (labels, predicted) in columns.items()
+            ]
+        else:
+            mos, predicted = validate(self.model, self.files_fn(), **scoring)
+            figures = {
+                "val_loss": float(np.mean((predicted - mos) ** 2)),
+                "val_rmse": metrics.rmse(mos, predicted),
+                "val_mae": metrics.mae(mos, predicted),
+                "val_pcc": metrics.pcc(mos, predicted),
+                "val_srcc": metrics.srcc(mos, predicted),
+            }
+            panels = [("val files", mos, predicted)]
         encoder_rate = 0.0 if not self.model.encoder.trainable else training.encoder_learning_rate
         figures["learning_rate"] = training.learning_rate
         figures["encoder_learning_rate"] = training.learning_rate if encoder_rate is None else encoder_rate
@@ -172,9 +214,14 @@ class _MOSValidation(keras.callbacks.Callback):
             logs.update(figures)
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "validation_scatter"))
-        png = mos_scatter_png([("val files", mos, predicted)], tuple(self.config.model.mos_range))
         with self.writer.as_default(step=epoch + 1):
-            tf.summary.image("val/scatter", tf.image.decode_png(png)[None])
+            if len(panels) == 1:
+                png = mos_scatter_png(panels, tuple(self.config.model.mos_range))
+                tf.summary.image("val/scatter", tf.image.decode_png(png)[None])
+            else:  # one image per target, each on its own range
+                for (target, labels, predicted), scale in zip(panels, self.model.target_ranges, strict=True):
+                    png = mos_scatter_png([(f"val {target}", labels, predicted)], scale)
+                    tf.summary.image(f"val/scatter_{target}", tf.image.decode_png(png)[None])
         self.writer.flush()
 
 
@@ -211,6 +258,7 @@ def train_batches(config: FinetuneConfig, data_dir, selection, num_files, global
             selection=selection,
             crop_samples=crop,
             bucket_samples=int(round(data.length_bucket_seconds * 16_000)),
+            targets=tuple(config.model.targets),
         ).take(steps)
 
     return distributable(tf.data.Dataset.range(first, last).flat_map(epoch_batches))
@@ -265,8 +313,9 @@ def finetune(
         data_dir = _data_dir(config, progress)
         train_selection = Selection(data.train_databases, data.train_fraction, data.subset_seed)
         val_selection = Selection(data.val_databases)
-        num_train = count_labelled(data_dir, data.train_split, train_selection)
-        num_val = count_labelled(data_dir, data.val_split, val_selection)
+        targets = tuple(config.model.targets)
+        num_train = count_labelled(data_dir, data.train_split, train_selection, targets)
+        num_val = count_labelled(data_dir, data.val_split, val_selection, targets)
         global_batch = data.batch_size * run.strategy.num_replicas
         check_memory(config, data_dir, global_batch)
         steps = steps_per_epoch(config, num_train, global_batch)
@@ -334,6 +383,7 @@ def finetune(
             "num_val_files": num_val,
             "steps_per_epoch": steps,
             "encoder": config.model.encoder,
+            "targets": list(config.model.targets),
             "encoder_parameters": int(sum(int(np.prod(v.shape)) for v in best.encoder.trainable_weights)),
             "head_parameters": int(sum(int(np.prod(v.shape)) for v in best.head.trainable_weights)),
             "replicas": run.strategy.num_replicas,

@@ -396,10 +396,25 @@ def _evaluated(resolved: Plan, name: str, model_dir: str, finetune_config: Finet
     with open(os.path.join(out_dir, METRICS_FILE), encoding="utf-8") as stream:
         report = json.load(stream)
     _check_evaluation(report, evaluate_config, data, out_dir)
-    return {
+    figures = {
         "evaluation": out_dir,
         **{key: report["per_file"][key]["value"] for key in ("pcc", "srcc", "rmse", "mae")},
     }
+    if report.get("targets"):  # a multi-target model: each target's PCC and RMSE, per file
+        figures["targets"] = {
+            target: None
+            if entry is None
+            else {key: entry["per_file"][key]["value"] for key in ("pcc", "rmse")}
+            for target, entry in report["targets"].items()
+        }
+        logger.info(
+            "%s: per-file PCC %s",
+            name,
+            ", ".join(
+                f"{t} {v['pcc']:.3f}" for t, v in figures["targets"].items() if v and v["pcc"] is not None
+            ),
+        )
+    return figures
 
 
 EXPORT_RECORD = "export.json"

@@ -276,7 +276,8 @@ def _score_to(stream, backend, files: list[str], options: dict, settings: dict) 
     from jsqa_lite.predict import predict as run_predict
 
     logger.info("scoring %d file(s) with %s (%s)", len(files), backend.path, backend.kind)
-    writer = ResultWriter(stream, options["output_format"], options["per_window"])
+    targets = getattr(backend, "targets", ("mos",))
+    writer = ResultWriter(stream, options["output_format"], options["per_window"], targets)
     with click.progressbar(length=len(files), label="scoring", file=sys.stderr, show_pos=True) as bar:
 
         def on_result(result) -> None:

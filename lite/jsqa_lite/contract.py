@@ -9,6 +9,10 @@ Export writes it, and `LiteModel`, `predict`, scoring and evaluation read it, fr
     mos: float32 [batch], in the model's MOS range ([1, 5]).
     embedding: float32 [batch, d], the embedding the MOS head reads.
 
+A multi-target model (trained on NISQA's quality dimensions) has one float32 [batch] output per
+target instead of `mos` alone, each named after its target (mos, noi, col, dis, loud), in the
+range its contract gives; the contract's "targets" lists them in order (`output_targets`).
+
 The SavedModel's `serving_default` signature and the TFLite models' signature take the input
 named `waveform` and return `mos` and `embedding`. A SavedModel also has `serving_masked`,
 which takes `waveform` and `num_valid_samples` (int32 [batch]): rows of one batch may then be
@@ -128,6 +132,13 @@ def read_contract(path: str | os.PathLike) -> dict:
 def min_samples(contract: dict) -> int:
     """The shortest input a model takes, by its contract (read by `read_contract`)."""
     return int(contract.get("input", {}).get("min_samples", MIN_SAMPLES))
+
+
+def output_targets(contract: dict) -> tuple[str, ...]:
+    """The score outputs of a model, in order, by its contract: ("mos",) for a MOS model (and
+    a model exported without a contract); its "targets" for a multi-target one."""
+    targets = contract.get("targets") if isinstance(contract, dict) else None
+    return tuple(targets) if targets else (MOS_OUTPUT,)
 
 
 def too_short_reason(num_samples: int, min_samples: int) -> str:

@@ -9,6 +9,10 @@ model.score_file("call.wav")  # {"mos": 3.4, "seconds": 12.0, "window_mos": [...
 model.score(waveforms)        # float32 [batch, samples], 16 kHz mono, same length -> MOS [batch]
 ```
 
+A model trained on NISQA's quality dimensions (its contract's "targets", e.g. mos, noi, col,
+dis, loud) returns them all: `score` gives [batch, targets] in `model.targets` order, and
+`score_file` a dict with a key per target ({"mos": 3.4, "noi": 2.1, ..., "scores": {...}}).
+
 The input contract is `jsqa_lite.contract`'s (the minimum length read from the JSON beside the
 `.tflite` file when there is one): 16 kHz mono float32 in [-1, 1]; a file longer than the
 window is scored in windows of exactly the window length and averaged.
@@ -28,13 +32,14 @@ from jsqa_lite.contract import (
     PROVENANCE_KEY,
     SIGNATURE_KEY,
     min_samples,
+    output_targets,
     read_contract,
     tflite_contract_path,
     to_samples,
     warn_if_demo,
 )
 from jsqa_lite.errors import ModelError
-from jsqa_lite.scoring import score_files
+from jsqa_lite.scoring import score_files, target_summary
 
 
 class LiteModel:
@@ -63,6 +68,8 @@ class LiteModel:
         except (ValueError, RuntimeError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelError(self.path, f"not a usable TFLite model ({reason})")
+        self.targets = output_targets(self.contract)
+        """The score outputs, in order: ("mos",), or a multi-target model's targets."""
         self.provenance = self.contract.get(PROVENANCE_KEY)
         """What the model learned from (the contract's record; None when unknown)."""
         warn_if_demo(self.provenance, self.path)
@@ -75,8 +82,12 @@ class LiteModel:
         return self._runner(**{INPUT_NAME: waveform})
 
     def score(self, waveform: np.ndarray) -> np.ndarray:
-        """MOS float32 [batch] of a float32 [batch, samples] batch of equal-length clips."""
-        return np.asarray(self.outputs(waveform)[MOS_OUTPUT], dtype=np.float32).reshape(-1)
+        """MOS float32 [batch] of a float32 [batch, samples] batch of equal-length clips; of
+        a multi-target model, float32 [batch, targets] in `targets` order."""
+        outputs = self.outputs(waveform)
+        if self.targets == (MOS_OUTPUT,):
+            return np.asarray(outputs[MOS_OUTPUT], dtype=np.float32).reshape(-1)
+        return np.stack([np.asarray(outputs[t], np.float32).reshape(-1) for t in self.targets], axis=-1)
 
     def score_audio(
         self, audio: np.ndarray, window_seconds: float = DEFAULT_WINDOW_SECONDS, batch_size: int = 8
@@ -85,7 +96,8 @@ class LiteModel:
         `batch_size` windows at a time; the MOS is the mean of the windows'.
 
         Returns:
-            {"mos", "seconds", "num_windows", "window_mos", "window_start_seconds"}.
+            {"mos", "seconds", "num_windows", "window_mos", "window_start_seconds"}; of a
+            multi-target model a key per target too (`jsqa_lite.scoring.target_summary`).
 
         Raises:
             ModelError: the interpreter failed, or gave a non-finite MOS.
@@ -99,7 +111,7 @@ class LiteModel:
         )
         if not result.ok:
             raise ModelError(self.path, result.error)
-        return result.summary()
+        return target_summary(result, self.targets)
 
     def score_file(self, path: str | os.PathLike, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> dict:
         """Reads any file `jsqa_lite.audio.read_audio` takes (any rate, channels, WAV/FLAC/OGG),

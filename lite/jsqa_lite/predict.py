@@ -25,7 +25,7 @@ from jsqa_lite.audio import AUDIO_SUFFIXES, read_model_input
 from jsqa_lite.contract import DEFAULT_WINDOW_SECONDS, to_samples
 from jsqa_lite.errors import AudioError, JSQAError, ModelError
 from jsqa_lite.lite_model import LiteModel
-from jsqa_lite.scoring import score_files
+from jsqa_lite.scoring import score_files, target_summary
 
 FORMATS = ("csv", "json", "jsonl")
 
@@ -39,6 +39,7 @@ class TFLiteBackend:
         self._model = LiteModel(path, num_threads=num_threads)
         self.path = self._model.path
         self.min_samples = self._model.min_samples
+        self.targets = self._model.targets
 
     def score(self, batch):
         return self._model.score(batch)
@@ -107,7 +108,8 @@ def collect_inputs(paths: Sequence[str], csv_lists: Sequence[str] = (), recursiv
 
 @dataclasses.dataclass
 class FileResult:
-    """One file's row: its MOS (mean of its windows') or its error."""
+    """One file's row: its MOS (mean of its windows') or its error; of a multi-target model,
+    `scores` {target: mean of its windows'} too."""
 
     path: str
     mos: float | None = None
@@ -116,6 +118,8 @@ class FileResult:
     error: str | None = None
     window_mos: list[float] | None = None
     window_start_seconds: list[float] | None = None
+    scores: dict | None = None
+    window_scores: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -146,6 +150,7 @@ def predict(
     # A backend that masks padding (`masks_padding`, e.g. Keras) takes the valid lengths and
     # sees a bounded set of shapes; the others get rows of one real length.
     masks = getattr(backend, "masks_padding", False)
+    targets = tuple(getattr(backend, "targets", ("mos",)))
     counts = {True: 0, False: 0}
     for score in score_files(
         audio(),
@@ -157,7 +162,10 @@ def predict(
         batch_size=batch_size,
         bucket_samples=getattr(backend, "bucket_samples", 1),
     ):
-        result = FileResult(score.key, error=score.error, **score.summary())
+        summary = target_summary(score, targets)
+        if targets != ("mos",):
+            summary = {key: value for key, value in summary.items() if key not in targets or key == "mos"}
+        result = FileResult(score.key, error=score.error, **summary)
         counts[result.ok] += 1
         on_result(result)
     return counts[True], counts[False]
@@ -173,17 +181,31 @@ class ResultWriter:
         stream: a text stream.
         output_format: "csv", "json" or "jsonl".
         per_window: add each window's MOS and start (seconds); in CSV, ";"-joined.
+        targets: the model's score outputs: ("mos",), or a multi-target model's (mos, noi,
+            col, dis, loud), each its own column (JSON key) in this order after `path`; with
+            `per_window`, `window_<target>` for each.
     """
 
     COLUMNS = ("path", "mos", "seconds", "num_windows", "error")
     WINDOW_COLUMNS = ("window_mos", "window_start_seconds")
 
-    def __init__(self, stream: io.TextIOBase, output_format: str = "csv", per_window: bool = False):
+    def __init__(
+        self,
+        stream: io.TextIOBase,
+        output_format: str = "csv",
+        per_window: bool = False,
+        targets: Sequence[str] = ("mos",),
+    ):
         if output_format not in FORMATS:
             raise ValueError(f"output_format must be one of {FORMATS}")
         self.stream = stream
         self.output_format = output_format
-        self.columns = self.COLUMNS + (self.WINDOW_COLUMNS if per_window else ())
+        self.targets = tuple(targets)
+        if self.targets == ("mos",):
+            self.columns = self.COLUMNS + (self.WINDOW_COLUMNS if per_window else ())
+        else:
+            windows = (*(f"window_{t}" for t in self.targets), "window_start_seconds") if per_window else ()
+            self.columns = ("path", *self.targets, "seconds", "num_windows", "error", *windows)
         self._count = 0
         if output_format == "csv":
             self._csv = csv.writer(stream, lineterminator="\n")
@@ -192,8 +214,17 @@ class ResultWriter:
             stream.write("[")
         stream.flush()
 
+    def _value(self, result: FileResult, column: str):
+        if self.targets == ("mos",):
+            return getattr(result, column)
+        if column in self.targets:
+            return (result.scores or {}).get(column)
+        if column.startswith("window_") and column[len("window_") :] in self.targets:
+            return (result.window_scores or {}).get(column[len("window_") :])
+        return getattr(result, column)
+
     def _row(self, result: FileResult) -> dict:
-        row = {column: getattr(result, column) for column in self.columns}
+        row = {column: self._value(result, column) for column in self.columns}
         if result.error is not None:  # nothing half-filled on an error row
             row.update({column: None for column in self.columns if column not in ("path", "error")})
         return row

@@ -14,6 +14,10 @@ before it are scored, in input order. How windows share a batch depends on the m
   audio of one length. Full windows of several files are batched together, the last batch
   with fewer rows; a file shorter than the window is scored alone, at once.
 
+A multi-target model's `predict` returns [batch, targets] (mos, noi, col, dis, loud, in the
+model's order): each window's score is then a tuple, and a file's `mos` the tuple of the
+windows' means, target by target.
+
 A batch whose call raises, or gives a non-finite MOS, fails its files (they carry the
 error), not the run.
 """
@@ -39,14 +43,15 @@ class FileScore:
         key: what the caller gave with the audio (a path, an id).
         num_samples: the audio's length (None when it could not be read).
         window_starts: each window's first sample.
-        window_mos: each window's MOS, in window order (None while not scored).
+        window_mos: each window's MOS, in window order (None while not scored); of a
+            multi-target model, a tuple per window (one score per target).
         error: why the file has no score, or None.
     """
 
     key: Any
     num_samples: int | None = None
     window_starts: list[int] = dataclasses.field(default_factory=list)
-    window_mos: list[float | None] = dataclasses.field(default_factory=list)
+    window_mos: list[float | tuple | None] = dataclasses.field(default_factory=list)
     error: str | None = None
 
     @property
@@ -58,9 +63,13 @@ class FileScore:
         return self.error is not None or all(mos is not None for mos in self.window_mos)
 
     @property
-    def mos(self) -> float | None:
-        """The mean of the windows' MOS (None for a file with an error)."""
-        return float(np.mean(self.window_mos)) if self.ok and self.window_mos else None
+    def mos(self) -> float | tuple | None:
+        """The mean of the windows' MOS (None for a file with an error); of a multi-target
+        model, the tuple of the windows' means per target."""
+        if not (self.ok and self.window_mos):
+            return None
+        means = np.mean(np.asarray(self.window_mos, dtype=np.float64), axis=0)
+        return float(means) if means.ndim == 0 else tuple(float(value) for value in means)
 
     def summary(self) -> dict:
         """{"mos", "seconds", "num_windows", "window_mos", "window_start_seconds"}."""
@@ -69,9 +78,36 @@ class FileScore:
             "mos": self.mos,
             "seconds": self.num_samples / SAMPLE_RATE if read else None,
             "num_windows": len(self.window_starts),
-            "window_mos": [float(mos) for mos in self.window_mos] if self.ok else None,
+            "window_mos": [_plain(mos) for mos in self.window_mos] if self.ok else None,
             "window_start_seconds": [start / SAMPLE_RATE for start in self.window_starts] if read else None,
         }
+
+
+def target_summary(score: FileScore, targets) -> dict:
+    """`FileScore.summary()` with a multi-target model's scores named: {"mos", "noi", ...
+    (each the mean of its windows'), "scores" {target: score}, "seconds", "num_windows",
+    "window_mos" (the windows' MOS; None without a mos target), "window_scores" {target:
+    [each window's]}, "window_start_seconds"}. A MOS model's summary is unchanged."""
+    targets = tuple(targets)
+    summary = score.summary()
+    if targets == ("mos",):
+        return summary
+    values, windows = summary.pop("mos"), summary.pop("window_mos")
+    if values is not None and np.ndim(values) == 0:  # a single non-MOS target
+        values, windows = (values,), [[w] for w in windows or []]
+    named = dict.fromkeys(targets) if values is None else dict(zip(targets, values, strict=True))
+    per_window = None if windows is None else {t: [w[i] for w in windows] for i, t in enumerate(targets)}
+    return {
+        **named,
+        "scores": None if values is None else named,
+        **summary,
+        "window_mos": per_window.get("mos") if per_window else None,
+        "window_scores": per_window,
+    }
+
+
+def _plain(score):
+    return [float(value) for value in score] if isinstance(score, tuple) else float(score)
 
 
 def pad_batch(
@@ -126,15 +162,18 @@ def score_files(
         else:
             batch, lengths = pad_batch(pieces)  # one length: nothing is padded
         try:
-            mos = np.asarray(predict(batch, lengths), dtype=np.float64).reshape(-1)[: len(items)]
+            mos = np.asarray(predict(batch, lengths), dtype=np.float64)
+            # [batch] (or [batch, 1]): a MOS per row; [batch, targets]: a tuple per row
+            mos = mos.reshape(-1) if mos.ndim < 2 or mos.shape[-1] == 1 else mos.reshape(len(batch), -1)
+            mos = mos[: len(items)]
         except Exception as error:  # a failing batch fails its files, not the run
             for score, _, _ in items:
                 score.error = f"scoring failed ({type(error).__name__}: {error})"
             return
         for (score, index, _), value in zip(items, mos, strict=True):
-            if not np.isfinite(value):
+            if not np.all(np.isfinite(value)):
                 score.error = "the model gave a non-finite MOS"
-            score.window_mos[index] = float(value)
+            score.window_mos[index] = float(value) if np.ndim(value) == 0 else tuple(float(v) for v in value)
 
     def finished():
         while pending and pending[0].done:

@@ -176,7 +176,7 @@ def test_load_manifest_errors(tmp_path):
     with pytest.raises(CorpusError, match="corrupt manifest"):
         load_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text('{"format_version": 0}')
-    with pytest.raises(CorpusError, match="shard format 0, this jsqa-tf reads format 1"):
+    with pytest.raises(CorpusError, match="shard format 0, this jsqa-tf reads formats 1, 2"):
         load_manifest(tmp_path)
 
 
@@ -201,7 +201,7 @@ def test_a_folder_prepared_before_mos_range_existed_still_resumes(tiny_demo):
     settings = config(tiny_demo["librispeech"])
     shards = plan_shards(read_librispeech(tiny_demo["librispeech"]).records, "train", 6.0, 0)
     before = to_dict(settings)
-    for name in ("num_workers", "source", "mos_range"):
+    for name in ("num_workers", "source", "mos_range", "targets", "target_ranges"):
         before.pop(name)
     content = {
         "format": FORMAT_VERSION,
