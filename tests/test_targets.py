@@ -3,6 +3,7 @@ level degradation, and fine-tuning / evaluating a five-target model."""
 
 import json
 import math
+import os
 
 import keras
 import numpy as np
@@ -370,10 +371,39 @@ def test_the_diagnosis_counts_which_dimension_is_lowest(five_target_run):
 CLEAR_MAJORITY = 2 / 3
 
 
+@pytest.mark.slow  # ~2 min on 2 cores: the whole demo job (corpus, pretraining, 30 epochs), then 40 files
+def test_the_demo_job_rates_a_single_factor_lowest_on_its_own_dimension(tmp_path):
+    """The issue's diagnosis, live: the demo main job (`pipelines/demo.yaml`, as the quickstart
+    runs it) learns from the demo's mixed degradations; on 40 fresh utterances each degraded by
+    one factor alone, the factor's own dimension is rated lowest for a clear majority. (Recorded
+    on 2026-12-06: 75% for seeds 0-2, erasures never; fine-tuning from scratch, 57%.)"""
+    from click.testing import CliRunner
+
+    from jsqa_tf.cli import main
+    from jsqa_tf.diagnosis import diagnose
+    from jsqa_tf.models import load_mos_regressor
+
+    demo = os.path.join(os.path.dirname(__file__), "..", "pipelines", "demo.yaml")
+    result = CliRunner().invoke(
+        main,
+        [
+            *("train", "--config", demo, "--run-dir", str(tmp_path / "run")),
+            *("--set", f"pretrain.data.demo_dir={tmp_path / 'demo_data'}"),
+            *("--set", f"finetune.data.demo_dir={tmp_path / 'demo_data'}"),
+            *("--set", "evaluate.num_bootstrap=50"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = diagnose(load_mos_regressor(str(tmp_path / "run" / "finetune" / "model.keras")))
+    assert report["num_files"] == 40
+    assert report["diagonal"] >= CLEAR_MAJORITY, report["table"]
+
+
 def test_the_recorded_diagnosis_puts_a_clear_majority_on_the_diagonal():
     """The demo job's model (five targets, separate heads) on held-out files degraded by one
-    factor alone, as `benchmarks/bench_diagnosis.py` recorded it for three seeds (training it
-    here would take minutes): the factor's own dimension is the lowest for a clear majority."""
+    factor alone, as `benchmarks/bench_diagnosis.py` recorded it for three seeds (the figures
+    the docs quote; the test above trains seed 0 live): the factor's own dimension is the lowest
+    for a clear majority."""
     import os
 
     from jsqa_tf.diagnosis import FACTOR_DIMENSION
