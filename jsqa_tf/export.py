@@ -41,6 +41,7 @@ import jsqa_tf
 from jsqa_lite.contract import (
     EMBEDDING_OUTPUT,
     INPUT_NAME,
+    INT8_CHUNKS_KEY,
     MIN_SECONDS,
     MOS_OUTPUT,
     SAMPLE_RATE,
@@ -273,7 +274,16 @@ def contract(model, quantization: str | None = None, source: str | None = None) 
         },
         "source": source,
         **provenance.contract_entry(source),
+        **({INT8_CHUNKS_KEY: int8_chunks(model)} if quantization == "int8" else {}),
     }
+
+
+def int8_chunks(model) -> dict:
+    """The int8 contract's record of which convolutions `convert_tflite` runs in chunks
+    (`jsqa_tf.quantization.ChunkedRegressor.contract_entry`)."""
+    from jsqa_tf.quantization import chunked_copy
+
+    return chunked_copy(model).contract_entry()
 
 
 # --- TFLite ------------------------------------------------------------------------------------
@@ -294,10 +304,11 @@ def convert_tflite(
             waveforms to calibrate the activation ranges on.
         model: the model `saved_model_dir` was written from. For "int8" (dynamic range) the
             converter then reads a SavedModel of `jsqa_tf.quantization.chunked_copy(model)`
-            (written to a temporary folder): the same function, with each convolution's input
-            quantized per time chunk instead of per clip, which keeps a loud moment of a clip
-            from coarsening the rest (README, "Inference figures"). Without it, "int8" is
-            converted from `saved_model_dir` as it is.
+            (written to a temporary folder): the same function, with the input of each
+            convolution that `jsqa_tf.quantization.chunk_plan` picks (quantized, at 8 kHz or
+            more) quantized per time chunk instead of per clip, which keeps a loud moment of a
+            clip from coarsening the rest (docs/design.md). The contract records the choice
+            (`int8_chunks`). Without it, "int8" is converted from `saved_model_dir` as it is.
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")

@@ -34,6 +34,14 @@ CHUNK_FRAMES = 256
 decimations) 256 ms. 64 to 1024 gave about the same MOS error on `small` (0.015-0.019,
 simulated, 10 s clips); 4096 gave 0.041, one scale per clip 0.143."""
 
+MIN_CHUNK_RATE_HZ = 8000
+"""`chunk_plan`'s rule: only convolutions whose input runs at this many frames per second or
+more are chunked."""
+
+MIN_QUANTIZED_ELEMENTS = 1024
+"""TFLite's dynamic-range quantizer leaves a weight with fewer elements than this in float
+(its input then stays float too: chunking it changes nothing)."""
+
 
 class ChunkedConv1D(keras.layers.Conv1D):
     """Conv1D computed in chunks of `chunk_frames` output frames folded into the batch axis.
@@ -130,13 +138,14 @@ class StaticReshape(keras.layers.Reshape):
         return tf.reshape(inputs, _sizes(tf, tf.shape(inputs)[0], *self.target_shape))
 
 
-def chunk_convolutions(model: keras.Model, chunk_frames: int = CHUNK_FRAMES) -> keras.Model:
-    """A functional copy of `model` (same weights) with every Conv1D a `ChunkedConv1D` and
-    every Reshape a `StaticReshape`."""
+def chunk_convolutions(model: keras.Model, chunk_frames: int = CHUNK_FRAMES, layers=None) -> keras.Model:
+    """A functional copy of `model` (same weights) with every Conv1D named in `layers` (all,
+    when None) a `ChunkedConv1D` and every Reshape a `StaticReshape`."""
 
     def clone(layer):
         config = layer.get_config()
-        if type(layer) is keras.layers.Conv1D and layer.groups == 1:
+        chosen = layers is None or layer.name in layers
+        if type(layer) is keras.layers.Conv1D and layer.groups == 1 and chosen:
             return ChunkedConv1D(chunk_frames=chunk_frames, **config)
         if type(layer) is keras.layers.Reshape:
             return StaticReshape(**config)
@@ -147,31 +156,248 @@ def chunk_convolutions(model: keras.Model, chunk_frames: int = CHUNK_FRAMES) -> 
     return copy
 
 
+def conv_input_rates(encoder: keras.Model, sample_rate: int = 16_000) -> dict[str, int]:
+    """Input frames per second of every Conv1D of `encoder`, in Hz (rounded): the shapes of an
+    8 s input, computed symbolically (nothing runs)."""
+    convs = [layer for layer in encoder.layers if isinstance(layer, keras.layers.Conv1D)]
+    if not convs:
+        return {}
+    seconds = 8
+    probe = keras.Model(encoder.inputs, [layer.input for layer in convs])
+    specs = probe.compute_output_spec(keras.KerasTensor((1, sample_rate * seconds)))
+    specs = specs if isinstance(specs, list | tuple) else [specs]
+    return {layer.name: int(round(spec.shape[1] / seconds)) for layer, spec in zip(convs, specs, strict=True)}
+
+
+def chunk_plan(
+    encoder: keras.Model, chunk_frames: int = CHUNK_FRAMES, min_rate_hz: int = MIN_CHUNK_RATE_HZ
+) -> dict[str, dict]:
+    """Which of `encoder`'s Conv1Ds the int8 copy computes in chunks, and why: the rule.
+
+    A convolution is chunked when (1) TFLite quantizes its kernel (at least
+    `MIN_QUANTIZED_ELEMENTS` weights: a smaller kernel stays float and so does its input) and
+    (2) its input runs at `min_rate_hz` frames per second or more (the encoders' first two
+    blocks at 16 kHz: 16 and 8 kHz). Returns {conv name: {"chunked", "input_rate_hz",
+    "quantized"}} in the layers' order (`chunk_frames` is recorded beside it by the caller).
+    """
+    plan = {}
+    for layer_name, rate in conv_input_rates(encoder).items():
+        layer = encoder.get_layer(layer_name)
+        quantized = int(np_prod(layer.kernel.shape)) >= MIN_QUANTIZED_ELEMENTS
+        plainly = type(layer) is keras.layers.Conv1D and layer.groups == 1
+        plan[layer_name] = {
+            "chunked": bool(quantized and plainly and rate >= min_rate_hz),
+            "input_rate_hz": rate,
+            "quantized": quantized,
+        }
+    return plan
+
+
+def np_prod(shape) -> int:
+    size = 1
+    for dim in shape:
+        size *= int(dim)
+    return size
+
+
 class ChunkedRegressor:
     """What `jsqa_tf.export` serves of a `MOSRegressor` (`embed`, `head`, `variables`), with
-    the encoder's convolutions chunked (`chunk_convolutions`).
+    the convolutions `layers` names (default: by `chunk_plan`) in chunks.
+
+    A `WaveformEncoder` (a chain of layers) runs layer by layer with the chunks kept from one
+    chunked convolution to the next (`_ChunkChain`); any other encoder runs as a copy with the
+    named convolutions `ChunkedConv1D`s (`chunk_convolutions`).
 
     Args:
         model: a `MOSRegressor`.
         chunk_frames: see `ChunkedConv1D`.
+        layers: names of the Conv1Ds to chunk; None: `chunk_plan`'s.
     """
 
-    def __init__(self, model, chunk_frames: int = CHUNK_FRAMES):
+    def __init__(self, model, chunk_frames: int = CHUNK_FRAMES, layers=None):
+        from jsqa_tf.models import WaveformEncoder
+
         self.model = model
         self.chunk_frames = chunk_frames
-        self.encoder = chunk_convolutions(model.encoder, chunk_frames)
+        self.plan = chunk_plan(model.encoder, chunk_frames)
+        if layers is None:
+            layers = [name for name, entry in self.plan.items() if entry["chunked"]]
+        else:
+            for name, entry in self.plan.items():
+                entry["chunked"] = name in layers
+        self.layers = list(layers)
+        if isinstance(model.encoder, WaveformEncoder):
+            self.encoder = _ChunkChain(model.encoder, chunk_frames, set(self.layers))
+        else:
+            self.encoder = chunk_convolutions(model.encoder, chunk_frames, set(self.layers))
         self.head = model.head
         self.embedding_width = model.embedding_width
 
     @property
     def variables(self):
-        return [*self.encoder.variables, *self.head.variables]
+        return [*self.model.encoder.variables, *self.head.variables]
 
     def embed(self, waveform, training=False):
         embedding = self.encoder(waveform, training=training)
         return embedding[:, : self.embedding_width]  # "contrastive": the leading dimensions
 
+    def contract_entry(self) -> dict:
+        """The "int8_chunks" entry of the int8 TFLite contract: the rule and each conv's choice."""
+        return {
+            "chunk_frames": self.chunk_frames,
+            "rule": (
+                f"a Conv1D is chunked when TFLite quantizes its kernel (>= {MIN_QUANTIZED_ELEMENTS} "
+                f"weights) and its input runs at >= {MIN_CHUNK_RATE_HZ} frames/s"
+            ),
+            "layers": self.plan,
+        }
 
-def chunked_copy(model, chunk_frames: int = CHUNK_FRAMES) -> ChunkedRegressor:
+
+class _ChunkChain:
+    """A `WaveformEncoder`'s forward pass, layer by layer, with the named convolutions in chunks.
+
+    Layouts: "plain" [batch, frames, channels], or "chunked" [batch * chunks, chunk, channels]
+    where row `b * chunks + c` holds frames `c * chunk ...` of clip `b`, its frames past the
+    clip's end being anything (they are never read as audio). A chunked convolution reads its
+    input's chunks with their context in one GATHER: from the plain layout after a PAD (the
+    convolution's zeros, folded with a `ZeroPadding1D` before it), from the chunked layout
+    with a MUL that zeroes the frames outside the clip. BatchNorm and activations run on
+    either layout; a stride-2 decimation (`MaxPooling1D(1, 2)`, or a stride-2 convolution)
+    halves the chunk, so a chunk keeps its stretch of audio (256 frames at 16 kHz: 16 ms)
+    through the run. Any other layer gets the plain layout back: a GATHER of the valid frames.
+
+    Sizes: the valid frame count is the length of `shape_carrier`, a [1, frames, 1] slice of
+    the input sliced as each layer slices time (STRIDED_SLICE, PAD), so every size stays
+    evaluated by TFLite when the input is resized (see `ChunkedConv1D.call`).
+    """
+
+    def __init__(self, encoder, chunk_frames: int, layers: set[str]):
+        self.encoder = encoder
+        self.chunk_frames = int(chunk_frames)
+        self.chosen = layers
+
+    def __call__(self, waveform, training=False):
+        import tensorflow as tf
+
+        batch = tf.shape(waveform)[0]
+        x, carrier, chunks = waveform, None, None  # chunks: (count, frames per chunk) when chunked
+        pending = (0, 0)  # a ZeroPadding1D folded into the next convolution
+        layers = self.encoder.layers[1:]  # layers[0] is the InputLayer
+        for index, layer in enumerate(layers):
+            following = layers[index + 1] if index + 1 < len(layers) else None
+            if isinstance(layer, keras.layers.ZeroPadding1D) and self._foldable(following, layer, chunks):
+                pads = layer.padding
+                pending = (pads, pads) if isinstance(pads, int) else tuple(int(p) for p in pads)
+                continue
+            if isinstance(layer, keras.layers.Conv1D) and layer.name in self.chosen and self._chunkable(
+                layer, chunks, pending
+            ):
+                if carrier is None:
+                    carrier = x[:1, :, :1]
+                x, carrier, chunks = self._conv(x, carrier, chunks, layer, pending, batch)
+                pending = (0, 0)
+                continue
+            if chunks is not None and self._keeps_layout(layer, chunks):
+                x = layer(x, training=training)
+                if isinstance(layer, keras.layers.MaxPooling1D):
+                    chunks = (chunks[0], chunks[1] // 2)
+                    carrier = carrier[:, ::2]
+                continue
+            if chunks is not None:  # back to [batch, frames, channels]
+                x, chunks, carrier = _unchunk(tf, x, carrier, batch), None, None
+            if isinstance(layer, keras.layers.Reshape):
+                x = tf.reshape(x, _sizes(tf, batch, *layer.target_shape))
+            else:
+                x = layer(x, training=training)
+        return x if chunks is None else _unchunk(tf, x, carrier, batch)
+
+    def _foldable(self, following, padding, chunks) -> bool:
+        """Whether a ZeroPadding1D can be the padding of the chunked convolution after it."""
+        if not (isinstance(following, keras.layers.Conv1D) and following.name in self.chosen):
+            return False
+        pads = padding.padding
+        pads = (pads, pads) if isinstance(pads, int) else tuple(pads)
+        return following.padding == "valid" and self._chunkable(following, chunks, pads)
+
+    def _chunkable(self, layer, chunks, pending) -> bool:
+        stride = layer.strides[0]
+        span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
+        frames = chunks[1] if chunks is not None else self.chunk_frames * stride
+        return (
+            type(layer) is keras.layers.Conv1D
+            and layer.groups == 1
+            and layer.data_format == "channels_last"
+            and (layer.padding in ("valid", "causal") or (layer.padding == "same" and stride == 1))
+            and (pending == (0, 0) or layer.padding == "valid")
+            and frames % stride == 0
+            and frames // stride >= 1
+            and stride <= span <= frames + stride  # context within one chunk
+        )
+
+    @staticmethod
+    def _keeps_layout(layer, chunks) -> bool:
+        if isinstance(layer, keras.layers.MaxPooling1D):
+            return (
+                layer.pool_size[0] == 1
+                and layer.strides[0] == 2
+                and layer.padding == "valid"
+                and layer.data_format == "channels_last"
+                and chunks[1] % 2 == 0
+            )
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return layer.axis in (-1, 2, [-1], [2])
+        return isinstance(layer, keras.layers.LeakyReLU | keras.layers.ReLU | keras.layers.Activation)
+
+    def _conv(self, x, carrier, chunks, layer, pending, batch):
+        import tensorflow as tf
+
+        stride = layer.strides[0]
+        span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
+        if layer.padding == "valid":
+            left, right = pending
+        else:  # "same" (stride 1), "causal": one output per input frame
+            left = (span - 1) // 2 if layer.padding == "same" else span - 1
+            right = span - 1 - left
+        channels = x.shape[-1]
+        if chunks is None:  # from [batch, frames, channels]: PAD, then one GATHER
+            step = self.chunk_frames * stride  # input frames between chunk starts
+            context = span - stride
+            padded = tf.pad(x, [[0, 0], [left, right + step], [0, 0]])
+            count = tf.shape(padded[:1, span - 1 + step :: step, :1])[1]
+            indices = tf.range(count)[:, None] * step + tf.range(step + context)[None, :]
+            gathered = tf.gather(padded, indices, axis=1)  # [batch, chunks, step + context, ch]
+        else:  # from the chunks: one GATHER of the frames each chunk reads, outside the clip zeroed
+            count, step = chunks
+            context = span - stride
+            frames = tf.shape(carrier)[1]
+            source = tf.reshape(x, _sizes(tf, batch, -1, channels))  # [batch, chunks * step, ch]
+            positions = tf.range(count)[:, None] * step + (tf.range(step + context) - left)[None, :]
+            inside = tf.logical_and(positions >= 0, positions < frames)
+            gathered = tf.gather(source, tf.clip_by_value(positions, 0, frames - 1), axis=1)
+            gathered = gathered * tf.cast(inside, x.dtype)[:, :, None]
+        inputs = tf.reshape(gathered, [-1, step + context, channels])
+        outputs = tf.nn.convolution(
+            inputs, layer.kernel, strides=stride, padding="VALID", dilations=layer.dilation_rate[0]
+        )  # [batch * chunks, step // stride, filters]
+        if layer.use_bias:
+            outputs = outputs + layer.bias
+        if layer.activation is not None:
+            outputs = layer.activation(outputs)
+        # The valid output frames: the carrier sliced as the convolution slices time (with
+        # `span - 1` zeros in all, as "same" pads, the output has a frame per stride).
+        if left + right != span - 1:
+            carrier = tf.pad(carrier, [[0, 0], [left, right], [0, 0]])[:, span - 1 :, :]
+        carrier = carrier[:, ::stride] if stride > 1 else carrier
+        return outputs, carrier, (count, step // stride)
+
+
+def _unchunk(tf, x, carrier, batch):
+    """[batch * chunks, chunk, channels] -> [batch, frames, channels]: a free RESHAPE, then one
+    GATHER of the valid frames (the carrier's length)."""
+    x = tf.reshape(x, _sizes(tf, batch, -1, x.shape[-1]))
+    return tf.gather(x, tf.range(tf.shape(carrier)[1]), axis=1)
+
+
+def chunked_copy(model, chunk_frames: int = CHUNK_FRAMES, layers=None) -> ChunkedRegressor:
     """The copy of a `MOSRegressor` to convert to dynamic-range int8 TFLite."""
-    return ChunkedRegressor(model, chunk_frames)
+    return ChunkedRegressor(model, chunk_frames, layers)

@@ -6,7 +6,14 @@ import pytest
 
 from jsqa_tf.export import example_clips
 from jsqa_tf.models import MOSRegressor, WaveformEncoder
-from jsqa_tf.quantization import ChunkedConv1D, chunk_convolutions, chunked_copy
+from jsqa_tf.quantization import (
+    CHUNK_FRAMES,
+    ChunkedConv1D,
+    chunk_convolutions,
+    chunk_plan,
+    chunked_copy,
+    conv_input_rates,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,19 +40,95 @@ def test_chunked_conv1d_equals_conv1d(config):
         np.testing.assert_allclose(chunked(x).numpy(), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("decimation", ["stride", "subsample"])
-def test_chunked_copy_keeps_the_scores(decimation):
+ALL_FOUR = ["block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2"]
+
+
+def _small_model(decimation="stride", num_blocks=2):
     keras.utils.set_random_seed(0)
-    sizes = dict(first_filters=8, num_blocks=2, layers_per_block=2, kernel_size=15, embedding_dim=16)
+    sizes = dict(first_filters=8, num_blocks=num_blocks, layers_per_block=2, kernel_size=15, embedding_dim=16)
     encoder = WaveformEncoder(**sizes, decimation=decimation)
-    model = MOSRegressor(encoder, hidden_dims=(8,), embedding="contrastive")
-    copy = chunked_copy(model, chunk_frames=64)
-    assert sum(isinstance(layer, ChunkedConv1D) for layer in copy.encoder.layers) == 4
-    for clip in example_clips((0.25, 1.3), seed=0):
+    return MOSRegressor(encoder, hidden_dims=(8,), embedding="contrastive")
+
+
+@pytest.mark.parametrize("decimation", ["stride", "subsample"])
+@pytest.mark.parametrize(
+    "layers",
+    [
+        None,  # the rule: block1_conv2, block2_conv1, block2_conv2 (one run, through a decimation)
+        ALL_FOUR,
+        ["block1_conv2", "block2_conv2"],  # two runs, a plain convolution between them
+        ["block1_conv1"],  # a run of one, then plain to the end
+    ],
+)
+def test_chunked_copy_keeps_the_scores(decimation, layers):
+    model = _small_model(decimation)
+    copy = chunked_copy(model, chunk_frames=32, layers=layers)
+    chunked = [name for name, entry in copy.plan.items() if entry["chunked"]]
+    assert chunked == (layers or ["block1_conv2", "block2_conv1", "block2_conv2"])
+    clips = example_clips((0.25, 1.3), seed=0)
+    for clip in [*clips, clips[1][:-1], clips[1][:-37]]:  # odd lengths: frames past the end at each rate
         batch = np.stack([clip, 0.3 * clip[::-1]])
         embedding = copy.embed(batch).numpy()
         np.testing.assert_allclose(embedding, model.embed(batch).numpy(), atol=1e-5)
         np.testing.assert_allclose(copy.head(embedding).numpy()[:, 0], model(batch).numpy(), atol=1e-5)
+
+
+def test_the_rule_chunks_quantized_convolutions_at_8_khz_and_more():
+    """`jsqa` and `small`: the first two blocks (16 and 8 kHz) but the first convolution (one
+    input channel: under 1,024 weights, left in float by the converter)."""
+    from jsqa_tf.models import encoder_from_preset
+
+    expected = {
+        "jsqa": ["block1_conv2", "block1_conv3", "block1_conv4", *(f"block2_conv{i}" for i in range(1, 5))],
+        "small": ["block1_conv2", "block2_conv1", "block2_conv2"],
+    }
+    for preset, names in expected.items():
+        plan = chunk_plan(encoder_from_preset(preset))
+        assert [name for name, entry in plan.items() if entry["chunked"]] == names, preset
+        assert plan["block1_conv1"] == {"chunked": False, "input_rate_hz": 16000, "quantized": False}
+        assert plan["block3_conv1"] == {"chunked": False, "input_rate_hz": 4000, "quantized": True}
+    encoder = encoder_from_preset("small")
+    assert conv_input_rates(encoder)["block2_conv2"] == 8002  # the stride-2 conv reads its padding too
+    wider = chunk_plan(encoder, min_rate_hz=4000)
+    chunked = [name for name, entry in wider.items() if entry["chunked"]]
+    assert chunked[-2:] == ["block3_conv1", "block3_conv2"]
+    assert chunk_plan(encoder_from_preset("student")) == {}  # no Conv1D: nothing chunked
+
+
+def test_chunked_copy_records_its_choice():
+    entry = chunked_copy(_small_model(), layers=["block1_conv2"]).contract_entry()
+    assert entry["chunk_frames"] == CHUNK_FRAMES and "8000" in entry["rule"]
+    assert [name for name, layer in entry["layers"].items() if layer["chunked"]] == ["block1_conv2"]
+    assert entry["layers"]["block2_conv1"] == {"chunked": False, "input_rate_hz": 8000, "quantized": True}
+
+
+def _op_counts(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = [op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()]
+    return {name: ops.count(name) for name in set(ops)}
+
+
+def test_a_run_of_chunked_convolutions_keeps_its_chunks(tmp_path):
+    """Converted (float32, so that TFLite's result must equal Keras's): the rule's three
+    convolutions in one run cost one PAD and one GATHER each, and one GATHER back to the plain
+    layout; chunked one by one they would cost a PAD and two GATHERs each."""
+    from jsqa_tf.export import _convert, save_serving_model
+    from jsqa_tf.lite import LiteModel
+
+    model = _small_model("stride", num_blocks=3)  # block3 at 4 kHz: plain convolutions after the run
+    copy = chunked_copy(model, chunk_frames=32)
+    assert copy.layers == ["block1_conv2", "block2_conv1", "block2_conv2"]
+    save_serving_model(copy, str(tmp_path / "saved_model"))
+    path = tmp_path / "chunked.tflite"
+    path.write_bytes(_convert(str(tmp_path / "saved_model"), "float32", None))
+    counts = _op_counts(path)
+    assert counts.get("GATHER") == 3 + 1, counts
+    assert counts.get("PAD") == 1 + 1, counts  # the run's first conv; block3_conv2's ZeroPadding1D
+    lite = LiteModel(str(path), num_threads=1)
+    for clip in example_clips((0.25, 1.3, 2.0), seed=1):
+        batch = np.stack([clip, 0.5 * clip[::-1]])
+        np.testing.assert_allclose(lite.score(batch), model(batch).numpy(), atol=1e-4)
 
 
 def test_chunk_convolutions_copies_and_leaves_the_model_alone():
