@@ -11,15 +11,18 @@ embedding by 23-34 % (1.2 % without it) and its MOS by up to 0.66; over the benc
 16 clips of 10 s, int8 moved `small`'s MOS by up to 0.14 (0.016 chunked) and `jsqa`'s by
 0.49 (0.051 chunked); the int8 weights alone account for 0.013 on `small` (simulated).
 
-`chunked_copy` returns a copy whose every Conv1D computes its output in chunks of
-`chunk_frames` frames, each chunk a row of the batch axis (with the `kernel_size - stride`
-input frames of context it reads from the next one): the same sums as the plain convolution,
-but one int8 scale per chunk, so each stretch of a clip is rounded on its own scale. Builtin
-TFLite ops only (PAD, RANGE, GATHER, RESHAPE around each CONV_2D), and every tensor keeps a
-static size once the input is resized (see `ChunkedConv1D.call`), so XNNPACK runs the
-convolutions and the memory is planned as for the plain model. The extra work: the context,
+`chunked_copy` returns a copy in which each Conv1D that `chunk_plan` picks (the rule: every
+one whose kernel TFLite quantizes) computes its output in chunks of `chunk_frames` frames,
+each chunk a row of the batch axis (with the `kernel_size - stride` input frames of context it
+reads from the next one): the same sums as the plain convolution, but one int8 scale per
+chunk, so each stretch of a clip is rounded on its own scale. A run of chunked convolutions
+keeps the chunked layout from one to the next (`_ChunkChain`): one PAD and one GATHER into
+the run, one GATHER (and a MUL that zeroes what lies outside the clip) per further
+convolution, one GATHER out of it. Builtin TFLite ops only, and every tensor keeps a static
+size once the input is resized (see `ChunkedConv1D.call`), so XNNPACK runs the convolutions
+and the memory is planned as for the plain model. The extra work: the context,
 `(kernel_size - stride) / (chunk_frames * stride)` of each convolution (5 % for kernels of 15
-and chunks of 256), and copying each convolution's input and output once more.
+and chunks of 256), and one or two copies of each convolution's input.
 
 Used by `jsqa_tf.export.convert_tflite` for "int8"; the SavedModel and the other TFLite forms
 are written from the model itself.
@@ -34,9 +37,18 @@ CHUNK_FRAMES = 256
 decimations) 256 ms. 64 to 1024 gave about the same MOS error on `small` (0.015-0.019,
 simulated, 10 s clips); 4096 gave 0.041, one scale per clip 0.143."""
 
-MIN_CHUNK_RATE_HZ = 8000
-"""`chunk_plan`'s rule: only convolutions whose input runs at this many frames per second or
-more are chunked."""
+MIN_CHUNK_RATE_HZ = 0
+"""`chunk_plan`'s rate threshold: only convolutions whose input runs at this many frames per
+second or more are chunked. 0: every rate. Measured (calibrated `jsqa`, 16 clips of 10 s,
+2026-12-06, docs/design.md): chunking only the 16 kHz convolutions left a max |ΔMOS| of 0.31,
+only those at 8 kHz or more 0.165, all 0.056 (none: 0.49); with the 16 and 8 kHz ones only,
+the burst test's model was off by 0.23 MOS (tolerance 0.05)."""
+
+RULE = (
+    "a Conv1D runs in chunks when TFLite quantizes its kernel (>= 1024 weights)"
+    + (f" and its input runs at >= {MIN_CHUNK_RATE_HZ} frames/s" if MIN_CHUNK_RATE_HZ else "")
+)
+"""`chunk_plan`'s rule in words (the int8 contract's `int8_chunks.rule`)."""
 
 MIN_QUANTIZED_ELEMENTS = 1024
 """TFLite's dynamic-range quantizer leaves a weight with fewer elements than this in float
@@ -157,12 +169,13 @@ def chunk_convolutions(model: keras.Model, chunk_frames: int = CHUNK_FRAMES, lay
 
 
 def conv_input_rates(encoder: keras.Model, sample_rate: int = 16_000) -> dict[str, int]:
-    """Input frames per second of every Conv1D of `encoder`, in Hz (rounded): the shapes of an
-    8 s input, computed symbolically (nothing runs)."""
+    """Input frames per second of every Conv1D of `encoder`, in Hz (rounded: the frames of a
+    stride-2 convolution's zero padding count for nothing): the shapes of a 100 s input,
+    computed symbolically (nothing runs)."""
     convs = [layer for layer in encoder.layers if isinstance(layer, keras.layers.Conv1D)]
     if not convs:
         return {}
-    seconds = 8
+    seconds = 100
     probe = keras.Model(encoder.inputs, [layer.input for layer in convs])
     specs = probe.compute_output_spec(keras.KerasTensor((1, sample_rate * seconds)))
     specs = specs if isinstance(specs, list | tuple) else [specs]
@@ -175,10 +188,11 @@ def chunk_plan(
     """Which of `encoder`'s Conv1Ds the int8 copy computes in chunks, and why: the rule.
 
     A convolution is chunked when (1) TFLite quantizes its kernel (at least
-    `MIN_QUANTIZED_ELEMENTS` weights: a smaller kernel stays float and so does its input) and
-    (2) its input runs at `min_rate_hz` frames per second or more (the encoders' first two
-    blocks at 16 kHz: 16 and 8 kHz). Returns {conv name: {"chunked", "input_rate_hz",
-    "quantized"}} in the layers' order (`chunk_frames` is recorded beside it by the caller).
+    `MIN_QUANTIZED_ELEMENTS` weights: a smaller kernel stays float and so does its input: the
+    encoders' first convolution, with one input channel) and (2) its input runs at
+    `min_rate_hz` frames per second or more (by default every rate: chunking fewer costs
+    accuracy, see `MIN_CHUNK_RATE_HZ`). Returns {conv name: {"chunked", "input_rate_hz",
+    "quantized"}} in the layers' order.
     """
     plan = {}
     for layer_name, rate in conv_input_rates(encoder).items():
@@ -228,6 +242,9 @@ class ChunkedRegressor:
         self.layers = list(layers)
         if isinstance(model.encoder, WaveformEncoder):
             self.encoder = _ChunkChain(model.encoder, chunk_frames, set(self.layers))
+            self.layers = self.encoder.chunked()  # a named convolution it cannot chunk runs plain
+            for name, entry in self.plan.items():
+                entry["chunked"] = name in self.layers
         else:
             self.encoder = chunk_convolutions(model.encoder, chunk_frames, set(self.layers))
         self.head = model.head
@@ -235,7 +252,8 @@ class ChunkedRegressor:
 
     @property
     def variables(self):
-        return [*self.model.encoder.variables, *self.head.variables]
+        encoder = self.model.encoder if isinstance(self.encoder, _ChunkChain) else self.encoder
+        return [*encoder.variables, *self.head.variables]
 
     def embed(self, waveform, training=False):
         embedding = self.encoder(waveform, training=training)
@@ -245,10 +263,7 @@ class ChunkedRegressor:
         """The "int8_chunks" entry of the int8 TFLite contract: the rule and each conv's choice."""
         return {
             "chunk_frames": self.chunk_frames,
-            "rule": (
-                f"a Conv1D is chunked when TFLite quantizes its kernel (>= {MIN_QUANTIZED_ELEMENTS} "
-                f"weights) and its input runs at >= {MIN_CHUNK_RATE_HZ} frames/s"
-            ),
+            "rule": RULE,
             "layers": self.plan,
         }
 
@@ -256,139 +271,185 @@ class ChunkedRegressor:
 class _ChunkChain:
     """A `WaveformEncoder`'s forward pass, layer by layer, with the named convolutions in chunks.
 
-    Layouts: "plain" [batch, frames, channels], or "chunked" [batch * chunks, chunk, channels]
-    where row `b * chunks + c` holds frames `c * chunk ...` of clip `b`, its frames past the
-    clip's end being anything (they are never read as audio). A chunked convolution reads its
-    input's chunks with their context in one GATHER: from the plain layout after a PAD (the
-    convolution's zeros, folded with a `ZeroPadding1D` before it), from the chunked layout
-    with a MUL that zeroes the frames outside the clip. BatchNorm and activations run on
-    either layout; a stride-2 decimation (`MaxPooling1D(1, 2)`, or a stride-2 convolution)
-    halves the chunk, so a chunk keeps its stretch of audio (256 frames at 16 kHz: 16 ms)
-    through the run. Any other layer gets the plain layout back: a GATHER of the valid frames.
+    Layouts: "plain" [batch, frames, channels], or "chunked" [batch * chunks, chunk,
+    channels], row `b * chunks + c` holding frames `c * chunk ...` of clip `b` (frames past the
+    clip's end hold anything: they are never read as audio). A run of chunked convolutions:
 
-    Sizes: the valid frame count is the length of `shape_carrier`, a [1, frames, 1] slice of
-    the input sliced as each layer slices time (STRIDED_SLICE, PAD), so every size stays
-    evaluated by TFLite when the input is resized (see `ChunkedConv1D.call`).
+    - the first reads its input's chunks of `chunk_frames * stride` frames, each with its
+      context, in one GATHER from the plain layout after a PAD (the convolution's zeros, and a
+      `ZeroPadding1D` before it folded in);
+    - BatchNorm and activations run on the chunks as they are;
+    - a decimation (`MaxPooling1D(1, 2)`, a stride-2 convolution) halves the frames of every
+      chunk, so a chunk keeps its stretch of audio (16 ms with 256 frames at 16 kHz: 32
+      frames at 2 kHz);
+    - each next chunked convolution reads its chunks, with their context, in one GATHER from
+      the chunked layout, and one MUL zeroes the frames outside the clip (its "same" zeros);
+      a chunk too short for its context (or for a stride) ends the run and starts another;
+    - any other layer gets the plain layout back: a RESHAPE and a GATHER of the valid frames.
+
+    Sizes: the valid frame count is the length of a [1, frames, 1] slice of the run's input
+    sliced as each layer slices time (the "carrier"), and the chunk count a SHAPE, so every
+    tensor keeps a size TFLite evaluates when the input is resized (see `ChunkedConv1D.call`).
     """
 
     def __init__(self, encoder, chunk_frames: int, layers: set[str]):
         self.encoder = encoder
         self.chunk_frames = int(chunk_frames)
         self.chosen = layers
+        self.steps = self._schedule()
 
-    def __call__(self, waveform, training=False):
-        import tensorflow as tf
-
-        batch = tf.shape(waveform)[0]
-        x, carrier, chunks = waveform, None, None  # chunks: (count, frames per chunk) when chunked
-        pending = (0, 0)  # a ZeroPadding1D folded into the next convolution
+    def _schedule(self) -> list[tuple]:
+        """[(layer or None, action, pads)] for the encoder's layers, decided on their
+        configurations alone: "start" / "chain" (a chunked convolution), "keep" (a layer
+        applied to the chunks), "unchunk", "reshape", "apply" (plain)."""
+        steps, frames, pending = [], None, None  # frames: per chunk; None: the plain layout
         layers = self.encoder.layers[1:]  # layers[0] is the InputLayer
         for index, layer in enumerate(layers):
             following = layers[index + 1] if index + 1 < len(layers) else None
-            if isinstance(layer, keras.layers.ZeroPadding1D) and self._foldable(following, layer, chunks):
+            if isinstance(layer, keras.layers.ZeroPadding1D) and self._chosen(following, "valid"):
                 pads = layer.padding
-                pending = (pads, pads) if isinstance(pads, int) else tuple(int(p) for p in pads)
+                pads = (pads, pads) if isinstance(pads, int) else tuple(int(p) for p in pads)
+                if self._fits(following, frames, pads) or self._fits(following, None, pads):
+                    pending = pads
+                    continue
+            if self._chosen(layer):
+                pads = pending or (0, 0)
+                if frames is not None and not self._fits(layer, frames, pads):
+                    steps.append((None, "unchunk", None))  # a new run starts here
+                    frames = None
+                if self._fits(layer, frames, pads):
+                    steps.append((layer, "start" if frames is None else "chain", pads))
+                    frames = (frames or self.chunk_frames * layer.strides[0]) // layer.strides[0]
+                    pending = None
+                    continue
+            if frames is not None and self._keeps_layout(layer, frames):
+                steps.append((layer, "keep", None))
+                frames //= 2 if isinstance(layer, keras.layers.MaxPooling1D) else 1
                 continue
-            if isinstance(layer, keras.layers.Conv1D) and layer.name in self.chosen and self._chunkable(
-                layer, chunks, pending
-            ):
-                if carrier is None:
-                    carrier = x[:1, :, :1]
-                x, carrier, chunks = self._conv(x, carrier, chunks, layer, pending, batch)
-                pending = (0, 0)
-                continue
-            if chunks is not None and self._keeps_layout(layer, chunks):
-                x = layer(x, training=training)
-                if isinstance(layer, keras.layers.MaxPooling1D):
-                    chunks = (chunks[0], chunks[1] // 2)
-                    carrier = carrier[:, ::2]
-                continue
-            if chunks is not None:  # back to [batch, frames, channels]
-                x, chunks, carrier = _unchunk(tf, x, carrier, batch), None, None
-            if isinstance(layer, keras.layers.Reshape):
-                x = tf.reshape(x, _sizes(tf, batch, *layer.target_shape))
-            else:
-                x = layer(x, training=training)
-        return x if chunks is None else _unchunk(tf, x, carrier, batch)
+            if frames is not None:
+                steps.append((None, "unchunk", None))
+                frames = None
+            steps.append((layer, "reshape" if isinstance(layer, keras.layers.Reshape) else "apply", None))
+        if frames is not None:
+            steps.append((None, "unchunk", None))
+        return steps
 
-    def _foldable(self, following, padding, chunks) -> bool:
-        """Whether a ZeroPadding1D can be the padding of the chunked convolution after it."""
-        if not (isinstance(following, keras.layers.Conv1D) and following.name in self.chosen):
-            return False
-        pads = padding.padding
-        pads = (pads, pads) if isinstance(pads, int) else tuple(pads)
-        return following.padding == "valid" and self._chunkable(following, chunks, pads)
+    def chunked(self) -> list[str]:
+        """The convolutions this pass runs in chunks."""
+        return [layer.name for layer, action, _ in self.steps if action in ("start", "chain")]
 
-    def _chunkable(self, layer, chunks, pending) -> bool:
-        stride = layer.strides[0]
-        span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
-        frames = chunks[1] if chunks is not None else self.chunk_frames * stride
+    def _chosen(self, layer, padding: str | None = None) -> bool:
         return (
             type(layer) is keras.layers.Conv1D
-            and layer.groups == 1
+            and layer.name in self.chosen
+            and (padding is None or layer.padding == padding)
+        )
+
+    def _fits(self, layer, frames, pads) -> bool:
+        """Whether `layer` runs on chunks of `frames` input frames (None: from the plain layout)."""
+        stride = layer.strides[0]
+        span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
+        frames = frames or self.chunk_frames * stride
+        return (
+            layer.groups == 1
             and layer.data_format == "channels_last"
             and (layer.padding in ("valid", "causal") or (layer.padding == "same" and stride == 1))
-            and (pending == (0, 0) or layer.padding == "valid")
+            and (pads == (0, 0) or layer.padding == "valid")
             and frames % stride == 0
-            and frames // stride >= 1
-            and stride <= span <= frames + stride  # context within one chunk
+            and stride <= span <= frames + stride  # context within the next chunk
         )
 
     @staticmethod
-    def _keeps_layout(layer, chunks) -> bool:
+    def _keeps_layout(layer, frames) -> bool:
         if isinstance(layer, keras.layers.MaxPooling1D):
             return (
                 layer.pool_size[0] == 1
                 and layer.strides[0] == 2
                 and layer.padding == "valid"
                 and layer.data_format == "channels_last"
-                and chunks[1] % 2 == 0
+                and frames % 2 == 0
             )
         if isinstance(layer, keras.layers.BatchNormalization):
             return layer.axis in (-1, 2, [-1], [2])
         return isinstance(layer, keras.layers.LeakyReLU | keras.layers.ReLU | keras.layers.Activation)
 
-    def _conv(self, x, carrier, chunks, layer, pending, batch):
+    def __call__(self, waveform, training=False):
         import tensorflow as tf
 
+        batch = tf.shape(waveform)[0]
+        x, carrier, count = waveform, None, None
+        for layer, action, pads in self.steps:
+            if action == "start":
+                x, carrier, count = self._start(tf, x, layer, pads)
+                x, carrier = self._finish(tf, x, carrier, layer, pads)
+            elif action == "chain":
+                x = self._chain(tf, x, carrier, layer, pads, count, batch)
+                x, carrier = self._finish(tf, x, carrier, layer, pads)
+            elif action == "keep":
+                x = layer(x, training=training)
+                if isinstance(layer, keras.layers.MaxPooling1D):
+                    carrier = carrier[:, ::2]
+            elif action == "unchunk":
+                x = _unchunk(tf, x, carrier, batch)
+            elif action == "reshape":  # Keras's target shape would be a PACK (`StaticReshape`)
+                x = tf.reshape(x, _sizes(tf, batch, *layer.target_shape))
+            else:
+                x = layer(x, training=training)
+        return x
+
+    @staticmethod
+    def _geometry(layer, pads):
         stride = layer.strides[0]
         span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
         if layer.padding == "valid":
-            left, right = pending
+            left, right = pads
         else:  # "same" (stride 1), "causal": one output per input frame
             left = (span - 1) // 2 if layer.padding == "same" else span - 1
             right = span - 1 - left
-        channels = x.shape[-1]
-        if chunks is None:  # from [batch, frames, channels]: PAD, then one GATHER
-            step = self.chunk_frames * stride  # input frames between chunk starts
-            context = span - stride
-            padded = tf.pad(x, [[0, 0], [left, right + step], [0, 0]])
-            count = tf.shape(padded[:1, span - 1 + step :: step, :1])[1]
-            indices = tf.range(count)[:, None] * step + tf.range(step + context)[None, :]
-            gathered = tf.gather(padded, indices, axis=1)  # [batch, chunks, step + context, ch]
-        else:  # from the chunks: one GATHER of the frames each chunk reads, outside the clip zeroed
-            count, step = chunks
-            context = span - stride
-            frames = tf.shape(carrier)[1]
-            source = tf.reshape(x, _sizes(tf, batch, -1, channels))  # [batch, chunks * step, ch]
-            positions = tf.range(count)[:, None] * step + (tf.range(step + context) - left)[None, :]
-            inside = tf.logical_and(positions >= 0, positions < frames)
-            gathered = tf.gather(source, tf.clip_by_value(positions, 0, frames - 1), axis=1)
-            gathered = gathered * tf.cast(inside, x.dtype)[:, :, None]
-        inputs = tf.reshape(gathered, [-1, step + context, channels])
+        return stride, span, left, right
+
+    def _start(self, tf, x, layer, pads):
+        """From [batch, frames, channels]: PAD, one GATHER. Returns the chunks, the carrier
+        and the chunk count."""
+        stride, span, left, right = self._geometry(layer, pads)
+        step = self.chunk_frames * stride
+        context = span - stride
+        carrier = x[:1, :, :1]
+        padded = tf.pad(x, [[0, 0], [left, right + step], [0, 0]])
+        # ceil(output frames / chunk_frames), the length of a strided slice
+        count = tf.shape(padded[:1, span - 1 + step :: step, :1])[1]
+        indices = tf.range(count)[:, None] * step + tf.range(step + context)[None, :]
+        gathered = tf.gather(padded, indices, axis=1)  # [batch, chunks, step + context, ch]
+        return tf.reshape(gathered, [-1, step + context, x.shape[-1]]), carrier, count
+
+    def _chain(self, tf, x, carrier, layer, pads, count, batch):
+        """From the chunks: one GATHER of the frames each chunk reads, one MUL that zeroes the
+        frames outside the clip."""
+        stride, span, left, _ = self._geometry(layer, pads)
+        step, channels = x.shape[1], x.shape[-1]
+        context = span - stride
+        frames = tf.shape(carrier)[1]
+        source = tf.reshape(x, _sizes(tf, batch, -1, channels))  # [batch, chunks * step, ch]
+        positions = tf.range(count)[:, None] * step + (tf.range(step + context) - left)[None, :]
+        inside = tf.logical_and(positions >= 0, positions < frames)
+        gathered = tf.gather(source, tf.clip_by_value(positions, 0, frames - 1), axis=1)
+        gathered = gathered * tf.cast(inside, x.dtype)[:, :, None]
+        return tf.reshape(gathered, [-1, step + context, channels])
+
+    def _finish(self, tf, chunks, carrier, layer, pads):
+        """The convolution of [batch * chunks, step + context, ch] chunks, and the carrier
+        sliced as the convolution slices time."""
+        stride, span, left, right = self._geometry(layer, pads)
         outputs = tf.nn.convolution(
-            inputs, layer.kernel, strides=stride, padding="VALID", dilations=layer.dilation_rate[0]
-        )  # [batch * chunks, step // stride, filters]
+            chunks, layer.kernel, strides=stride, padding="VALID", dilations=layer.dilation_rate[0]
+        )  # [batch * chunks, chunk_frames, filters]
         if layer.use_bias:
             outputs = outputs + layer.bias
         if layer.activation is not None:
             outputs = layer.activation(outputs)
-        # The valid output frames: the carrier sliced as the convolution slices time (with
-        # `span - 1` zeros in all, as "same" pads, the output has a frame per stride).
-        if left + right != span - 1:
+        if left + right != span - 1:  # with `span - 1` zeros in all ("same"), a frame per stride
             carrier = tf.pad(carrier, [[0, 0], [left, right], [0, 0]])[:, span - 1 :, :]
-        carrier = carrier[:, ::stride] if stride > 1 else carrier
-        return outputs, carrier, (count, step // stride)
+        return outputs, (carrier[:, ::stride] if stride > 1 else carrier)
 
 
 def _unchunk(tf, x, carrier, batch):

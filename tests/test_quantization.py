@@ -54,7 +54,7 @@ def _small_model(decimation="stride", num_blocks=2):
 @pytest.mark.parametrize(
     "layers",
     [
-        None,  # the rule: block1_conv2, block2_conv1, block2_conv2 (one run, through a decimation)
+        None,  # the rule: block1_conv2, block2_conv1, block2_conv2 (one run, through decimations)
         ALL_FOUR,
         ["block1_conv2", "block2_conv2"],  # two runs, a plain convolution between them
         ["block1_conv1"],  # a run of one, then plain to the end
@@ -73,31 +73,31 @@ def test_chunked_copy_keeps_the_scores(decimation, layers):
         np.testing.assert_allclose(copy.head(embedding).numpy()[:, 0], model(batch).numpy(), atol=1e-5)
 
 
-def test_the_rule_chunks_quantized_convolutions_at_8_khz_and_more():
-    """`jsqa` and `small`: the first two blocks (16 and 8 kHz) but the first convolution (one
-    input channel: under 1,024 weights, left in float by the converter)."""
+def test_the_rule_chunks_every_quantized_convolution():
+    """`jsqa` and `small`: every convolution but the first (one input channel: under 1,024
+    weights, left in float by the converter); a rate threshold, when asked, leaves the slow ones."""
     from jsqa_tf.models import encoder_from_preset
 
-    expected = {
-        "jsqa": ["block1_conv2", "block1_conv3", "block1_conv4", *(f"block2_conv{i}" for i in range(1, 5))],
-        "small": ["block1_conv2", "block2_conv1", "block2_conv2"],
-    }
-    for preset, names in expected.items():
+    for preset, (blocks, per_block) in {"jsqa": (4, 4), "small": (4, 2)}.items():
         plan = chunk_plan(encoder_from_preset(preset))
-        assert [name for name, entry in plan.items() if entry["chunked"]] == names, preset
+        names = [f"block{b}_conv{i}" for b in range(1, blocks + 1) for i in range(1, per_block + 1)]
+        assert [name for name, entry in plan.items() if entry["chunked"]] == names[1:], preset
         assert plan["block1_conv1"] == {"chunked": False, "input_rate_hz": 16000, "quantized": False}
-        assert plan["block3_conv1"] == {"chunked": False, "input_rate_hz": 4000, "quantized": True}
+        assert plan["block3_conv1"] == {"chunked": True, "input_rate_hz": 4000, "quantized": True}
     encoder = encoder_from_preset("small")
-    assert conv_input_rates(encoder)["block2_conv2"] == 8002  # the stride-2 conv reads its padding too
-    wider = chunk_plan(encoder, min_rate_hz=4000)
-    chunked = [name for name, entry in wider.items() if entry["chunked"]]
-    assert chunked[-2:] == ["block3_conv1", "block3_conv2"]
+    assert conv_input_rates(encoder)["block2_conv2"] == 8000  # its ZeroPadding1D does not count
+    faster = chunk_plan(encoder, min_rate_hz=8000)
+    assert [name for name, entry in faster.items() if entry["chunked"]] == [
+        "block1_conv2",
+        "block2_conv1",
+        "block2_conv2",
+    ]
     assert chunk_plan(encoder_from_preset("student")) == {}  # no Conv1D: nothing chunked
 
 
 def test_chunked_copy_records_its_choice():
     entry = chunked_copy(_small_model(), layers=["block1_conv2"]).contract_entry()
-    assert entry["chunk_frames"] == CHUNK_FRAMES and "8000" in entry["rule"]
+    assert entry["chunk_frames"] == CHUNK_FRAMES and "1024 weights" in entry["rule"]
     assert [name for name, layer in entry["layers"].items() if layer["chunked"]] == ["block1_conv2"]
     assert entry["layers"]["block2_conv1"] == {"chunked": False, "input_rate_hz": 8000, "quantized": True}
 
@@ -110,15 +110,15 @@ def _op_counts(path):
 
 
 def test_a_run_of_chunked_convolutions_keeps_its_chunks(tmp_path):
-    """Converted (float32, so that TFLite's result must equal Keras's): the rule's three
-    convolutions in one run cost one PAD and one GATHER each, and one GATHER back to the plain
-    layout; chunked one by one they would cost a PAD and two GATHERs each."""
+    """Converted (float32, so that TFLite's result must equal Keras's): three chunked
+    convolutions in one run, then plain ones, cost one PAD, one GATHER each, and one GATHER
+    back to the plain layout; chunked one by one they would cost a PAD and two GATHERs each."""
     from jsqa_tf.export import _convert, save_serving_model
     from jsqa_tf.lite import LiteModel
 
-    model = _small_model("stride", num_blocks=3)  # block3 at 4 kHz: plain convolutions after the run
-    copy = chunked_copy(model, chunk_frames=32)
-    assert copy.layers == ["block1_conv2", "block2_conv1", "block2_conv2"]
+    model = _small_model("stride", num_blocks=3)
+    copy = chunked_copy(model, chunk_frames=32, layers=["block1_conv2", "block2_conv1", "block2_conv2"])
+    assert copy.layers == ["block1_conv2", "block2_conv1", "block2_conv2"]  # block3's run plain
     save_serving_model(copy, str(tmp_path / "saved_model"))
     path = tmp_path / "chunked.tflite"
     path.write_bytes(_convert(str(tmp_path / "saved_model"), "float32", None))
