@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from jsqa_tf.export import example_clips
+from jsqa_tf.export import MOS_TOLERANCE, example_clips
 from jsqa_tf.models import MOSRegressor, WaveformEncoder
 from jsqa_tf.quantization import (
     CHUNK_FRAMES,
@@ -125,10 +125,24 @@ def test_a_run_of_chunked_convolutions_keeps_its_chunks(tmp_path):
     counts = _op_counts(path)
     assert counts.get("GATHER") == 3 + 1, counts
     assert counts.get("PAD") == 1 + 1, counts  # the run's first conv; block3_conv2's ZeroPadding1D
-    lite = LiteModel(str(path), num_threads=1)
+    # Every size evaluated at resize: no dynamic tensor (its data would be null until run).
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [2, 12345])
+    interpreter.allocate_tensors()
+    for op in interpreter._get_ops_details():
+        for index in op["outputs"]:
+            interpreter.get_tensor(index)  # ValueError "Tensor data is null" for a dynamic one
+    int8_path = tmp_path / "int8.tflite"
+    int8_path.write_bytes(_convert(str(tmp_path / "saved_model"), "int8", None))
+    lite, int8 = LiteModel(str(path), num_threads=1), LiteModel(str(int8_path), num_threads=1)
     for clip in example_clips((0.25, 1.3, 2.0), seed=1):
         batch = np.stack([clip, 0.5 * clip[::-1]])
         np.testing.assert_allclose(lite.score(batch), model(batch).numpy(), atol=1e-4)
+        np.testing.assert_allclose(int8.score(batch), model(batch).numpy(), atol=MOS_TOLERANCE["int8"])
 
 
 def test_chunk_convolutions_copies_and_leaves_the_model_alone():
