@@ -37,6 +37,14 @@ CHUNK_FRAMES = 256
 decimations) 256 ms. 64 to 1024 gave about the same MOS error on `small` (0.015-0.019,
 simulated, 10 s clips); 4096 gave 0.041, one scale per clip 0.143."""
 
+MIN_CHUNK_FRAMES = 128
+"""In a run of chunked convolutions, a decimation halves the chunks down to this many output
+frames; below it, neighbouring chunks are merged (`_ChunkChain`). `jsqa`: 256 frames at
+16 kHz, 128 at 8, 4 and 2 kHz. Measured on the calibrated `jsqa` (2026-12-06, the benchmark's
+16 clips of 10 s / `export --check`'s parity clips): 32 (halved at every decimation) 0.056 /
+0.058 MOS, 64: 0.052 / 0.045, 128: 0.050 / 0.033, 256 (merged at every decimation) 0.065 /
+0.014."""
+
 MIN_CHUNK_RATE_HZ = 0
 """`chunk_plan`'s rate threshold: only convolutions whose input runs at this many frames per
 second or more are chunked. 0: every rate. Measured (calibrated `jsqa`, 16 clips of 10 s,
@@ -226,13 +234,18 @@ class ChunkedRegressor:
         model: a `MOSRegressor`.
         chunk_frames: see `ChunkedConv1D`.
         layers: names of the Conv1Ds to chunk; None: `chunk_plan`'s.
+        min_chunk_frames: in a run, chunks are halved at each decimation down to this many
+            output frames, then merged (default `MIN_CHUNK_FRAMES`).
     """
 
-    def __init__(self, model, chunk_frames: int = CHUNK_FRAMES, layers=None):
+    def __init__(
+        self, model, chunk_frames: int = CHUNK_FRAMES, layers=None, min_chunk_frames: int | None = None
+    ):
         from jsqa_tf.models import WaveformEncoder
 
         self.model = model
         self.chunk_frames = chunk_frames
+        self.min_chunk_frames = MIN_CHUNK_FRAMES if min_chunk_frames is None else min_chunk_frames
         self.plan = chunk_plan(model.encoder, chunk_frames)
         if layers is None:
             layers = [name for name, entry in self.plan.items() if entry["chunked"]]
@@ -241,7 +254,7 @@ class ChunkedRegressor:
                 entry["chunked"] = name in layers
         self.layers = list(layers)
         if isinstance(model.encoder, WaveformEncoder):
-            self.encoder = _ChunkChain(model.encoder, chunk_frames, set(self.layers))
+            self.encoder = _ChunkChain(model.encoder, chunk_frames, set(self.layers), self.min_chunk_frames)
             self.layers = self.encoder.chunked()  # a named convolution it cannot chunk runs plain
             for name, entry in self.plan.items():
                 entry["chunked"] = name in self.layers
@@ -263,6 +276,7 @@ class ChunkedRegressor:
         """The "int8_chunks" entry of the int8 TFLite contract: the rule and each conv's choice."""
         return {
             "chunk_frames": self.chunk_frames,
+            "min_chunk_frames": self.min_chunk_frames,
             "rule": RULE,
             "layers": self.plan,
         }
@@ -292,17 +306,18 @@ class _ChunkChain:
     tensor keeps a size TFLite evaluates when the input is resized (see `ChunkedConv1D.call`).
     """
 
-    def __init__(self, encoder, chunk_frames: int, layers: set[str]):
+    def __init__(self, encoder, chunk_frames: int, layers: set[str], min_chunk_frames: int | None = None):
         self.encoder = encoder
         self.chunk_frames = int(chunk_frames)
+        self.min_chunk_frames = MIN_CHUNK_FRAMES if min_chunk_frames is None else int(min_chunk_frames)
         self.chosen = layers
         self.steps = self._schedule()
 
     def _schedule(self) -> list[tuple]:
-        """[(layer or None, action, pads)] for the encoder's layers, decided on their
-        configurations alone: "start" / "chain" (a chunked convolution), "keep" (a layer
-        applied to the chunks), "unchunk", "reshape", "apply" (plain)."""
-        steps, frames, pending = [], None, None  # frames: per chunk; None: the plain layout
+        """[(layer or None, action, details)] for the encoder's layers, decided on their
+        configurations alone: "start" / "chain" (a chunked convolution; details: its padding,
+        the merges), "keep" (a layer applied to the chunks), "unchunk", "reshape", "apply"."""
+        steps, frames, pending, run = [], None, None, None  # frames: per chunk; None: plain
         layers = self.encoder.layers[1:]  # layers[0] is the InputLayer
         for index, layer in enumerate(layers):
             following = layers[index + 1] if index + 1 < len(layers) else None
@@ -318,8 +333,17 @@ class _ChunkChain:
                     steps.append((None, "unchunk", None))  # a new run starts here
                     frames = None
                 if self._fits(layer, frames, pads):
-                    steps.append((layer, "start" if frames is None else "chain", pads))
-                    frames = (frames or self.chunk_frames * layer.strides[0]) // layer.strides[0]
+                    if frames is None:
+                        run = {"merges": 1}  # every merge of the run, known before it runs
+                        steps.append((layer, "start", {"pads": pads, "run": run}))
+                        frames = self.chunk_frames * layer.strides[0]
+                    else:
+                        merge = self._merge(layer, frames)
+                        run["merges"] *= merge
+                        details = {"pads": pads, "merge": merge, "merged": run["merges"]}
+                        steps.append((layer, "chain", details))
+                        frames *= merge
+                    frames //= layer.strides[0]
                     pending = None
                     continue
             if frames is not None and self._keeps_layout(layer, frames):
@@ -345,11 +369,19 @@ class _ChunkChain:
             and (padding is None or layer.padding == padding)
         )
 
+    def _merge(self, layer, frames) -> int:
+        """How many neighbouring chunks of `frames` become one input chunk of `layer`: so many
+        that it outputs at least `min_chunk_frames` frames per chunk."""
+        merge = 1
+        while frames * merge // layer.strides[0] < min(self.min_chunk_frames, self.chunk_frames):
+            merge *= 2
+        return merge
+
     def _fits(self, layer, frames, pads) -> bool:
         """Whether `layer` runs on chunks of `frames` input frames (None: from the plain layout)."""
         stride = layer.strides[0]
         span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
-        frames = frames or self.chunk_frames * stride
+        frames = frames * self._merge(layer, frames) if frames else self.chunk_frames * stride
         return (
             layer.groups == 1
             and layer.data_format == "channels_last"
@@ -377,14 +409,18 @@ class _ChunkChain:
         import tensorflow as tf
 
         batch = tf.shape(waveform)[0]
-        x, carrier, count = waveform, None, None
-        for layer, action, pads in self.steps:
+        x, carrier, base, merges = waveform, None, None, 1
+        for layer, action, details in self.steps:
             if action == "start":
-                x, carrier, count = self._start(tf, x, layer, pads)
-                x, carrier = self._finish(tf, x, carrier, layer, pads)
+                merges = details["run"]["merges"]
+                x, carrier, base = self._start(tf, x, layer, details["pads"], merges)
+                x, carrier = self._finish(tf, x, carrier, layer, details["pads"])
             elif action == "chain":
-                x = self._chain(tf, x, carrier, layer, pads, count, batch)
-                x, carrier = self._finish(tf, x, carrier, layer, pads)
+                if details["merge"] > 1:  # neighbouring chunks of one clip: one chunk (free)
+                    x = tf.reshape(x, [-1, x.shape[1] * details["merge"], x.shape[-1]])
+                count = base * (merges // details["merged"])
+                x = self._chain(tf, x, carrier, layer, details["pads"], count, batch)
+                x, carrier = self._finish(tf, x, carrier, layer, details["pads"])
             elif action == "keep":
                 x = layer(x, training=training)
                 if isinstance(layer, keras.layers.MaxPooling1D):
@@ -408,19 +444,20 @@ class _ChunkChain:
             right = span - 1 - left
         return stride, span, left, right
 
-    def _start(self, tf, x, layer, pads):
+    def _start(self, tf, x, layer, pads, merges):
         """From [batch, frames, channels]: PAD, one GATHER. Returns the chunks, the carrier
-        and the chunk count."""
+        and the chunk count over `merges` (the run starts with a multiple of `merges` chunks,
+        so that every merge of neighbouring chunks pairs chunks of one clip)."""
         stride, span, left, right = self._geometry(layer, pads)
         step = self.chunk_frames * stride
         context = span - stride
         carrier = x[:1, :, :1]
-        padded = tf.pad(x, [[0, 0], [left, right + step], [0, 0]])
-        # ceil(output frames / chunk_frames), the length of a strided slice
-        count = tf.shape(padded[:1, span - 1 + step :: step, :1])[1]
-        indices = tf.range(count)[:, None] * step + tf.range(step + context)[None, :]
+        padded = tf.pad(x, [[0, 0], [left, right + step * merges + step], [0, 0]])
+        # ceil(output frames / (chunk_frames * merges)), the length of a strided slice
+        base = tf.shape(padded[:1, span - 1 + step * merges + step :: step * merges, :1])[1]
+        indices = tf.range(base * merges)[:, None] * step + tf.range(step + context)[None, :]
         gathered = tf.gather(padded, indices, axis=1)  # [batch, chunks, step + context, ch]
-        return tf.reshape(gathered, [-1, step + context, x.shape[-1]]), carrier, count
+        return tf.reshape(gathered, [-1, step + context, x.shape[-1]]), carrier, base
 
     def _chain(self, tf, x, carrier, layer, pads, count, batch):
         """From the chunks: one GATHER of the frames each chunk reads, one MUL that zeroes the
@@ -459,6 +496,8 @@ def _unchunk(tf, x, carrier, batch):
     return tf.gather(x, tf.range(tf.shape(carrier)[1]), axis=1)
 
 
-def chunked_copy(model, chunk_frames: int = CHUNK_FRAMES, layers=None) -> ChunkedRegressor:
+def chunked_copy(
+    model, chunk_frames: int = CHUNK_FRAMES, layers=None, min_chunk_frames: int | None = None
+) -> ChunkedRegressor:
     """The copy of a `MOSRegressor` to convert to dynamic-range int8 TFLite."""
-    return ChunkedRegressor(model, chunk_frames, layers)
+    return ChunkedRegressor(model, chunk_frames, layers, min_chunk_frames)

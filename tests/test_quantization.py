@@ -60,9 +60,10 @@ def _small_model(decimation="stride", num_blocks=2):
         ["block1_conv1"],  # a run of one, then plain to the end
     ],
 )
-def test_chunked_copy_keeps_the_scores(decimation, layers):
+@pytest.mark.parametrize("min_chunk_frames", [8, 32])  # chunks halved at each decimation / merged
+def test_chunked_copy_keeps_the_scores(decimation, layers, min_chunk_frames):
     model = _small_model(decimation)
-    copy = chunked_copy(model, chunk_frames=32, layers=layers)
+    copy = chunked_copy(model, chunk_frames=32, layers=layers, min_chunk_frames=min_chunk_frames)
     chunked = [name for name, entry in copy.plan.items() if entry["chunked"]]
     assert chunked == (layers or ["block1_conv2", "block2_conv1", "block2_conv2"])
     clips = example_clips((0.25, 1.3), seed=0)
