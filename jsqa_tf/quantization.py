@@ -18,7 +18,8 @@ reads from the next one): the same sums as the plain convolution, but one int8 s
 chunk, so each stretch of a clip is rounded on its own scale. A run of chunked convolutions
 keeps the chunked layout from one to the next (`_ChunkChain`): one PAD and one GATHER into
 the run, one GATHER (and a MUL that zeroes what lies outside the clip) per further
-convolution, one GATHER out of it. Builtin TFLite ops only, and every tensor keeps a static
+convolution, one GATHER out of it; a decimation halves the chunks down to
+`MIN_CHUNK_FRAMES`, then neighbouring chunks merge. Builtin TFLite ops only, and every tensor keeps a static
 size once the input is resized (see `ChunkedConv1D.call`), so XNNPACK runs the convolutions
 and the memory is planned as for the plain model. The extra work: the context,
 `(kernel_size - stride) / (chunk_frames * stride)` of each convolution (5 % for kernels of 15
@@ -294,16 +295,18 @@ class _ChunkChain:
       `ZeroPadding1D` before it folded in);
     - BatchNorm and activations run on the chunks as they are;
     - a decimation (`MaxPooling1D(1, 2)`, a stride-2 convolution) halves the frames of every
-      chunk, so a chunk keeps its stretch of audio (16 ms with 256 frames at 16 kHz: 32
-      frames at 2 kHz);
+      chunk, down to `min_chunk_frames`; below that, the next chunked convolution first
+      merges neighbouring chunks (a free RESHAPE: the run starts with a number of chunks that
+      every merge divides);
     - each next chunked convolution reads its chunks, with their context, in one GATHER from
       the chunked layout, and one MUL zeroes the frames outside the clip (its "same" zeros);
       a chunk too short for its context (or for a stride) ends the run and starts another;
     - any other layer gets the plain layout back: a RESHAPE and a GATHER of the valid frames.
 
     Sizes: the valid frame count is the length of a [1, frames, 1] slice of the run's input
-    sliced as each layer slices time (the "carrier"), and the chunk count a SHAPE, so every
-    tensor keeps a size TFLite evaluates when the input is resized (see `ChunkedConv1D.call`).
+    sliced as each layer slices time (the "carrier"), and the chunk count a SHAPE times
+    constants, so every tensor keeps a size TFLite evaluates when the input is resized (see
+    `ChunkedConv1D.call`).
     """
 
     def __init__(self, encoder, chunk_frames: int, layers: set[str], min_chunk_frames: int | None = None):

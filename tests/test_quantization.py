@@ -8,6 +8,7 @@ from jsqa_tf.export import MOS_TOLERANCE, example_clips
 from jsqa_tf.models import MOSRegressor, WaveformEncoder
 from jsqa_tf.quantization import (
     CHUNK_FRAMES,
+    MIN_CHUNK_FRAMES,
     ChunkedConv1D,
     chunk_convolutions,
     chunk_plan,
@@ -99,6 +100,7 @@ def test_the_rule_chunks_every_quantized_convolution():
 def test_chunked_copy_records_its_choice():
     entry = chunked_copy(_small_model(), layers=["block1_conv2"]).contract_entry()
     assert entry["chunk_frames"] == CHUNK_FRAMES and "1024 weights" in entry["rule"]
+    assert entry["min_chunk_frames"] == MIN_CHUNK_FRAMES
     assert [name for name, layer in entry["layers"].items() if layer["chunked"]] == ["block1_conv2"]
     assert entry["layers"]["block2_conv1"] == {"chunked": False, "input_rate_hz": 8000, "quantized": True}
 
