@@ -305,8 +305,8 @@ def convert_tflite(
         model: the model `saved_model_dir` was written from. For "int8" (dynamic range) the
             converter then reads a SavedModel of `jsqa_tf.quantization.chunked_copy(model)`
             (written to a temporary folder): the same function, with the input of each
-            convolution that `jsqa_tf.quantization.chunk_plan` picks (quantized, at 8 kHz or
-            more) quantized per time chunk instead of per clip, which keeps a loud moment of a
+            convolution that `jsqa_tf.quantization.chunk_plan` picks (every one whose kernel
+            is quantized) quantized per time chunk instead of per clip, which keeps a loud moment of a
             clip from coarsening the rest (docs/design.md). The contract records the choice
             (`int8_chunks`). Without it, "int8" is converted from `saved_model_dir` as it is.
     """

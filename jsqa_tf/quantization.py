@@ -31,7 +31,11 @@ are written from the model itself.
 
 from __future__ import annotations
 
+import math
+
 import keras
+
+from jsqa_tf.models.student_encoder import MIN_ELEMENTS_QUANTIZED
 
 CHUNK_FRAMES = 256
 """Output frames of a convolution per int8 scale: at 16 kHz 16 ms, at 1 kHz (after four
@@ -59,9 +63,9 @@ RULE = (
 )
 """`chunk_plan`'s rule in words (the int8 contract's `int8_chunks.rule`)."""
 
-MIN_QUANTIZED_ELEMENTS = 1024
-"""TFLite's dynamic-range quantizer leaves a weight with fewer elements than this in float
-(its input then stays float too: chunking it changes nothing)."""
+MIN_QUANTIZED_ELEMENTS = MIN_ELEMENTS_QUANTIZED
+"""TFLite's dynamic-range quantizer leaves a weight with fewer elements than this (1,024) in
+float (its input then stays float too: chunking it changes nothing)."""
 
 
 class ChunkedConv1D(keras.layers.Conv1D):
@@ -191,9 +195,7 @@ def conv_input_rates(encoder: keras.Model, sample_rate: int = 16_000) -> dict[st
     return {layer.name: int(round(spec.shape[1] / seconds)) for layer, spec in zip(convs, specs, strict=True)}
 
 
-def chunk_plan(
-    encoder: keras.Model, chunk_frames: int = CHUNK_FRAMES, min_rate_hz: int = MIN_CHUNK_RATE_HZ
-) -> dict[str, dict]:
+def chunk_plan(encoder: keras.Model, min_rate_hz: int = MIN_CHUNK_RATE_HZ) -> dict[str, dict]:
     """Which of `encoder`'s Conv1Ds the int8 copy computes in chunks, and why: the rule.
 
     A convolution is chunked when (1) TFLite quantizes its kernel (at least
@@ -206,7 +208,7 @@ def chunk_plan(
     plan = {}
     for layer_name, rate in conv_input_rates(encoder).items():
         layer = encoder.get_layer(layer_name)
-        quantized = int(np_prod(layer.kernel.shape)) >= MIN_QUANTIZED_ELEMENTS
+        quantized = math.prod(int(dim) for dim in layer.kernel.shape) >= MIN_QUANTIZED_ELEMENTS
         plainly = type(layer) is keras.layers.Conv1D and layer.groups == 1
         plan[layer_name] = {
             "chunked": bool(quantized and plainly and rate >= min_rate_hz),
@@ -214,13 +216,6 @@ def chunk_plan(
             "quantized": quantized,
         }
     return plan
-
-
-def np_prod(shape) -> int:
-    size = 1
-    for dim in shape:
-        size *= int(dim)
-    return size
 
 
 class ChunkedRegressor:
@@ -247,7 +242,7 @@ class ChunkedRegressor:
         self.model = model
         self.chunk_frames = chunk_frames
         self.min_chunk_frames = MIN_CHUNK_FRAMES if min_chunk_frames is None else min_chunk_frames
-        self.plan = chunk_plan(model.encoder, chunk_frames)
+        self.plan = chunk_plan(model.encoder)
         if layers is None:
             layers = [name for name, entry in self.plan.items() if entry["chunked"]]
         else:
