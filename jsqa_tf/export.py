@@ -43,6 +43,7 @@ import jsqa_tf
 from jsqa_lite.contract import (
     EMBEDDING_OUTPUT,
     INPUT_NAME,
+    INT8_CHUNKS_KEY,
     MASKED_SIGNATURE_KEY,
     MIN_SECONDS,
     MOS_OUTPUT,
@@ -92,7 +93,9 @@ _INCOMPLETE = re.compile(r"^\.incomplete-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]+$")
 # --- SavedModel ----------------------------------------------------------------------------------
 
 
-def _serving_module(model):
+def _serving_module(model, masked: bool = True):
+    """The module `save_serving_model` saves: `serve`, and with `masked` `serve_masked` (not
+    attached without it: `tf.saved_model.save` traces every function the module holds)."""
     import tensorflow as tf
 
     class _ServingModule(tf.Module):
@@ -128,7 +131,8 @@ def _serving_module(model):
                 return outputs_of(model.embed(inputs, training=False))
 
             self.serve = serve
-            self.serve_masked = serve_masked
+            if masked:
+                self.serve_masked = serve_masked
 
     return _ServingModule()
 
@@ -242,7 +246,7 @@ def save_serving_model(model, directory: str | os.PathLike, masked: bool = True)
     import tensorflow as tf
 
     directory = os.fspath(directory)
-    module = _serving_module(model)
+    module = _serving_module(model, masked)
     signatures = {SIGNATURE_KEY: module.serve.get_concrete_function()}
     if masked:
         signatures[MASKED_SIGNATURE_KEY] = module.serve_masked.get_concrete_function()
@@ -342,7 +346,16 @@ def contract(model, quantization: str | None = None, source: str | None = None) 
         },
         "source": source,
         **provenance.contract_entry(source),
+        **({INT8_CHUNKS_KEY: int8_chunks(model)} if quantization == "int8" else {}),
     }
+
+
+def int8_chunks(model) -> dict:
+    """The int8 contract's record of which convolutions `convert_tflite` runs in chunks
+    (`jsqa_tf.quantization.ChunkedRegressor.contract_entry`)."""
+    from jsqa_tf.quantization import chunked_copy
+
+    return chunked_copy(model).contract_entry()
 
 
 # --- TFLite ------------------------------------------------------------------------------------
@@ -363,10 +376,11 @@ def convert_tflite(
             waveforms to calibrate the activation ranges on.
         model: the model `saved_model_dir` was written from. For "int8" (dynamic range) the
             converter then reads a SavedModel of `jsqa_tf.quantization.chunked_copy(model)`
-            (written to a temporary folder): the same function, with each convolution's input
-            quantized per time chunk instead of per clip, which keeps a loud moment of a clip
-            from coarsening the rest (README, "Inference figures"). Without it, "int8" is
-            converted from `saved_model_dir` as it is.
+            (written to a temporary folder): the same function, with the input of each
+            convolution that `jsqa_tf.quantization.chunk_plan` picks (every one whose kernel
+            is quantized) quantized per time chunk instead of per clip, which keeps a loud moment of a
+            clip from coarsening the rest (docs/design.md). The contract records the choice
+            (`int8_chunks`). Without it, "int8" is converted from `saved_model_dir` as it is.
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")

@@ -11,15 +11,19 @@ embedding by 23-34 % (1.2 % without it) and its MOS by up to 0.66; over the benc
 16 clips of 10 s, int8 moved `small`'s MOS by up to 0.14 (0.016 chunked) and `jsqa`'s by
 0.49 (0.051 chunked); the int8 weights alone account for 0.013 on `small` (simulated).
 
-`chunked_copy` returns a copy whose every Conv1D computes its output in chunks of
-`chunk_frames` frames, each chunk a row of the batch axis (with the `kernel_size - stride`
-input frames of context it reads from the next one): the same sums as the plain convolution,
-but one int8 scale per chunk, so each stretch of a clip is rounded on its own scale. Builtin
-TFLite ops only (PAD, RANGE, GATHER, RESHAPE around each CONV_2D), and every tensor keeps a
-static size once the input is resized (see `ChunkedConv1D.call`), so XNNPACK runs the
-convolutions and the memory is planned as for the plain model. The extra work: the context,
+`chunked_copy` returns a copy in which each Conv1D that `chunk_plan` picks (the rule: every
+one whose kernel TFLite quantizes) computes its output in chunks of `chunk_frames` frames,
+each chunk a row of the batch axis (with the `kernel_size - stride` input frames of context it
+reads from the next one): the same sums as the plain convolution, but one int8 scale per
+chunk, so each stretch of a clip is rounded on its own scale. A run of chunked convolutions
+keeps the chunked layout from one to the next (`_ChunkChain`): one PAD and one GATHER into
+the run, one GATHER (and a MUL that zeroes what lies outside the clip) per further
+convolution, one GATHER out of it; a decimation halves the chunks down to
+`MIN_CHUNK_FRAMES`, then neighbouring chunks merge. Builtin TFLite ops only, and every tensor keeps a static
+size once the input is resized (see `ChunkedConv1D.call`), so XNNPACK runs the convolutions
+and the memory is planned as for the plain model. The extra work: the context,
 `(kernel_size - stride) / (chunk_frames * stride)` of each convolution (5 % for kernels of 15
-and chunks of 256), and copying each convolution's input and output once more.
+and chunks of 256), and one or two copies of each convolution's input.
 
 Used by `jsqa_tf.export.convert_tflite` for "int8"; the SavedModel and the other TFLite forms
 are written from the model itself.
@@ -27,12 +31,40 @@ are written from the model itself.
 
 from __future__ import annotations
 
+import math
+
 import keras
+
+from jsqa_tf.models.student_encoder import MIN_ELEMENTS_QUANTIZED
 
 CHUNK_FRAMES = 256
 """Output frames of a convolution per int8 scale: at 16 kHz 16 ms, at 1 kHz (after four
 decimations) 256 ms. 64 to 1024 gave about the same MOS error on `small` (0.015-0.019,
 simulated, 10 s clips); 4096 gave 0.041, one scale per clip 0.143."""
+
+MIN_CHUNK_FRAMES = 128
+"""In a run of chunked convolutions, a decimation halves the chunks down to this many output
+frames; below it, neighbouring chunks are merged (`_ChunkChain`). `jsqa`: 256 frames at
+16 kHz, 128 at 8, 4 and 2 kHz. Measured on the calibrated `jsqa` (2026-12-06, the benchmark's
+16 clips of 10 s / `export --check`'s parity clips): 32 (halved at every decimation) 0.056 /
+0.058 MOS, 64: 0.052 / 0.045, 128: 0.050 / 0.033, 256 (merged at every decimation) 0.065 /
+0.014."""
+
+MIN_CHUNK_RATE_HZ = 0
+"""`chunk_plan`'s rate threshold: only convolutions whose input runs at this many frames per
+second or more are chunked. 0: every rate. Measured (calibrated `jsqa`, 16 clips of 10 s,
+2026-12-06, docs/design.md): chunking only the 16 kHz convolutions left a max |ΔMOS| of 0.31,
+only those at 8 kHz or more 0.165, all 0.056 (none: 0.49); with the 16 and 8 kHz ones only,
+the burst test's model was off by 0.23 MOS (tolerance 0.05)."""
+
+RULE = "a Conv1D runs in chunks when TFLite quantizes its kernel (>= 1024 weights)" + (
+    f" and its input runs at >= {MIN_CHUNK_RATE_HZ} frames/s" if MIN_CHUNK_RATE_HZ else ""
+)
+"""`chunk_plan`'s rule in words (the int8 contract's `int8_chunks.rule`)."""
+
+MIN_QUANTIZED_ELEMENTS = MIN_ELEMENTS_QUANTIZED
+"""TFLite's dynamic-range quantizer leaves a weight with fewer elements than this (1,024) in
+float (its input then stays float too: chunking it changes nothing)."""
 
 
 class ChunkedConv1D(keras.layers.Conv1D):
@@ -130,13 +162,14 @@ class StaticReshape(keras.layers.Reshape):
         return tf.reshape(inputs, _sizes(tf, tf.shape(inputs)[0], *self.target_shape))
 
 
-def chunk_convolutions(model: keras.Model, chunk_frames: int = CHUNK_FRAMES) -> keras.Model:
-    """A functional copy of `model` (same weights) with every Conv1D a `ChunkedConv1D` and
-    every Reshape a `StaticReshape`."""
+def chunk_convolutions(model: keras.Model, chunk_frames: int = CHUNK_FRAMES, layers=None) -> keras.Model:
+    """A functional copy of `model` (same weights) with every Conv1D named in `layers` (all,
+    when None) a `ChunkedConv1D` and every Reshape a `StaticReshape`."""
 
     def clone(layer):
         config = layer.get_config()
-        if type(layer) is keras.layers.Conv1D and layer.groups == 1:
+        chosen = layers is None or layer.name in layers
+        if type(layer) is keras.layers.Conv1D and layer.groups == 1 and chosen:
             return ChunkedConv1D(chunk_frames=chunk_frames, **config)
         if type(layer) is keras.layers.Reshape:
             return StaticReshape(**config)
@@ -147,32 +180,322 @@ def chunk_convolutions(model: keras.Model, chunk_frames: int = CHUNK_FRAMES) -> 
     return copy
 
 
+def conv_input_rates(encoder: keras.Model, sample_rate: int = 16_000) -> dict[str, int]:
+    """Input frames per second of every Conv1D of `encoder`, in Hz (rounded: the frames of a
+    stride-2 convolution's zero padding count for nothing): the shapes of a 100 s input,
+    computed symbolically (nothing runs)."""
+    convs = [layer for layer in encoder.layers if isinstance(layer, keras.layers.Conv1D)]
+    if not convs:
+        return {}
+    seconds = 100
+    probe = keras.Model(encoder.inputs, [layer.input for layer in convs])
+    specs = probe.compute_output_spec(keras.KerasTensor((1, sample_rate * seconds)))
+    specs = specs if isinstance(specs, list | tuple) else [specs]
+    return {layer.name: int(round(spec.shape[1] / seconds)) for layer, spec in zip(convs, specs, strict=True)}
+
+
+def chunk_plan(encoder: keras.Model, min_rate_hz: int = MIN_CHUNK_RATE_HZ) -> dict[str, dict]:
+    """Which of `encoder`'s Conv1Ds the int8 copy computes in chunks, and why: the rule.
+
+    A convolution is chunked when (1) TFLite quantizes its kernel (at least
+    `MIN_QUANTIZED_ELEMENTS` weights: a smaller kernel stays float and so does its input: the
+    encoders' first convolution, with one input channel) and (2) its input runs at
+    `min_rate_hz` frames per second or more (by default every rate: chunking fewer costs
+    accuracy, see `MIN_CHUNK_RATE_HZ`). Returns {conv name: {"chunked", "input_rate_hz",
+    "quantized"}} in the layers' order.
+    """
+    plan = {}
+    for layer_name, rate in conv_input_rates(encoder).items():
+        layer = encoder.get_layer(layer_name)
+        quantized = math.prod(int(dim) for dim in layer.kernel.shape) >= MIN_QUANTIZED_ELEMENTS
+        plainly = type(layer) is keras.layers.Conv1D and layer.groups == 1
+        plan[layer_name] = {
+            "chunked": bool(quantized and plainly and rate >= min_rate_hz),
+            "input_rate_hz": rate,
+            "quantized": quantized,
+        }
+    return plan
+
+
 class ChunkedRegressor:
     """What `jsqa_tf.export` serves of a `MOSRegressor` (`embed`, `head`, `variables`), with
-    the encoder's convolutions chunked (`chunk_convolutions`).
+    the convolutions `layers` names (default: by `chunk_plan`) in chunks.
+
+    A `WaveformEncoder` (a chain of layers) runs layer by layer with the chunks kept from one
+    chunked convolution to the next (`_ChunkChain`); any other encoder runs as a copy with the
+    named convolutions `ChunkedConv1D`s (`chunk_convolutions`).
 
     Args:
         model: a `MOSRegressor`.
         chunk_frames: see `ChunkedConv1D`.
+        layers: names of the Conv1Ds to chunk; None: `chunk_plan`'s.
+        min_chunk_frames: in a run, chunks are halved at each decimation down to this many
+            output frames, then merged (default `MIN_CHUNK_FRAMES`).
     """
 
-    def __init__(self, model, chunk_frames: int = CHUNK_FRAMES):
+    def __init__(
+        self, model, chunk_frames: int = CHUNK_FRAMES, layers=None, min_chunk_frames: int | None = None
+    ):
+        from jsqa_tf.models import WaveformEncoder
+
         self.model = model
         self.chunk_frames = chunk_frames
-        self.encoder = chunk_convolutions(model.encoder, chunk_frames)
+        self.min_chunk_frames = MIN_CHUNK_FRAMES if min_chunk_frames is None else min_chunk_frames
+        self.plan = chunk_plan(model.encoder)
+        if layers is None:
+            layers = [name for name, entry in self.plan.items() if entry["chunked"]]
+        else:
+            for name, entry in self.plan.items():
+                entry["chunked"] = name in layers
+        self.layers = list(layers)
+        if isinstance(model.encoder, WaveformEncoder):
+            self.encoder = _ChunkChain(model.encoder, chunk_frames, set(self.layers), self.min_chunk_frames)
+            self.layers = self.encoder.chunked()  # a named convolution it cannot chunk runs plain
+            for name, entry in self.plan.items():
+                entry["chunked"] = name in self.layers
+        else:
+            self.encoder = chunk_convolutions(model.encoder, chunk_frames, set(self.layers))
         self.head = model.head
         self.embedding_width = model.embedding_width
         self.targets = tuple(getattr(model, "targets", ("mos",)))
 
     @property
     def variables(self):
-        return [*self.encoder.variables, *self.head.variables]
+        encoder = self.model.encoder if isinstance(self.encoder, _ChunkChain) else self.encoder
+        return [*encoder.variables, *self.head.variables]
 
     def embed(self, waveform, training=False):
         embedding = self.encoder(waveform, training=training)
         return embedding[:, : self.embedding_width]  # "contrastive": the leading dimensions
 
+    def contract_entry(self) -> dict:
+        """The "int8_chunks" entry of the int8 TFLite contract: the rule and each conv's choice."""
+        return {
+            "chunk_frames": self.chunk_frames,
+            "min_chunk_frames": self.min_chunk_frames,
+            "rule": RULE,
+            "layers": self.plan,
+        }
 
-def chunked_copy(model, chunk_frames: int = CHUNK_FRAMES) -> ChunkedRegressor:
+
+class _ChunkChain:
+    """A `WaveformEncoder`'s forward pass, layer by layer, with the named convolutions in chunks.
+
+    Layouts: "plain" [batch, frames, channels], or "chunked" [batch * chunks, chunk,
+    channels], row `b * chunks + c` holding frames `c * chunk ...` of clip `b` (frames past the
+    clip's end hold anything: they are never read as audio). A run of chunked convolutions:
+
+    - the first reads its input's chunks of `chunk_frames * stride` frames, each with its
+      context, in one GATHER from the plain layout after a PAD (the convolution's zeros, and a
+      `ZeroPadding1D` before it folded in);
+    - BatchNorm and activations run on the chunks as they are;
+    - a decimation (`MaxPooling1D(1, 2)`, a stride-2 convolution) halves the frames of every
+      chunk, down to `min_chunk_frames`; below that, the next chunked convolution first
+      merges neighbouring chunks (a free RESHAPE: the run starts with a number of chunks that
+      every merge divides);
+    - each next chunked convolution reads its chunks, with their context, in one GATHER from
+      the chunked layout, and one MUL zeroes the frames outside the clip (its "same" zeros);
+      a chunk too short for its context (or for a stride) ends the run and starts another;
+    - any other layer gets the plain layout back: a RESHAPE and a GATHER of the valid frames.
+
+    Sizes: the valid frame count is the length of a [1, frames, 1] slice of the run's input
+    sliced as each layer slices time (the "carrier"), and the chunk count a SHAPE times
+    constants, so every tensor keeps a size TFLite evaluates when the input is resized (see
+    `ChunkedConv1D.call`).
+    """
+
+    def __init__(self, encoder, chunk_frames: int, layers: set[str], min_chunk_frames: int | None = None):
+        self.encoder = encoder
+        self.chunk_frames = int(chunk_frames)
+        self.min_chunk_frames = MIN_CHUNK_FRAMES if min_chunk_frames is None else int(min_chunk_frames)
+        self.chosen = layers
+        self.steps = self._schedule()
+
+    def _schedule(self) -> list[tuple]:
+        """[(layer or None, action, details)] for the encoder's layers, decided on their
+        configurations alone: "start" / "chain" (a chunked convolution; details: its padding,
+        the merges), "keep" (a layer applied to the chunks), "unchunk", "reshape", "apply"."""
+        steps, frames, pending, run = [], None, None, None  # frames: per chunk; None: plain
+        layers = self.encoder.layers[1:]  # layers[0] is the InputLayer
+        for index, layer in enumerate(layers):
+            following = layers[index + 1] if index + 1 < len(layers) else None
+            if isinstance(layer, keras.layers.ZeroPadding1D) and self._chosen(following, "valid"):
+                pads = layer.padding
+                pads = (pads, pads) if isinstance(pads, int) else tuple(int(p) for p in pads)
+                if self._fits(following, frames, pads) or self._fits(following, None, pads):
+                    pending = pads
+                    continue
+            if self._chosen(layer):
+                pads = pending or (0, 0)
+                if frames is not None and not self._fits(layer, frames, pads):
+                    steps.append((None, "unchunk", None))  # a new run starts here
+                    frames = None
+                if self._fits(layer, frames, pads):
+                    if frames is None:
+                        run = {"merges": 1}  # every merge of the run, known before it runs
+                        steps.append((layer, "start", {"pads": pads, "run": run}))
+                        frames = self.chunk_frames * layer.strides[0]
+                    else:
+                        merge = self._merge(layer, frames)
+                        run["merges"] *= merge
+                        details = {"pads": pads, "merge": merge, "merged": run["merges"]}
+                        steps.append((layer, "chain", details))
+                        frames *= merge
+                    frames //= layer.strides[0]
+                    pending = None
+                    continue
+            if frames is not None and self._keeps_layout(layer, frames):
+                steps.append((layer, "keep", None))
+                frames //= 2 if isinstance(layer, keras.layers.MaxPooling1D) else 1
+                continue
+            if frames is not None:
+                steps.append((None, "unchunk", None))
+                frames = None
+            steps.append((layer, "reshape" if isinstance(layer, keras.layers.Reshape) else "apply", None))
+        if frames is not None:
+            steps.append((None, "unchunk", None))
+        return steps
+
+    def chunked(self) -> list[str]:
+        """The convolutions this pass runs in chunks."""
+        return [layer.name for layer, action, _ in self.steps if action in ("start", "chain")]
+
+    def _chosen(self, layer, padding: str | None = None) -> bool:
+        return (
+            type(layer) is keras.layers.Conv1D
+            and layer.name in self.chosen
+            and (padding is None or layer.padding == padding)
+        )
+
+    def _merge(self, layer, frames) -> int:
+        """How many neighbouring chunks of `frames` become one input chunk of `layer`: so many
+        that it outputs at least `min_chunk_frames` frames per chunk."""
+        merge = 1
+        while frames * merge // layer.strides[0] < min(self.min_chunk_frames, self.chunk_frames):
+            merge *= 2
+        return merge
+
+    def _fits(self, layer, frames, pads) -> bool:
+        """Whether `layer` runs on chunks of `frames` input frames (None: from the plain layout)."""
+        stride = layer.strides[0]
+        span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
+        frames = frames * self._merge(layer, frames) if frames else self.chunk_frames * stride
+        return (
+            layer.groups == 1
+            and layer.data_format == "channels_last"
+            and (layer.padding in ("valid", "causal") or (layer.padding == "same" and stride == 1))
+            and (pads == (0, 0) or layer.padding == "valid")
+            and frames % stride == 0
+            and stride <= span <= frames + stride  # context within the next chunk
+        )
+
+    @staticmethod
+    def _keeps_layout(layer, frames) -> bool:
+        if isinstance(layer, keras.layers.MaxPooling1D):
+            return (
+                layer.pool_size[0] == 1
+                and layer.strides[0] == 2
+                and layer.padding == "valid"
+                and layer.data_format == "channels_last"
+                and frames % 2 == 0
+            )
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return layer.axis in (-1, 2, [-1], [2])
+        return isinstance(layer, keras.layers.LeakyReLU | keras.layers.ReLU | keras.layers.Activation)
+
+    def __call__(self, waveform, training=False):
+        import tensorflow as tf
+
+        batch = tf.shape(waveform)[0]
+        x, carrier, base, merges = waveform, None, None, 1
+        for layer, action, details in self.steps:
+            if action == "start":
+                merges = details["run"]["merges"]
+                x, carrier, base = self._start(tf, x, layer, details["pads"], merges)
+                x, carrier = self._finish(tf, x, carrier, layer, details["pads"])
+            elif action == "chain":
+                if details["merge"] > 1:  # neighbouring chunks of one clip: one chunk (free)
+                    x = tf.reshape(x, [-1, x.shape[1] * details["merge"], x.shape[-1]])
+                count = base * (merges // details["merged"])
+                x = self._chain(tf, x, carrier, layer, details["pads"], count, batch)
+                x, carrier = self._finish(tf, x, carrier, layer, details["pads"])
+            elif action == "keep":
+                x = layer(x, training=training)
+                if isinstance(layer, keras.layers.MaxPooling1D):
+                    carrier = carrier[:, ::2]
+            elif action == "unchunk":
+                x = _unchunk(tf, x, carrier, batch)
+            elif action == "reshape":  # Keras's target shape would be a PACK (`StaticReshape`)
+                x = tf.reshape(x, _sizes(tf, batch, *layer.target_shape))
+            else:
+                x = layer(x, training=training)
+        return x
+
+    @staticmethod
+    def _geometry(layer, pads):
+        stride = layer.strides[0]
+        span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
+        if layer.padding == "valid":
+            left, right = pads
+        else:  # "same" (stride 1), "causal": one output per input frame
+            left = (span - 1) // 2 if layer.padding == "same" else span - 1
+            right = span - 1 - left
+        return stride, span, left, right
+
+    def _start(self, tf, x, layer, pads, merges):
+        """From [batch, frames, channels]: PAD, one GATHER. Returns the chunks, the carrier
+        and the chunk count over `merges` (the run starts with a multiple of `merges` chunks,
+        so that every merge of neighbouring chunks pairs chunks of one clip)."""
+        stride, span, left, right = self._geometry(layer, pads)
+        step = self.chunk_frames * stride
+        context = span - stride
+        carrier = x[:1, :, :1]
+        padded = tf.pad(x, [[0, 0], [left, right + step * merges + step], [0, 0]])
+        # ceil(output frames / (chunk_frames * merges)), the length of a strided slice
+        base = tf.shape(padded[:1, span - 1 + step * merges + step :: step * merges, :1])[1]
+        indices = tf.range(base * merges)[:, None] * step + tf.range(step + context)[None, :]
+        gathered = tf.gather(padded, indices, axis=1)  # [batch, chunks, step + context, ch]
+        return tf.reshape(gathered, [-1, step + context, x.shape[-1]]), carrier, base
+
+    def _chain(self, tf, x, carrier, layer, pads, count, batch):
+        """From the chunks: one GATHER of the frames each chunk reads, one MUL that zeroes the
+        frames outside the clip."""
+        stride, span, left, _ = self._geometry(layer, pads)
+        step, channels = x.shape[1], x.shape[-1]
+        context = span - stride
+        frames = tf.shape(carrier)[1]
+        source = tf.reshape(x, _sizes(tf, batch, -1, channels))  # [batch, chunks * step, ch]
+        positions = tf.range(count)[:, None] * step + (tf.range(step + context) - left)[None, :]
+        inside = tf.logical_and(positions >= 0, positions < frames)
+        gathered = tf.gather(source, tf.clip_by_value(positions, 0, frames - 1), axis=1)
+        gathered = gathered * tf.cast(inside, x.dtype)[:, :, None]
+        return tf.reshape(gathered, [-1, step + context, channels])
+
+    def _finish(self, tf, chunks, carrier, layer, pads):
+        """The convolution of [batch * chunks, step + context, ch] chunks, and the carrier
+        sliced as the convolution slices time."""
+        stride, span, left, right = self._geometry(layer, pads)
+        outputs = tf.nn.convolution(
+            chunks, layer.kernel, strides=stride, padding="VALID", dilations=layer.dilation_rate[0]
+        )  # [batch * chunks, chunk_frames, filters]
+        if layer.use_bias:
+            outputs = outputs + layer.bias
+        if layer.activation is not None:
+            outputs = layer.activation(outputs)
+        if left + right != span - 1:  # with `span - 1` zeros in all ("same"), a frame per stride
+            carrier = tf.pad(carrier, [[0, 0], [left, right], [0, 0]])[:, span - 1 :, :]
+        return outputs, (carrier[:, ::stride] if stride > 1 else carrier)
+
+
+def _unchunk(tf, x, carrier, batch):
+    """[batch * chunks, chunk, channels] -> [batch, frames, channels]: a free RESHAPE, then one
+    GATHER of the valid frames (the carrier's length)."""
+    x = tf.reshape(x, _sizes(tf, batch, -1, x.shape[-1]))
+    return tf.gather(x, tf.range(tf.shape(carrier)[1]), axis=1)
+
+
+def chunked_copy(
+    model, chunk_frames: int = CHUNK_FRAMES, layers=None, min_chunk_frames: int | None = None
+) -> ChunkedRegressor:
     """The copy of a `MOSRegressor` to convert to dynamic-range int8 TFLite."""
-    return ChunkedRegressor(model, chunk_frames)
+    return ChunkedRegressor(model, chunk_frames, layers, min_chunk_frames)

@@ -126,6 +126,16 @@ def test_tflite_parity_on_several_lengths(model, clips, tiny_export, quantizatio
     assert info["quantization"] == quantization and info["input"]["min_samples"] == MIN_SAMPLES
     assert info["versions"]["tensorflow"] == tf.__version__ and info["source"].endswith("tiny.keras")
     assert info["size_bytes"] == os.path.getsize(path)
+    # int8 records which convolutions run in chunks (the tiny preset: kernel 7, so only block2's
+    # convolutions have >= 1,024 weights, and only they are chunked).
+    chunks = info.get("int8_chunks")
+    if quantization == "int8":
+        chosen = [name for name, layer in chunks["layers"].items() if layer["chunked"]]
+        assert chosen == ["block2_conv1", "block2_conv2"] and chunks["chunk_frames"] == 256, chunks
+        unquantized = {"chunked": False, "input_rate_hz": 16000, "quantized": False}
+        assert chunks["layers"]["block1_conv2"] == unquantized
+    else:
+        assert chunks is None
 
 
 @pytest.mark.parametrize("form", sorted(MOS_TOLERANCE))
@@ -208,10 +218,14 @@ def _burst_model():
 def test_int8_holds_a_quiet_clip_with_a_loud_burst(tmp_path):
     """Dynamic-range int8 quantizes a conv's input with one scale per batch row: unchunked,
     a 10 ms burst sets the scale for the whole clip and the quiet speech around it is rounded
-    to a few levels. The converted chunked copy gives each 256 frames their own scale."""
+    to a few levels. The converted chunked copy gives each 256 frames their own scale in the
+    convolutions `chunk_plan` picks (all but the first, which stays float)."""
     from jsqa_tf.export import save_serving_model
+    from jsqa_tf.quantization import chunked_copy
 
     model = _burst_model()
+    names = ["block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1", "block3_conv2"]
+    assert chunked_copy(model).layers == names
     clips = []
     for seconds in (3.0, 4.0):
         quiet = 0.1 * example_clips((seconds,), seed=5)[0]

@@ -60,6 +60,13 @@ DEFAULT_WINDOW_SECONDS = 10.0
 """Window length of `predict`, `evaluate` and `LiteModel` unless told otherwise."""
 
 
+INT8_CHUNKS_KEY = "int8_chunks"
+"""An int8 TFLite contract's record of its chunked convolutions: {"chunk_frames", "rule",
+"layers": {conv name: {"chunked", "input_rate_hz", "quantized"}}}. A chunked convolution's
+input is quantized with one int8 scale per `chunk_frames` output frames (a run of chunked
+convolutions keeps the first one's chunks, halved at each decimation), the others' with one
+scale per clip. Informational: nothing reads it to run the model."""
+
 PROVENANCE_KEY = "provenance"
 """The contract's entry saying what the model learned from (`jsqa_tf.provenance`)."""
 
