@@ -35,10 +35,14 @@ def main(argv=None) -> dict:
     facts = _common.RunFacts(__file__, argv)
 
     from jsqa_tf.diagnosis import confusion_markdown, diagnose
+    from jsqa_tf.errors import JSQAError
     from jsqa_tf.models import find_model_file, load_mos_regressor
 
-    model_file = find_model_file(args.model)
-    report = diagnose(load_mos_regressor(model_file), args.files_per_factor, args.seed)
+    try:
+        model_file = find_model_file(args.model)
+        report = diagnose(load_mos_regressor(model_file), args.files_per_factor, args.seed)
+    except (JSQAError, ValueError) as error:  # no model there; a model without the dimensions
+        parser.error(f"--model: {error}")
     lines = [confusion_markdown(report), f"diagonal: {report['diagonal']:.0%} of {report['num_files']} files"]
     figures = {
         "settings": _common.settings(args, "files_per_factor", "seed") | {"model": model_file},

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from jsqa_lite.contract import SAMPLE_RATE, to_samples
-from jsqa_tf.ranges import DIMENSIONS
+from jsqa_tf.ranges import DIMENSIONS, model_targets
 
 FACTOR_DIMENSION = {"noise": "noi", "band": "col", "erasure": "dis", "level": "loud"}
 """The dimension each single degradation of the demo lowers (its formula: `jsqa_tf.data.demo`)."""
@@ -69,7 +69,7 @@ def diagnose(model, files_per_factor: int = 10, seed: int = 1000, window_seconds
     each file's factor and scores under "files"."""
     from jsqa_lite.scoring import score_files
 
-    targets = tuple(getattr(model, "targets", ("mos",)))
+    targets = model_targets(model)
     missing = [dimension for dimension in DIMENSIONS if dimension not in targets]
     if missing:
         raise ValueError(

@@ -34,6 +34,7 @@ import numpy as np
 from jsqa_lite.contract import DEFAULT_WINDOW_SECONDS, SAMPLE_RATE, to_samples, warn_if_demo
 from jsqa_tf import atomic, provenance
 from jsqa_tf.errors import AudioError, CorpusError, JSQAError
+from jsqa_tf.ranges import model_targets, mos_column
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +131,6 @@ def score_labelled(
         if on_file is not None:
             on_file()
     return results
-
-
-def model_targets(model) -> tuple[str, ...]:
-    """What a `MOSRegressor` predicts, in output order (("mos",) for a MOS-only model)."""
-    return tuple(getattr(model, "targets", ("mos",)))
 
 
 def target_columns(results, targets) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -257,16 +253,14 @@ def evaluate(
         per_target[target] = _target_figures(
             target, labels, scores, conditions if has_conditions else None, num_bootstrap, seed
         )
-    if "mos" in columns:
-        mos, predicted = columns["mos"]
-    else:  # a model without a MOS output: the top-level figures are its first target's
-        mos, predicted = columns[targets[0]]
+    # the top-level figures: the MOS's (a model without a MOS output: its first target's)
+    mos, predicted = columns[targets[mos_column(targets)]]
     rated = np.isfinite(mos)
     if rated.sum() < 2:
         raise CorpusError(
             data,
             f"only {int(rated.sum())} scored file(s) are rated on "
-            f"{targets[0] if 'mos' not in columns else 'MOS'}; metrics need at least 2",
+            f"{targets[mos_column(targets)]}; metrics need at least 2",
         )
     results = [(file, value) for (file, _), value in zip(results, predicted, strict=True)]
     figures = metrics.evaluate_predictions(

@@ -56,8 +56,10 @@ from jsqa_lite.contract import (
 )
 from jsqa_lite.errors import ModelError
 from jsqa_lite.lite_model import LiteModel
+from jsqa_lite.scoring import stack_scores
 from jsqa_tf import provenance
 from jsqa_tf.atomic import write_json
+from jsqa_tf.ranges import model_targets
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +137,6 @@ def _serving_module(model, masked: bool = True):
                 self.serve_masked = serve_masked
 
     return _ServingModule()
-
-
-def model_targets(model) -> tuple[str, ...]:
-    """The outputs besides `embedding` of a model's export: ("mos",), or its targets."""
-    return tuple(getattr(model, "targets", (MOS_OUTPUT,)))
 
 
 def next_version(base_path: str | os.PathLike) -> int:
@@ -582,10 +579,7 @@ def serving_scorer(
         for name, value in outputs.items():
             response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
         response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
-        if tuple(targets) == (MOS_OUTPUT,):
-            scores = tf.make_ndarray(response.outputs[MOS_OUTPUT])
-        else:
-            scores = np.stack([tf.make_ndarray(response.outputs[target]) for target in targets], axis=-1)
+        scores = stack_scores({name: tf.make_ndarray(response.outputs[name]) for name in targets}, targets)
         return scores[: len(scores) - 1] if masked else scores
 
     return score, session.close

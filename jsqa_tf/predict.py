@@ -15,7 +15,6 @@ from jsqa_lite.contract import (
     INPUT_NAME,
     MASKED_SIGNATURE_KEY,
     MIN_SAMPLES,
-    MOS_OUTPUT,
     NUM_VALID_NAME,
     PROVENANCE_KEY,
     SAMPLE_RATE,
@@ -28,8 +27,10 @@ from jsqa_lite.contract import (
 )
 from jsqa_lite.errors import ModelError
 from jsqa_lite.predict import TFLiteBackend
+from jsqa_lite.scoring import stack_scores
 from jsqa_tf import provenance
 from jsqa_tf.export import list_versions
+from jsqa_tf.ranges import model_targets
 
 
 class KerasBackend:
@@ -55,7 +56,7 @@ class KerasBackend:
         self.min_samples = MIN_SAMPLES
         warn_if_demo(provenance.read_keras(self.path), self.path)
         model = load_mos_regressor(self.path)
-        self.targets = tuple(getattr(model, "targets", ("mos",)))
+        self.targets = model_targets(model)
         self._score = tf.function(
             lambda waveform, num_valid_samples: model(
                 {"waveform": waveform, "num_valid_samples": num_valid_samples}, training=False
@@ -112,9 +113,7 @@ class SavedModelBackend:
         else:
             lengths = tf.constant(num_valid_samples, dtype=tf.int32)
             outputs = self._masked(**{INPUT_NAME: waveform, NUM_VALID_NAME: lengths})
-        if self.targets == (MOS_OUTPUT,):
-            return outputs[MOS_OUTPUT].numpy()
-        return np.stack([outputs[target].numpy() for target in self.targets], axis=-1)
+        return stack_scores({name: value.numpy() for name, value in outputs.items()}, self.targets)
 
 
 def open_backend(model_path: str | os.PathLike, num_threads: int = 2):

@@ -116,3 +116,22 @@ DIMENSION_RANGE = (1.0, 5.0)
 """The scale of the dimension columns of the NISQA corpus."""
 HEAD_KINDS = ("separate", "shared")
 """A multi-target head: a hidden stack per target, or one stack with an output per target."""
+
+
+def default_target_ranges(targets, mos_range=MOS_RANGE) -> tuple[tuple[float, float], ...]:
+    """Each target's scale when none is given: `mos_range` for "mos", `DIMENSION_RANGE` for a
+    NISQA dimension."""
+    return tuple(tuple(mos_range) if target == "mos" else DIMENSION_RANGE for target in targets)
+
+
+def model_targets(model) -> tuple[str, ...]:
+    """What a model (`MOSRegressor`, or a copy of one) predicts, in output order: ("mos",)
+    for a MOS-only model."""
+    return tuple(getattr(model, "targets", ("mos",)))
+
+
+def mos_column(targets) -> int:
+    """The column of multi-target scores that MOS labels, checkpoints and the train RMSE
+    follow: the MOS's, else the first target's."""
+    targets = tuple(targets)
+    return targets.index("mos") if "mos" in targets else 0

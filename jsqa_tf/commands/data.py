@@ -147,7 +147,7 @@ def prepare(corpus, source, output_dir, config_path, strict, targets, target_ran
 
 def _target_settings(corpus: str, targets: str | None, target_range, settings: dict) -> dict:
     """PrepareConfig's targets and target_ranges from --targets and --target-range."""
-    from jsqa_tf.ranges import DIMENSION_RANGE, MOS_RANGE
+    from jsqa_tf.ranges import MOS_RANGE, default_target_ranges
 
     if corpus != "csv":
         raise click.UsageError(
@@ -166,9 +166,9 @@ def _target_settings(corpus: str, targets: str | None, target_range, settings: d
             raise click.UsageError(f"--target-range {name} {low} {high}: LOW and HIGH must be numbers")
     if not ranges:
         return {"targets": names}
-    mos_range = list(settings.get("mos_range") or MOS_RANGE)
-    defaults = {name: mos_range if name == "mos" else list(DIMENSION_RANGE) for name in names}
-    return {"targets": names, "target_ranges": [ranges.get(name, defaults[name]) for name in names]}
+    defaults = default_target_ranges(names, settings.get("mos_range") or MOS_RANGE)
+    given = [ranges.get(name, list(default)) for name, default in zip(names, defaults, strict=True)]
+    return {"targets": names, "target_ranges": given}
 
 
 @click.command()

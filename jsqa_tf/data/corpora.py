@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from jsqa_tf.audio import AUDIO_SUFFIXES, audio_info
 from jsqa_tf.errors import AudioError, CorpusError
-from jsqa_tf.ranges import DIMENSION_RANGE, DIMENSIONS, MOS_RANGE, TARGETS
+from jsqa_tf.ranges import DIMENSIONS, MOS_RANGE, TARGETS, default_target_ranges
 
 CHIME3_ENVIRONMENTS = ("BUS", "CAF", "PED", "STR")
 CORPUS_KINDS = ("librispeech", "chime3", "nisqa", "folder", "csv")
@@ -340,7 +340,7 @@ def target_scales(targets: Sequence[str], mos_range=MOS_RANGE, target_ranges=())
         raise ValueError(f"{len(target_ranges)} ranges for {len(targets)} targets")
     if target_ranges:
         return {target: tuple(pair) for target, pair in zip(targets, target_ranges, strict=True)}
-    return {target: tuple(mos_range) if target == "mos" else DIMENSION_RANGE for target in targets}
+    return dict(zip(targets, default_target_ranges(targets, mos_range), strict=True))
 
 
 def _parse_scores(row: dict, columns: Sequence[str], scales: dict, csv_path: str, line_number: int) -> dict:

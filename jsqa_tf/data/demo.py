@@ -315,8 +315,24 @@ FACTORS = ("noise", "band", "erasure", "level")
 """The degradations `degrade(only=...)` applies alone (the diagnosis test's held-out files)."""
 
 
-def _degrade(rng, clean, only: str | None = None):
-    """Applies a random degradation chain; returns (signal, output rate, parameters, scores).
+def _add_noise(rng, signal, snr_db: float) -> np.ndarray:
+    noise = rng.standard_normal(len(signal))
+    return signal + _set_rms_db(noise, 20 * np.log10(np.std(signal) + 1e-12) - snr_db)
+
+
+def _erase_frames(rng, signal, rate: float) -> np.ndarray:
+    """Each 20 ms frame zeroed with probability `rate` (in place)."""
+    frame = int(0.02 * SAMPLE_RATE)
+    for start in range(0, len(signal), frame):
+        if rng.random() < rate:
+            signal[start : start + frame] = 0.0
+    return signal
+
+
+def degrade(rng: np.random.Generator, clean: np.ndarray, only: str | None = None):
+    """The demo's degradation of a clean 16 kHz utterance: a random chain, or with `only` one
+    factor of `FACTORS` alone. Returns (signal at 16 kHz, the rate it is stored at, parameters,
+    scores {mos, noi, col, dis, loud}).
 
     `only` applies one factor of `FACTORS` alone, always and strongly (noise at -5 to 5 dB
     SNR, narrow-band, 15-25% erasures, or a level far too low or too high): the held-out
@@ -338,8 +354,7 @@ def _degrade(rng, clean, only: str | None = None):
         return _degrade_one(rng, signal, only, params)
     if rng.random() < 0.7:
         params["snr_db"] = float(np.round(rng.uniform(-5, 40), 1))
-        noise = rng.standard_normal(len(signal))
-        signal = signal + _set_rms_db(noise, 20 * np.log10(np.std(signal) + 1e-12) - params["snr_db"])
+        signal = _add_noise(rng, signal, params["snr_db"])
     band = rng.choice(["FB", "WB", "NB"], p=[0.4, 0.35, 0.25])
     params["bandwidth"] = str(band)
     if band != "FB":
@@ -352,10 +367,7 @@ def _degrade(rng, clean, only: str | None = None):
         signal = np.clip(signal, -threshold, threshold)
     if rng.random() < 0.3:
         params["erasure_rate"] = float(np.round(rng.uniform(0.02, 0.25), 3))
-        frame = int(0.02 * SAMPLE_RATE)
-        for start in range(0, len(signal), frame):
-            if rng.random() < params["erasure_rate"]:
-                signal[start : start + frame] = 0.0
+        signal = _erase_frames(rng, signal, params["erasure_rate"])
     if rng.random() < 0.25:
         params["level"] = str(rng.choice(LEVEL_KINDS))
         target = rng.uniform(-55, -40) if params["level"] == "quiet" else rng.uniform(-14, -8)
@@ -368,17 +380,13 @@ def _degrade_one(rng, signal, factor, params):
     clipped_share = 0.0
     if factor == "noise":
         params["snr_db"] = float(np.round(rng.uniform(-5, 5), 1))
-        noise = rng.standard_normal(len(signal))
-        signal = signal + _set_rms_db(noise, 20 * np.log10(np.std(signal) + 1e-12) - params["snr_db"])
+        signal = _add_noise(rng, signal, params["snr_db"])
     elif factor == "band":
         params["bandwidth"] = "NB"
         signal = _lowpass(signal, 3400, SAMPLE_RATE)
     elif factor == "erasure":
         params["erasure_rate"] = float(np.round(rng.uniform(0.15, 0.25), 3))
-        frame = int(0.02 * SAMPLE_RATE)
-        for start in range(0, len(signal), frame):
-            if rng.random() < params["erasure_rate"]:
-                signal[start : start + frame] = 0.0
+        signal = _erase_frames(rng, signal, params["erasure_rate"])
     else:
         params["level"] = str(rng.choice(LEVEL_KINDS))
         target = rng.uniform(-60, -48) if params["level"] == "quiet" else rng.uniform(-12, -8)
@@ -404,13 +412,6 @@ def _scored(rng, signal, params, clipped_share):
     rate = {"NB": 8000, "WB": 16000, "FB": 48000}[params["bandwidth"]]
     signal = signal / max(1.0, np.max(np.abs(signal)) / 0.99)
     return signal, rate, params, scores
-
-
-def degrade(rng: np.random.Generator, clean: np.ndarray, only: str | None = None):
-    """The demo's degradation of a clean 16 kHz utterance: (signal at 16 kHz, the rate it
-    would be stored at, parameters, scores {mos, noi, col, dis, loud}); `only` one of
-    `FACTORS` alone (see `_degrade`)."""
-    return _degrade(rng, clean, only)
 
 
 # --- the corpus ------------------------------------------------------------------------------------
@@ -469,7 +470,7 @@ def _write_nisqa(rng, root, utterances, num_mos_files, val_speakers, tick):
         utt_id, speaker_index, clean = utterances[index % len(utterances)]
         db = "NISQA_VAL_SIM" if speaker_index in val_speakers else "NISQA_TRAIN_SIM"
         con = f"c{index + 1:05d}"
-        degraded, rate, params, scores = _degrade(rng, clean)
+        degraded, rate, params, scores = degrade(rng, clean)
         file_deg, file_ref = f"{con}_{utt_id}.wav", f"{utt_id}.wav"
         deg_path = os.path.join(corpus_root, db, "deg", file_deg)
         write_audio(deg_path, resample(degraded, SAMPLE_RATE, rate), rate)

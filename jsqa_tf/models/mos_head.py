@@ -66,7 +66,7 @@ class MOSHead(keras.Model):
         hidden_dims = tuple(int(width) for width in hidden_dims)
         mos_range = tuple(float(value) for value in mos_range)
         targets = tuple(targets)
-        target_ranges = default_target_ranges(targets, mos_range, target_ranges)
+        target_ranges = _checked_target_ranges(targets, mos_range, target_ranges)
         if kind not in ("separate", "shared"):
             raise ValueError(f"kind must be 'separate' or 'shared', not {kind!r}")
         single = targets == ("mos",)
@@ -138,10 +138,10 @@ class MOSHead(keras.Model):
         return cls(**config)
 
 
-def default_target_ranges(targets, mos_range, target_ranges=None) -> tuple[tuple[float, float], ...]:
+def _checked_target_ranges(targets, mos_range, target_ranges=None) -> tuple[tuple[float, float], ...]:
     """Each target's (low, high): as given, else `mos_range` for "mos" and (1, 5) for a
     NISQA dimension."""
-    from jsqa_tf.ranges import DIMENSION_RANGE, TARGETS
+    from jsqa_tf.ranges import TARGETS, default_target_ranges
 
     targets = tuple(targets)
     if not targets or len(set(targets)) != len(targets):
@@ -150,7 +150,7 @@ def default_target_ranges(targets, mos_range, target_ranges=None) -> tuple[tuple
     if unknown:
         raise ValueError(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
     if target_ranges is None or len(target_ranges) == 0:
-        target_ranges = [tuple(mos_range) if target == "mos" else DIMENSION_RANGE for target in targets]
+        target_ranges = default_target_ranges(targets, mos_range)
     if len(target_ranges) != len(targets):
         raise ValueError(f"{len(target_ranges)} target ranges for {len(targets)} targets")
     pairs = tuple((float(low), float(high)) for low, high in target_ranges)

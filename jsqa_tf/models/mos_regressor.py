@@ -9,6 +9,7 @@ from jsqa_tf.models.distributed_step import DistributedStepMixin
 from jsqa_tf.models.mos_head import MOSHead
 from jsqa_tf.models.student_encoder import StudentEncoder
 from jsqa_tf.models.waveform_encoder import WaveformEncoder
+from jsqa_tf.ranges import mos_column
 
 EMBEDDINGS = ("full", "contrastive")
 
@@ -111,7 +112,7 @@ class MOSRegressor(DistributedStepMixin, keras.Model):
     @property
     def tracked_target(self) -> int:
         """The column the train RMSE follows: the MOS's, else the first target's."""
-        return self.targets.index("mos") if "mos" in self.targets else 0
+        return mos_column(self.targets)
 
     @staticmethod
     def _unpack(inputs):

@@ -216,6 +216,7 @@ def gap_figures(teacher: np.ndarray, student: np.ndarray, mos: np.ndarray, targe
     [files, targets]) the gap figures span every target, `val_<target>_teacher_mae` is each
     one's, and the labels are compared with the MOS column."""
     from jsqa_tf import metrics
+    from jsqa_tf.ranges import mos_column
 
     figures = {}
     if np.ndim(teacher) == 2:
@@ -242,11 +243,6 @@ def gap_figures(teacher: np.ndarray, student: np.ndarray, mos: np.ndarray, targe
     return figures
 
 
-def mos_column(targets) -> int:
-    """The column of a multi-target model's scores that MOS labels compare with."""
-    return list(targets).index("mos") if "mos" in targets else 0
-
-
 class _StudentValidation(keras.callbacks.Callback):
     """Each epoch: the student scores the val files whole; its gap to the teacher's scores
     (computed once) and to the labels go into the logs (and so to the checkpoints,
@@ -261,7 +257,7 @@ class _StudentValidation(keras.callbacks.Callback):
 
     def _mos(self, scores):
         """The MOS (else first) column of a multi-target model's scores; a MOS model's as they are."""
-        return scores if np.ndim(scores) == 1 else scores[:, mos_column(self.model.teacher.targets)]
+        return scores if np.ndim(scores) == 1 else scores[:, self.model.teacher.tracked_target]
 
     def _score(self, model):
         from jsqa_tf.training.finetune import validate

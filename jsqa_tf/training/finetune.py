@@ -135,7 +135,8 @@ def validate(model, files, *, window_seconds: float, batch_size: int, per_target
     """Scores labelled files whole (windows past `window_seconds`), as `evaluate` does:
     (mos, predicted) arrays; with `per_target`, {target: (labels, predicted)} (labels NaN
     where a file is not rated on the target)."""
-    from jsqa_tf.evaluation import model_targets, score_labelled, target_columns
+    from jsqa_tf.evaluation import score_labelled, target_columns
+    from jsqa_tf.ranges import model_targets
 
     results = score_labelled(model, files, window_seconds=window_seconds, batch_size=batch_size)
     if per_target:
@@ -149,6 +150,7 @@ def target_figures(columns: dict, weights) -> dict:
     targets' MSE; `val_rmse` etc. the MOS's (else the first target's), which checkpoints and
     early stopping follow."""
     from jsqa_tf import metrics
+    from jsqa_tf.ranges import mos_column
 
     figures, weighted, total = {}, 0.0, 0.0
     for (target, (labels, predicted)), weight in zip(columns.items(), weights, strict=True):
@@ -163,7 +165,7 @@ def target_figures(columns: dict, weights) -> dict:
         if len(labels) > 1:
             figures[f"val_{target}_pcc"] = metrics.pcc(labels, predicted)
             figures[f"val_{target}_srcc"] = metrics.srcc(labels, predicted)
-    tracked = "mos" if "mos" in columns else next(iter(columns))
+    tracked = list(columns)[mos_column(columns)]
     figures["val_loss"] = weighted / total if total else float("nan")
     for name in ("rmse", "mae", "pcc", "srcc"):
         figures[f"val_{name}"] = figures.get(f"val_{tracked}_{name}", float("nan"))

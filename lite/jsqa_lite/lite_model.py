@@ -28,7 +28,6 @@ from jsqa_lite.audio import read_model_input
 from jsqa_lite.contract import (
     DEFAULT_WINDOW_SECONDS,
     INPUT_NAME,
-    MOS_OUTPUT,
     PROVENANCE_KEY,
     SIGNATURE_KEY,
     min_samples,
@@ -39,7 +38,7 @@ from jsqa_lite.contract import (
     warn_if_demo,
 )
 from jsqa_lite.errors import ModelError
-from jsqa_lite.scoring import score_files, target_summary
+from jsqa_lite.scoring import score_files, stack_scores, target_summary
 
 
 class LiteModel:
@@ -84,10 +83,7 @@ class LiteModel:
     def score(self, waveform: np.ndarray) -> np.ndarray:
         """MOS float32 [batch] of a float32 [batch, samples] batch of equal-length clips; of
         a multi-target model, float32 [batch, targets] in `targets` order."""
-        outputs = self.outputs(waveform)
-        if self.targets == (MOS_OUTPUT,):
-            return np.asarray(outputs[MOS_OUTPUT], dtype=np.float32).reshape(-1)
-        return np.stack([np.asarray(outputs[t], np.float32).reshape(-1) for t in self.targets], axis=-1)
+        return stack_scores(self.outputs(waveform), self.targets)
 
     def score_audio(
         self, audio: np.ndarray, window_seconds: float = DEFAULT_WINDOW_SECONDS, batch_size: int = 8

@@ -106,6 +106,16 @@ def target_summary(score: FileScore, targets) -> dict:
     }
 
 
+def stack_scores(outputs: dict, targets) -> np.ndarray:
+    """An exported model's outputs as scores: the "mos" output, float32 [batch], of a MOS
+    model; each target's output stacked, float32 [batch, targets] in `targets` order, of a
+    multi-target one."""
+    targets = tuple(targets)
+    if targets == ("mos",):
+        return np.asarray(outputs["mos"], dtype=np.float32).reshape(-1)
+    return np.stack([np.asarray(outputs[t], dtype=np.float32).reshape(-1) for t in targets], axis=-1)
+
+
 def _plain(score):
     return [float(value) for value in score] if isinstance(score, tuple) else float(score)
 
