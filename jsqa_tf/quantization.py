@@ -36,6 +36,7 @@ import math
 import keras
 
 from jsqa_tf.models.student_encoder import MIN_ELEMENTS_QUANTIZED
+from jsqa_tf.ranges import model_targets
 
 CHUNK_FRAMES = 256
 """Output frames of a convolution per int8 scale: at 16 kHz 16 ms, at 1 kHz (after four
@@ -257,7 +258,7 @@ class ChunkedRegressor:
             self.encoder = chunk_convolutions(model.encoder, chunk_frames, set(self.layers))
         self.head = model.head
         self.embedding_width = model.embedding_width
-        self.targets = tuple(getattr(model, "targets", ("mos",)))
+        self.targets = model_targets(model)
 
     @property
     def variables(self):

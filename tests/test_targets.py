@@ -304,25 +304,12 @@ def test_predict_writes_a_column_per_target_with_every_backend(five_target_run, 
 
 
 def test_the_student_learns_every_target_of_its_teacher(five_target_run, mos_demo, tmp_path):
-    from jsqa_tf.config import DistillConfig, DistillDataConfig, DistillModelConfig, DistillTrainingConfig
     from jsqa_tf.models import load_mos_regressor
     from jsqa_tf.training import distill
+    from tests.test_distill import tiny_config
 
-    config = DistillConfig(
-        run_dir=str(tmp_path / "student"),
-        data=DistillDataConfig(
-            clean_dir=mos_demo["clean"],
-            noise_dir=mos_demo["noise"],
-            mos_dir=mos_demo["mos"],
-            crop_seconds=0.5,
-            mixtures_per_batch=6,
-            mos_clips_per_batch=2,
-            window_seconds=2.0,
-        ),
-        model=DistillModelConfig(teacher=five_target_run["model"], preset="student-tiny", hidden_dims=(8,)),
-        training=DistillTrainingConfig(
-            epochs=1, steps_per_epoch=3, label_loss_weight=0.5, deterministic=True
-        ),
+    config = tiny_config(
+        tmp_path / "student", mos_demo, five_target_run["model"], epochs=1, label_loss_weight=0.5
     )
     summary = distill(config, verbose=0)
     history = summary["history"]
