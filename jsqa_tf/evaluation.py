@@ -245,31 +245,23 @@ def evaluate(
     columns = target_columns(results, targets)
     conditions = [file.condition for file, _ in results]
     has_conditions = all(conditions)
-    per_target = {}
-    for target, (labels, scores) in columns.items():
-        if target == "mos":
-            scores = to_scale(scores, model_range, scale)
-            columns[target] = (labels, scores)
-        per_target[target] = _target_figures(
-            target, labels, scores, conditions if has_conditions else None, num_bootstrap, seed
-        )
+    if "mos" in columns:
+        labels, scores = columns["mos"]
+        columns["mos"] = (labels, to_scale(scores, model_range, scale))
     # the top-level figures: the MOS's (a model without a MOS output: its first target's)
-    mos, predicted = columns[targets[mos_column(targets)]]
+    tracked = targets[mos_column(targets)]
+    mos, predicted = columns[tracked]
     rated = np.isfinite(mos)
     if rated.sum() < 2:
         raise CorpusError(
-            data,
-            f"only {int(rated.sum())} scored file(s) are rated on "
-            f"{targets[mos_column(targets)]}; metrics need at least 2",
+            data, f"only {int(rated.sum())} scored file(s) are rated on {tracked}; metrics need at least 2"
         )
+    per_target = {  # each computed once: the tracked target's are the top-level figures
+        target: _target_figures(labels, scores, conditions if has_conditions else None, num_bootstrap, seed)
+        for target, (labels, scores) in columns.items()
+    }
+    figures = per_target[tracked]
     results = [(file, value) for (file, _), value in zip(results, predicted, strict=True)]
-    figures = metrics.evaluate_predictions(
-        mos[rated],
-        predicted[rated],
-        [c for c, keep in zip(conditions, rated, strict=True) if keep] if has_conditions else None,
-        num_bootstrap=num_bootstrap,
-        seed=seed,
-    )
     mos, predicted = mos[rated], predicted[rated]
     conditions = [c for c, keep in zip(conditions, rated, strict=True) if keep]
     report = {
@@ -302,7 +294,7 @@ def evaluate(
     return report
 
 
-def _target_figures(target, labels, scores, conditions, num_bootstrap, seed) -> dict | None:
+def _target_figures(labels, scores, conditions, num_bootstrap, seed) -> dict | None:
     """One target's figures over the files rated on it (None with fewer than 2)."""
     from jsqa_tf import metrics
 
