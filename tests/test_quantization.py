@@ -10,10 +10,12 @@ from jsqa_tf.quantization import (
     CHUNK_FRAMES,
     MIN_CHUNK_FRAMES,
     ChunkedConv1D,
+    bias_corrections,
     chunk_convolutions,
     chunk_plan,
     chunked_copy,
     conv_input_rates,
+    int8_rounded,
 )
 
 
@@ -156,3 +158,59 @@ def test_chunk_convolutions_copies_and_leaves_the_model_alone():
     assert isinstance(copy.get_layer("conv"), ChunkedConv1D)
     x = np.random.default_rng(1).standard_normal((2, 50, 2)).astype(np.float32)
     np.testing.assert_allclose(copy(x).numpy(), model(x).numpy(), atol=1e-5)
+
+
+def test_int8_rounded_is_symmetric_per_output_channel():
+    kernel = np.random.default_rng(0).standard_normal((15, 4, 3)) * np.array([1e-3, 1.0, 50.0])
+    rounded = int8_rounded(kernel)
+    for channel in range(3):
+        scale = np.abs(kernel[..., channel]).max() / 127
+        steps = rounded[..., channel] / scale
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-9)  # on its channel's grid
+        assert np.isclose(np.abs(steps).max(), 127)  # the largest weight maps to +-127
+        assert np.abs(rounded[..., channel] - kernel[..., channel]).max() <= scale / 2 + 1e-12
+
+
+def test_bias_corrections_keep_each_convolutions_mean_output():
+    """BatchNorm statistics from clips: on those clips, the int8-rounded kernel with the
+    corrected bias gives the float convolution's mean output (per channel), where the rounded
+    kernel alone shifts it."""
+    from jsqa_tf.models.calibration import set_batch_norm_statistics
+
+    model = _small_model()
+    assert bias_corrections(model.encoder) == {}  # BatchNorms that never saw data say nothing
+    rng = np.random.default_rng(1)
+    clips = (rng.standard_normal((4, 16_000)) * np.linspace(0.05, 0.3, 4)[:, None]).astype(np.float32)
+    set_batch_norm_statistics(model.encoder, clips)
+    corrections = bias_corrections(model.encoder)
+    assert sorted(corrections) == ["block1_conv2", "block2_conv1", "block2_conv2"]  # the quantized ones
+    x = clips
+    for layer in model.encoder.layers[1:]:
+        if layer.name in corrections:
+            plain = np.asarray(layer(x)).mean(axis=(0, 1))
+            rounded = np.asarray(
+                keras.ops.conv(
+                    x,
+                    int8_rounded(layer.kernel).astype(np.float32),
+                    padding=layer.padding,
+                    strides=layer.strides[0],
+                )
+            ) + np.asarray(layer.bias)
+            shift = np.abs(rounded.mean(axis=(0, 1)) - plain).max()
+            left = np.abs(rounded.mean(axis=(0, 1)) + corrections[layer.name] - plain).max()
+            assert shift > 1e-4, layer.name  # the rounding does shift the mean
+            assert left < 0.1 * shift, (layer.name, left, shift)
+        x = layer(x)
+
+
+def test_the_int8_copy_uses_the_corrected_biases():
+    from jsqa_tf.models.calibration import set_batch_norm_statistics
+
+    model = _small_model()
+    clips = example_clips((0.5, 0.7), seed=0)
+    set_batch_norm_statistics(model.encoder, np.stack([clips[0][:8000], clips[1][:8000]]))
+    copy = chunked_copy(model, chunk_frames=32)
+    assert copy.contract_entry()["bias_corrected"] == ["block1_conv2", "block2_conv1", "block2_conv2"]
+    batch = np.stack([clips[0][:8000], clips[1][:8000]])
+    moved = np.abs(copy.embed(batch).numpy() - model.embed(batch).numpy()).max()
+    assert 0 < moved < 0.05  # in float the copy is off by the corrections alone
