@@ -363,6 +363,7 @@ def convert_tflite(
     quantization: str = "float32",
     representative_data: Callable[[], Iterable[np.ndarray]] | None = None,
     model=None,
+    bias_correction: bool = True,
 ) -> bytes:
     """Converts the exported SavedModel to TFLite (builtin ops only: runs in LiteRT anywhere).
 
@@ -378,6 +379,9 @@ def convert_tflite(
             is quantized) quantized per time chunk instead of per clip, which keeps a loud moment of a
             clip from coarsening the rest (docs/design.md). The contract records the choice
             (`int8_chunks`). Without it, "int8" is converted from `saved_model_dir` as it is.
+        bias_correction: for "int8" with `model`: the copy's convolutions take the biases that
+            keep their mean outputs with int8 weights (`jsqa_tf.quantization.bias_corrections`);
+            False only to measure what they do.
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")
@@ -386,7 +390,8 @@ def convert_tflite(
 
         with tempfile.TemporaryDirectory(prefix="jsqa-int8-") as folder:
             chunked_dir = os.path.join(folder, "saved_model")
-            save_serving_model(chunked_copy(model), chunked_dir, masked=False)
+            copy = chunked_copy(model, bias_correction=bias_correction)
+            save_serving_model(copy, chunked_dir, masked=False)
             return _convert(chunked_dir, quantization, representative_data)
     return _convert(os.fspath(saved_model_dir), quantization, representative_data)
 

@@ -338,10 +338,17 @@ class ChunkedRegressor:
         layers: names of the Conv1Ds to chunk; None: `chunk_plan`'s.
         min_chunk_frames: in a run, chunks are halved at each decimation down to this many
             output frames, then merged (default `MIN_CHUNK_FRAMES`).
+        bias_correction: the convolutions take `bias_corrections`' biases (in float the copy
+            then differs from the model by them; in int8 they cancel the rounding's mean shift).
     """
 
     def __init__(
-        self, model, chunk_frames: int = CHUNK_FRAMES, layers=None, min_chunk_frames: int | None = None
+        self,
+        model,
+        chunk_frames: int = CHUNK_FRAMES,
+        layers=None,
+        min_chunk_frames: int | None = None,
+        bias_correction: bool = True,
     ):
         from jsqa_tf.models import WaveformEncoder
 
@@ -355,7 +362,7 @@ class ChunkedRegressor:
             for name, entry in self.plan.items():
                 entry["chunked"] = name in layers
         self.layers = list(layers)
-        self.corrections = bias_corrections(model.encoder)
+        self.corrections = bias_corrections(model.encoder) if bias_correction else {}
         if isinstance(model.encoder, WaveformEncoder):
             self.encoder = _ChunkChain(
                 model.encoder, chunk_frames, set(self.layers), self.min_chunk_frames, self.corrections
@@ -619,7 +626,11 @@ def _unchunk(tf, x, carrier, batch):
 
 
 def chunked_copy(
-    model, chunk_frames: int = CHUNK_FRAMES, layers=None, min_chunk_frames: int | None = None
+    model,
+    chunk_frames: int = CHUNK_FRAMES,
+    layers=None,
+    min_chunk_frames: int | None = None,
+    bias_correction: bool = True,
 ) -> ChunkedRegressor:
     """The copy of a `MOSRegressor` to convert to dynamic-range int8 TFLite."""
-    return ChunkedRegressor(model, chunk_frames, layers, min_chunk_frames)
+    return ChunkedRegressor(model, chunk_frames, layers, min_chunk_frames, bias_correction)

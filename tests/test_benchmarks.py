@@ -254,3 +254,13 @@ def test_an_existing_json_file_is_refused_before_any_work(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert f"--json {taken}: exists" in capsys.readouterr().err
     assert taken.read_text() == "{}"
+
+
+def test_bench_int8_error(tmp_path, tiny_demo, capsys):
+    argv = ["--preset", "small", "--clip-seconds", "0.5", "--head-epochs", "5"]
+    argv += ["--demo-dir", demo_root(tiny_demo)]
+    data, _ = run_main("bench_int8_error", argv, tmp_path / "int8_error.json")
+    errors = data["max_abs_diff_mos"]
+    assert sorted(errors) == ["int8", "int8_uncorrected", "int8_weights", "int8_weights_corrected"]
+    assert all(0 < value < 0.2 for value in errors.values())  # rounded: off, but not far off
+    assert len(data["clips"]) == 16 and "max |dMOS| int8" in capsys.readouterr().out
