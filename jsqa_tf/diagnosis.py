@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from jsqa_lite.contract import SAMPLE_RATE, to_samples
 from jsqa_tf.ranges import DIMENSIONS, model_targets
 
 FACTOR_DIMENSION = {"noise": "noi", "band": "col", "erasure": "dis", "level": "loud"}
@@ -67,7 +66,7 @@ def diagnose(model, files_per_factor: int = 10, seed: int = 1000, window_seconds
     """Scores `held_out_files` with a multi-target `MOSRegressor` (its targets must hold
     noi, col, dis and loud) and returns `confusion` of the lowest of the four per file, with
     each file's factor and scores under "files"."""
-    from jsqa_lite.scoring import score_files
+    from jsqa_tf.evaluation import model_scores
 
     targets = model_targets(model)
     missing = [dimension for dimension in DIMENSIONS if dimension not in targets]
@@ -76,21 +75,8 @@ def diagnose(model, files_per_factor: int = 10, seed: int = 1000, window_seconds
             f"the model does not predict {', '.join(missing)} (its targets: {', '.join(targets)})"
         )
     files = held_out_files(files_per_factor, seed)
-
-    def predict(waveform, num_valid_samples):
-        return model.predict_on_batch({"waveform": waveform, "num_valid_samples": num_valid_samples})
-
-    scores = [
-        score.mos
-        for score in score_files(
-            ((index, audio) for index, (_, audio) in enumerate(files)),
-            predict,
-            window_samples=to_samples(window_seconds),
-            masks_padding=True,
-            batch_size=8,
-            bucket_samples=SAMPLE_RATE,
-        )
-    ]
+    pieces = ((index, audio) for index, (_, audio) in enumerate(files))
+    scores = [score.mos for score in model_scores(model, pieces, window_seconds=window_seconds, batch_size=8)]
     columns = [targets.index(dimension) for dimension in DIMENSIONS]
     lowest = [DIMENSIONS[int(np.argmin([values[c] for c in columns]))] for values in scores]
     report = confusion([factor for factor, _ in files], lowest)

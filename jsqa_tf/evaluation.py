@@ -93,19 +93,34 @@ def labelled_audio(
     return len(corpus.records), read()
 
 
+def model_scores(model, pieces, *, window_seconds: float, batch_size: int):
+    """`jsqa_lite.scoring.score_files` of (key, waveform) `pieces` with a Keras `MOSRegressor`:
+    the windows of several files share padded batches (the model's dict input masks the
+    padding), of `batch_size` rows and lengths rounded up to whole seconds."""
+    from jsqa_lite.scoring import score_files
+
+    def predict(waveform, num_valid_samples):
+        return model.predict_on_batch({"waveform": waveform, "num_valid_samples": num_valid_samples})
+
+    return score_files(
+        pieces,
+        predict,
+        window_samples=to_samples(window_seconds),
+        masks_padding=True,
+        batch_size=batch_size,
+        bucket_samples=SAMPLE_RATE,
+    )
+
+
 def score_labelled(
     model, files, *, window_seconds: float, batch_size: int, on_file: Callable[[], None] | None = None
 ) -> list[tuple]:
-    """(`LabelledFile`, predicted MOS) for each file, the audio dropped as soon as it is scored.
-
-    The windows of several files share padded batches (the model's dict input masks the
-    padding), of `batch_size` rows and lengths rounded up to whole seconds.
+    """(`LabelledFile`, predicted MOS) for each file (`model_scores`), the audio dropped as
+    soon as it is scored.
 
     Raises:
         JSQAError: the model failed on a batch, or gave a non-finite MOS.
     """
-    from jsqa_lite.scoring import score_files
-
     meta = {}
 
     def pieces():
@@ -113,18 +128,8 @@ def score_labelled(
             meta[file.key] = dataclasses.replace(file, audio=np.zeros(0, np.float32))
             yield file.key, file.audio
 
-    def predict(waveform, num_valid_samples):
-        return model.predict_on_batch({"waveform": waveform, "num_valid_samples": num_valid_samples})
-
     results = []
-    for score in score_files(
-        pieces(),
-        predict,
-        window_samples=to_samples(window_seconds),
-        masks_padding=True,
-        batch_size=batch_size,
-        bucket_samples=SAMPLE_RATE,
-    ):
+    for score in model_scores(model, pieces(), window_seconds=window_seconds, batch_size=batch_size):
         if not score.ok:
             raise JSQAError(f"{score.key}: {score.error}")
         results.append((meta.pop(score.key), score.mos))

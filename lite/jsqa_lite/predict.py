@@ -162,9 +162,7 @@ def predict(
         batch_size=batch_size,
         bucket_samples=getattr(backend, "bucket_samples", 1),
     ):
-        summary = target_summary(score, targets)
-        if targets != ("mos",):
-            summary = {key: value for key, value in summary.items() if key not in targets or key == "mos"}
+        summary = target_summary(score, targets, spread=False)  # `FileResult` keeps them in `scores`
         result = FileResult(score.key, error=score.error, **summary)
         counts[result.ok] += 1
         on_result(result)

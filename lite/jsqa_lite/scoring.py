@@ -83,11 +83,12 @@ class FileScore:
         }
 
 
-def target_summary(score: FileScore, targets) -> dict:
+def target_summary(score: FileScore, targets, *, spread: bool = True) -> dict:
     """`FileScore.summary()` with a multi-target model's scores named: {"mos", "noi", ...
-    (each the mean of its windows'), "scores" {target: score}, "seconds", "num_windows",
-    "window_mos" (the windows' MOS; None without a mos target), "window_scores" {target:
-    [each window's]}, "window_start_seconds"}. A MOS model's summary is unchanged."""
+    (each the mean of its windows'; with `spread` False, "mos" alone), "scores" {target:
+    score}, "seconds", "num_windows", "window_mos" (the windows' MOS; None without a mos
+    target), "window_scores" {target: [each window's]}, "window_start_seconds"}. A MOS model's
+    summary is unchanged."""
     targets = tuple(targets)
     summary = score.summary()
     if targets == ("mos",):
@@ -97,8 +98,9 @@ def target_summary(score: FileScore, targets) -> dict:
         values, windows = (values,), [[w] for w in windows or []]
     named = dict.fromkeys(targets) if values is None else dict(zip(targets, values, strict=True))
     per_window = None if windows is None else {t: [w[i] for w in windows] for i, t in enumerate(targets)}
+    top = named if spread else {key: named[key] for key in named if key == "mos"}
     return {
-        **named,
+        **top,
         "scores": None if values is None else named,
         **summary,
         "window_mos": per_window.get("mos") if per_window else None,
