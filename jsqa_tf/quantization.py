@@ -20,7 +20,7 @@ keeps the chunked layout from one to the next (`_ChunkChain`): one PAD and one G
 the run, one GATHER (and a MUL that zeroes what lies outside the clip) per further
 convolution, one GATHER out of it; a decimation halves the chunks down to
 `MIN_CHUNK_FRAMES`, then neighbouring chunks merge. Builtin TFLite ops only, and every tensor keeps a static
-size once the input is resized (see `ChunkedConv1D.call`), so XNNPACK runs the convolutions
+size once the input is resized (see "chunks" below), so XNNPACK runs the convolutions
 and the memory is planned as for the plain model. The extra work: the context,
 `(kernel_size - stride) / (chunk_frames * stride)` of each convolution (5 % for kernels of 15
 and chunks of 256), and one or two copies of each convolution's input.
@@ -96,57 +96,14 @@ class ChunkedConv1D(keras.layers.Conv1D):
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         self.chunk_frames = int(chunk_frames)
 
-    def _span(self) -> int:
-        """Input frames that one output reads."""
-        return self.dilation_rate[0] * (self.kernel_size[0] - 1) + 1
-
-    def _chunkable(self) -> bool:
-        stride = self.strides[0]
-        return (
-            self.data_format == "channels_last"
-            and (self.padding in ("valid", "causal") or (self.padding == "same" and stride == 1))
-            and stride <= self._span() <= self.chunk_frames * stride  # context within one chunk
-        )
-
     def call(self, inputs):
-        if not self._chunkable():
+        if not _fits(self, self.chunk_frames * self.strides[0]):
             return super().call(inputs)
         import tensorflow as tf  # the copy is converted by TensorFlow's TFLite converter
 
-        stride, span = self.strides[0], self._span()
-        step = self.chunk_frames * stride  # input frames between chunk starts
-        context = span - stride  # input frames a chunk reads from the next one
-        # Every size below is the shape of a tensor (SHAPE, STRIDED_SLICE), a product (MUL), a
-        # CONCATENATION of them (`_sizes`), or the length of a RANGE: all evaluated by TFLite as
-        # soon as the input is resized. A size that goes through a PACK, ADD, FLOOR_DIV or
-        # MAXIMUM, or a SLICE to a computed size, is known only when the op runs: every tensor
-        # after it is then dynamic: allocated apart and never reused (2.9 GB for one 10 s clip
-        # of `jsqa`, against 0.3 GB now), and slow (7-9x slower on `small`, measured).
-        if self.padding == "valid":
-            frames = tf.shape(inputs[:1, span - 1 :: stride, :1])[1]
-            left = 0
-        else:  # "same" (stride 1), "causal": one output per input frame
-            frames = tf.shape(inputs)[1]
-            left = (span - 1) // 2 if self.padding == "same" else span - 1
-        right = span - 1 - left if self.padding != "valid" else 0
-        # The convolution's own zeros, and `step` more: room for the last chunk's context.
-        padded = tf.pad(inputs, [[0, 0], [left, right + step], [0, 0]])
-        # len(padded[span - 1 + step :: step]): the chunks of `chunk_frames` outputs. One GATHER
-        # copies each chunk's `step + context` input frames: [batch, chunks, step + context, ch].
-        num_chunks = tf.shape(padded[:1, span - 1 + step :: step, :1])[1]
-        frame_indices = tf.range(num_chunks)[:, None] * step + tf.range(step + context)[None, :]
-        chunks = tf.gather(padded, frame_indices, axis=1)
-        chunks = tf.reshape(chunks, [-1, step + context, inputs.shape[-1]])
-        outputs = tf.nn.convolution(
-            chunks, self.kernel, strides=stride, padding="VALID", dilations=self.dilation_rate[0]
-        )  # [batch * chunks, chunk_frames, filters]
-        outputs = tf.reshape(outputs, _sizes(tf, tf.shape(inputs)[0], -1, self.filters))
-        outputs = tf.gather(outputs, tf.range(frames), axis=1)
-        if self.use_bias:
-            outputs = outputs + self.bias
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        chunks, carrier, _ = _start_chunks(tf, inputs, self, (0, 0), self.chunk_frames)
+        outputs, carrier = _convolve_chunks(tf, chunks, carrier, self, (0, 0))
+        return _unchunk(tf, outputs, carrier, tf.shape(inputs)[0])
 
     def get_config(self):
         return {**super().get_config(), "chunk_frames": self.chunk_frames}
@@ -422,7 +379,7 @@ class _ChunkChain:
     Sizes: the valid frame count is the length of a [1, frames, 1] slice of the run's input
     sliced as each layer slices time (the "carrier"), and the chunk count a SHAPE times
     constants, so every tensor keeps a size TFLite evaluates when the input is resized (see
-    `ChunkedConv1D.call`).
+    the chunk functions below, which `ChunkedConv1D` shares).
     """
 
     def __init__(
@@ -506,17 +463,8 @@ class _ChunkChain:
 
     def _fits(self, layer, frames, pads) -> bool:
         """Whether `layer` runs on chunks of `frames` input frames (None: from the plain layout)."""
-        stride = layer.strides[0]
-        span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
-        frames = frames * self._merge(layer, frames) if frames else self.chunk_frames * stride
-        return (
-            layer.groups == 1
-            and layer.data_format == "channels_last"
-            and (layer.padding in ("valid", "causal") or (layer.padding == "same" and stride == 1))
-            and (pads == (0, 0) or layer.padding == "valid")
-            and frames % stride == 0
-            and stride <= span <= frames + stride  # context within the next chunk
-        )
+        frames = frames * self._merge(layer, frames) if frames else self.chunk_frames * layer.strides[0]
+        return _fits(layer, frames, pads)
 
     @staticmethod
     def _keeps_layout(layer, frames) -> bool:
@@ -540,7 +488,7 @@ class _ChunkChain:
         for layer, action, details in self.steps:
             if action == "start":
                 merges = details["run"]["merges"]
-                x, carrier, base = self._start(tf, x, layer, details["pads"], merges)
+                x, carrier, base = _start_chunks(tf, x, layer, details["pads"], self.chunk_frames, merges)
                 x, carrier = self._finish(tf, x, carrier, layer, details["pads"])
             elif action == "chain":
                 if details["merge"] > 1:  # neighbouring chunks of one clip: one chunk (free)
@@ -562,36 +510,10 @@ class _ChunkChain:
                     x = x + self.corrections[layer.name]
         return x
 
-    @staticmethod
-    def _geometry(layer, pads):
-        stride = layer.strides[0]
-        span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
-        if layer.padding == "valid":
-            left, right = pads
-        else:  # "same" (stride 1), "causal": one output per input frame
-            left = (span - 1) // 2 if layer.padding == "same" else span - 1
-            right = span - 1 - left
-        return stride, span, left, right
-
-    def _start(self, tf, x, layer, pads, merges):
-        """From [batch, frames, channels]: PAD, one GATHER. Returns the chunks, the carrier
-        and the chunk count over `merges` (the run starts with a multiple of `merges` chunks,
-        so that every merge of neighbouring chunks pairs chunks of one clip)."""
-        stride, span, left, right = self._geometry(layer, pads)
-        step = self.chunk_frames * stride
-        context = span - stride
-        carrier = x[:1, :, :1]
-        padded = tf.pad(x, [[0, 0], [left, right + step * merges + step], [0, 0]])
-        # ceil(output frames / (chunk_frames * merges)), the length of a strided slice
-        base = tf.shape(padded[:1, span - 1 + step * merges + step :: step * merges, :1])[1]
-        indices = tf.range(base * merges)[:, None] * step + tf.range(step + context)[None, :]
-        gathered = tf.gather(padded, indices, axis=1)  # [batch, chunks, step + context, ch]
-        return tf.reshape(gathered, [-1, step + context, x.shape[-1]]), carrier, base
-
     def _chain(self, tf, x, carrier, layer, pads, count, batch):
         """From the chunks: one GATHER of the frames each chunk reads, one MUL that zeroes the
         frames outside the clip."""
-        stride, span, left, _ = self._geometry(layer, pads)
+        stride, span, left, _ = _geometry(layer, pads)
         step, channels = x.shape[1], x.shape[-1]
         context = span - stride
         frames = tf.shape(carrier)[1]
@@ -603,19 +525,78 @@ class _ChunkChain:
         return tf.reshape(gathered, [-1, step + context, channels])
 
     def _finish(self, tf, chunks, carrier, layer, pads):
-        """The convolution of [batch * chunks, step + context, ch] chunks, and the carrier
-        sliced as the convolution slices time."""
-        stride, span, left, right = self._geometry(layer, pads)
-        outputs = tf.nn.convolution(
-            chunks, layer.kernel, strides=stride, padding="VALID", dilations=layer.dilation_rate[0]
-        )  # [batch * chunks, chunk_frames, filters]
-        if layer.use_bias:
-            outputs = outputs + layer.bias + self.corrections.get(layer.name, 0.0)
-        if layer.activation is not None:
-            outputs = layer.activation(outputs)
-        if left + right != span - 1:  # with `span - 1` zeros in all ("same"), a frame per stride
-            carrier = tf.pad(carrier, [[0, 0], [left, right], [0, 0]])[:, span - 1 :, :]
-        return outputs, (carrier[:, ::stride] if stride > 1 else carrier)
+        return _convolve_chunks(tf, chunks, carrier, layer, pads, self.corrections.get(layer.name, 0.0))
+
+
+# --- chunks: what `ChunkedConv1D` and `_ChunkChain` share ------------------------------------
+# Every size below is the shape of a tensor (SHAPE, STRIDED_SLICE), a product (MUL), a
+# CONCATENATION of them (`_sizes`), or the length of a RANGE: all evaluated by TFLite as soon as
+# the input is resized. A size that goes through a PACK, ADD, FLOOR_DIV or MAXIMUM, or a SLICE to
+# a computed size, is known only when the op runs: every tensor after it is then dynamic:
+# allocated apart and never reused (2.9 GB for one 10 s clip of `jsqa`, against 0.3 GB), and
+# slow (7-9x slower on `small`, measured).
+
+
+def _geometry(layer, pads=(0, 0)):
+    """(stride, span: input frames one output reads, left and right zeros) of a Conv1D; `pads`
+    are a `ZeroPadding1D`'s before a "valid" one, folded in."""
+    stride = layer.strides[0]
+    span = layer.dilation_rate[0] * (layer.kernel_size[0] - 1) + 1
+    if layer.padding == "valid":
+        left, right = pads
+    else:  # "same" (stride 1), "causal": one output per input frame
+        left = (span - 1) // 2 if layer.padding == "same" else span - 1
+        right = span - 1 - left
+    return stride, span, left, right
+
+
+def _fits(layer, frames: int, pads=(0, 0)) -> bool:
+    """Whether the Conv1D `layer` runs on chunks of `frames` input frames (each with the context
+    it reads from the next chunk)."""
+    stride, span, _, _ = _geometry(layer, pads)
+    return (
+        layer.groups == 1
+        and layer.data_format == "channels_last"
+        and (layer.padding in ("valid", "causal") or (layer.padding == "same" and stride == 1))
+        and (pads == (0, 0) or layer.padding == "valid")
+        and frames % stride == 0
+        and stride <= span <= frames + stride  # context within the next chunk
+    )
+
+
+def _start_chunks(tf, x, layer, pads, chunk_frames: int, merges: int = 1):
+    """From [batch, frames, channels]: PAD (the convolution's zeros, and room for the last
+    chunk's context), one GATHER of each chunk's `chunk_frames * stride + context` input frames.
+    Returns the chunks [batch * chunks, step + context, channels], the carrier (a [1, frames, 1]
+    slice of `x`: its length is the valid frame count) and the chunk count over `merges` (a run
+    starts with a multiple of `merges` chunks, so that every merge of neighbouring chunks pairs
+    chunks of one clip)."""
+    stride, span, left, right = _geometry(layer, pads)
+    step = chunk_frames * stride
+    context = span - stride
+    carrier = x[:1, :, :1]
+    padded = tf.pad(x, [[0, 0], [left, right + step * merges + step], [0, 0]])
+    # ceil(output frames / (chunk_frames * merges)), the length of a strided slice
+    base = tf.shape(padded[:1, span - 1 + step * merges + step :: step * merges, :1])[1]
+    indices = tf.range(base * merges)[:, None] * step + tf.range(step + context)[None, :]
+    gathered = tf.gather(padded, indices, axis=1)  # [batch, chunks, step + context, ch]
+    return tf.reshape(gathered, [-1, step + context, x.shape[-1]]), carrier, base
+
+
+def _convolve_chunks(tf, chunks, carrier, layer, pads, correction=0.0):
+    """The convolution of [batch * chunks, step + context, ch] chunks (its bias plus
+    `correction`), and the carrier sliced as the convolution slices time."""
+    stride, span, left, right = _geometry(layer, pads)
+    outputs = tf.nn.convolution(
+        chunks, layer.kernel, strides=stride, padding="VALID", dilations=layer.dilation_rate[0]
+    )  # [batch * chunks, chunk_frames, filters]
+    if layer.use_bias:
+        outputs = outputs + layer.bias + correction
+    if layer.activation is not None:
+        outputs = layer.activation(outputs)
+    if left + right != span - 1:  # with `span - 1` zeros in all ("same"), a frame per stride
+        carrier = tf.pad(carrier, [[0, 0], [left, right], [0, 0]])[:, span - 1 :, :]
+    return outputs, (carrier[:, ::stride] if stride > 1 else carrier)
 
 
 def _unchunk(tf, x, carrier, batch):
