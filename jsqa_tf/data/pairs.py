@@ -29,11 +29,14 @@ from jsqa_lite.memory import check_fits
 from jsqa_tf import atomic
 from jsqa_tf.audio import write_wav
 from jsqa_tf.config import PairConfig, to_dict
+from jsqa_tf.data import families
+from jsqa_tf.data.families import triangular_abs_delta
 from jsqa_tf.data.noise_bank import NoiseBank, load_noise_bank, noise_bank_mb
 from jsqa_tf.data.pipeline import make_dataset, split_info
 from jsqa_tf.errors import ConfigError, CorpusError
 from jsqa_tf.mixing import mix_pair
 from jsqa_tf.plots import delta_snr_histogram_png, snr_distributions_png
+from jsqa_tf.ranges import PAIR_FAMILIES
 
 logger = logging.getLogger(__name__)
 
@@ -73,20 +76,13 @@ def sample_snr_pairs(
         offsets = tf.random.stateless_uniform([num_pairs, 2], seeds[1], minval=0.0, maxval=snr_window_db)
     else:
         u = tf.random.stateless_uniform([num_pairs, 3], seeds[1])
-        delta = _abs_delta(u[:, 0], snr_window_db, max_abs_delta_db)
+        delta = triangular_abs_delta(u[:, 0], snr_window_db, max_abs_delta_db)
         width = float(snr_window_db)
         lower = u[:, 1] * (width - delta)
         upper = lower + delta
         lower_first = u[:, 2] < 0.5
         offsets = tf.stack([tf.where(lower_first, lower, upper), tf.where(lower_first, upper, lower)], axis=1)
     return window_low + offsets
-
-
-def _abs_delta(u: tf.Tensor, snr_window_db: float, max_abs_delta_db: float | None) -> tf.Tensor:
-    """|ΔSNR| from uniforms `u` by the inverse CDF of its density ∝ (window - d) on [0, cap]."""
-    width = float(snr_window_db)
-    cap = width if max_abs_delta_db is None else float(max_abs_delta_db)
-    return width - tf.sqrt(tf.maximum(width**2 - u * (2 * width * cap - cap**2), 0.0))
 
 
 def _uniform_snr_pairs(num_pairs, seeds, low, high, snr_window_db, max_abs_delta_db) -> tf.Tensor:
@@ -97,23 +93,25 @@ def _uniform_snr_pairs(num_pairs, seeds, low, high, snr_window_db, max_abs_delta
     the window (<= the range's width, so one reflection suffices)."""
     first = tf.random.stateless_uniform([num_pairs], seeds[0], minval=low, maxval=high)
     u = tf.random.stateless_uniform([num_pairs, 2], seeds[1])
-    delta = _abs_delta(u[:, 0], snr_window_db, max_abs_delta_db)
+    delta = triangular_abs_delta(u[:, 0], snr_window_db, max_abs_delta_db)
     second = first + tf.where(u[:, 1] < 0.5, delta, -delta)
     second = tf.where(second > high, 2 * high - second, second)
     second = tf.where(second < low, 2 * low - second, second)
     return tf.stack([first, second], axis=1)
 
 
-def clean_stream(config: PairConfig, seed: int | tf.Tensor, keys: tuple[str, ...] = ()) -> tf.data.Dataset:
-    """Endless batches of clean crops, each batch from different utterances (when the split
-    has `pairs_per_batch` of them): `make_dataset` random crops, up to
-    `config.max_crops_per_file` non-overlapping crops of each utterance per epoch."""
+def clean_stream(
+    config: PairConfig, seed: int | tf.Tensor, keys: tuple[str, ...] = (), *, batch_size: int | None = None
+) -> tf.data.Dataset:
+    """Endless batches of `batch_size` (default `pairs_per_batch`) clean crops, each batch
+    from different utterances (when the split has that many): `make_dataset` random crops, up
+    to `config.max_crops_per_file` non-overlapping crops of each utterance per epoch."""
     return make_dataset(
         config.clean_dir,
         config.split,
         crop_samples=config.crop_samples,
         crop_mode="random",
-        batch_size=config.pairs_per_batch,
+        batch_size=batch_size or config.pairs_per_batch,
         keys=keys,
         repeat=True,
         seed=seed,
@@ -150,6 +148,9 @@ def make_pair_dataset(
     """Endless batches of `(clean, noise, snr_db, num_valid_samples)`; with `with_ids`, a 5th
     element `{"clean_id": [pairs], "noise_id": [pairs]}` naming the source files.
 
+    With families other than additive alone (`PairSampling.families`), batches of
+    `(clean_a, clean_b, noise, snr_db, num_valid_samples)` instead (`family_pairs`).
+
     `seed` (default `config.seed`) may be an int64 scalar tensor: pretraining derives one per
     epoch, so that a resumed run reads the same pairs as an uninterrupted one.
 
@@ -165,20 +166,14 @@ def make_pair_dataset(
         max_mb=config.noise_bank_max_mb,
         sample_rate=config.sample_rate,  # clean and noise at the rate the pairs are drawn at
     )
+    if not config.additive_only:
+        return family_pairs(config, seed, keys, bank)
     clean = clean_stream(config, seed, keys)
     noise = noise_stream(config, seed + 1, keys, bank=bank)
     counter = tf.data.Dataset.counter()
 
     def to_pairs(clean_batch, noise_batch, index):
-        snr_db = sample_snr_pairs(
-            config.pairs_per_batch,
-            tf.stack([tf.cast(seed, tf.int64) + 2, index]),
-            tuple(config.snr_range_db),
-            config.snr_window_db,
-            config.snr_window_low_db,
-            config.max_abs_delta_db,
-            config.snr_placement,
-        )
+        snr_db = _snr_pairs(config, config.pairs_per_batch, seed, index)
         pair = (clean_batch["audio"], noise_batch["audio"], snr_db, clean_batch["num_valid_samples"])
         if with_ids:
             ids = {"clean_id": clean_batch["source_path"], "noise_id": noise_batch["source_path"]}
@@ -186,6 +181,157 @@ def make_pair_dataset(
         return pair
 
     dataset = tf.data.Dataset.zip((clean, noise, counter))
+    return dataset.map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _snr_pairs(config: PairConfig, num_pairs: int, seed, index) -> tf.Tensor:
+    """The additive pairs' SNRs of batch `index` (`sample_snr_pairs` of the config)."""
+    return sample_snr_pairs(
+        num_pairs,
+        tf.stack([tf.cast(seed, tf.int64) + 2, index]),
+        tuple(config.snr_range_db),
+        config.snr_window_db,
+        config.snr_window_low_db,
+        config.max_abs_delta_db,
+        config.snr_placement,
+    )
+
+
+NO_NOISE_DB = float("inf")
+"""The SNR of a view without noise: the noise gain is 0 (`jsqa_tf.mixing`)."""
+
+
+def _family_seed(seed, index, family: str) -> tf.Tensor:
+    """The stateless seed of one family's draws in batch `index`."""
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, 101 + PAIR_FAMILIES.index(family))
+
+
+def _noise_under(config: PairConfig, num_pairs: int, seed: tf.Tensor) -> tf.Tensor:
+    """[num_pairs, 2] SNRs of non-additive pairs: one SNR from `snr_range_db` in both columns
+    for a `noise_under_share` of them, +inf (no noise) for the others."""
+    u = tf.random.stateless_uniform([num_pairs, 2], seed)
+    low, high = config.snr_range_db
+    snr = low + u[:, 0] * (high - low)
+    snr = tf.where(u[:, 1] < config.noise_under_share, snr, NO_NOISE_DB)
+    return tf.stack([snr, snr], axis=1)
+
+
+def _render(config: PairConfig, family: str, clean: tf.Tensor, seed: tf.Tensor):
+    """(clean_a, clean_b, degrees [pairs, 2 views, 2], abs_delta [pairs]) of a reverb or
+    bandwidth family's crops (`jsqa_tf.data.families`)."""
+    num_pairs = clean.shape[0]
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    if family == "reverb":
+        low, high = config.reverb_levels
+        levels = families.reverb_level_pairs(num_pairs, seeds[0], low, high, config.reverb_window)
+        rooms = tf.random.stateless_uniform([num_pairs, 2], seeds[1])
+        rt60_low, rt60_high = config.reverb_base_rt60_seconds
+        drr_low, drr_high = config.reverb_base_drr_db
+        responses = families.reverb_impulse_responses(
+            levels,
+            rt60_low + rooms[:, 0] * (rt60_high - rt60_low),
+            drr_low + rooms[:, 1] * (drr_high - drr_low),
+            seeds[2],
+            config.crop_samples,
+            config.sample_rate,
+        )
+        views = families.render_reverb(clean, responses)
+        return views[:, 0], views[:, 1], levels, families.reverb_distance(levels)
+    low, high = (float(np.log2(hz)) for hz in config.bandwidth_range_hz)
+    octaves = families.uniform_pairs_1d(num_pairs, seeds[0], low, high, config.bandwidth_window_octaves)
+    views = families.render_bandwidth(clean, tf.pow(2.0, octaves), config.sample_rate)
+    degrees = tf.stack([tf.pow(2.0, octaves), tf.fill([num_pairs, 2], np.nan)], axis=-1)
+    return views[:, 0], views[:, 1], degrees, tf.abs(octaves[:, 0] - octaves[:, 1])
+
+
+def _codec_stream(config: PairConfig, seed, keys: tuple[str, ...], batch_size: int) -> tf.data.Dataset:
+    """The codec family's pairs: the same crop at two rungs of the bank (`codec_pair_stream`)."""
+    from jsqa_tf.data.codec_bank import codec_pair_stream
+
+    return codec_pair_stream(
+        config.codec_bank_dir,
+        config.split,
+        crop_samples=config.crop_samples,
+        batch_size=batch_size,
+        seed=seed,
+        window_octaves=config.codec_window_octaves,
+        keys=keys,
+    )
+
+
+def family_pairs(
+    config: PairConfig, seed, keys: tuple[str, ...] = (), bank: NoiseBank | None = None
+) -> tf.data.Dataset:
+    """Endless batches of `(clean_a, clean_b, noise, snr_db, num_valid_samples)`, and with
+    `keys` a 6th element: {"family", "degree_a", "degree_b" ([pairs, 2]: the degree, and the
+    RT60 level of a reverb pair, NaN else), "abs_delta", "clean_id", "noise_id"}.
+
+    Each batch holds `config.family_counts` pairs of each family, in `PAIR_FAMILIES` order:
+    additive rows have clean_b == clean_a and two SNRs; codec rows come from the bank, reverb
+    and bandwidth rows are rendered here from clean crops; the non-additive rows' SNRs are
+    `_noise_under`'s. Every draw is stateless from (seed, batch index).
+    """
+    counts = config.family_counts
+    num_codec = counts.get("codec", 0)
+    num_clean = config.pairs_per_batch - num_codec
+    streams = {
+        "noise": noise_stream(config, seed + 1, keys, bank=bank),
+        "index": tf.data.Dataset.counter(),
+    }
+    if num_clean:
+        streams["clean"] = clean_stream(config, seed, keys, batch_size=num_clean)
+    if num_codec:
+        streams["codec"] = _codec_stream(config, tf.cast(seed, tf.int64) + 4, keys, num_codec)
+
+    def to_pairs(batch):
+        index, taken = batch["index"], 0
+        parts = []  # per family: clean_a, clean_b, snr_db, num_valid, degrees, abs_delta, clean_id
+        for family, count in counts.items():
+            if count == 0:
+                continue
+            family_seed = _family_seed(seed, index, family)
+            if family == "codec":
+                codec = batch["codec"]
+                bitrates = tf.stack([codec["bitrate_a_kbps"], codec["bitrate_b_kbps"]], axis=1)
+                degrees = tf.stack([bitrates, tf.fill([count, 2], np.nan)], axis=-1)
+                delta = tf.abs(tf.math.log(bitrates[:, 0] / bitrates[:, 1])) / np.log(2.0)
+                part = [codec["audio_a"], codec["audio_b"], None, codec["num_valid_samples"], degrees, delta]
+                part.append(codec.get("source_path"))
+            else:
+                clean = batch["clean"]
+                rows = slice(taken, taken + count)
+                crops, valid = clean["audio"][rows], clean["num_valid_samples"][rows]
+                taken += count
+                if family == "additive":
+                    snr = _snr_pairs(config, count, seed, index)
+                    degrees = tf.stack([snr, tf.fill([count, 2], np.nan)], axis=-1)
+                    part = [crops, crops, snr, valid, degrees, tf.abs(snr[:, 0] - snr[:, 1])]
+                else:
+                    view_a, view_b, degrees, delta = _render(config, family, crops, family_seed)
+                    part = [view_a, view_b, None, valid, degrees, delta]
+                part.append(clean["source_path"][rows] if keys else None)
+            if part[2] is None:
+                part[2] = _noise_under(
+                    config, count, tf.random.experimental.stateless_fold_in(family_seed, 7)
+                )
+            parts.append((family, count, part))
+        columns = [tf.concat([part[i] for _, _, part in parts], axis=0) for i in range(6)]
+        clean_a, clean_b, snr_db, num_valid, degrees, delta = columns
+        pair = (clean_a, clean_b, batch["noise"]["audio"], snr_db, tf.cast(num_valid, tf.int32))
+        if not keys:
+            return pair
+        ids = {
+            "family": tf.constant([family for family, count, _ in parts for _ in range(count)]),
+            "degree_a": degrees[:, 0],
+            "degree_b": degrees[:, 1],
+            "abs_delta": delta,
+            "clean_id": tf.concat([part[6] for _, _, part in parts], axis=0),
+            "noise_id": batch["noise"]["source_path"],
+        }
+        return (*pair, ids)
+
+    dataset = tf.data.Dataset.zip(streams)
     return dataset.map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
