@@ -254,3 +254,18 @@ def test_an_existing_json_file_is_refused_before_any_work(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert f"--json {taken}: exists" in capsys.readouterr().err
     assert taken.read_text() == "{}"
+
+
+def test_bench_codec_bank(tmp_path, capsys):
+    argv = [
+        "--clean-minutes", "0.1", "--bitrates", "16,32", "--num-workers", "0", "--crop-seconds", "1",
+        "--pairs-per-batch", "2", "--seconds", "0.1", "--warmup-seconds", "0.05", "--rounds", "1",
+        "--corpus-dir", str(tmp_path / "corpus"),
+    ]  # fmt: skip
+    data, _ = run_main("bench_codec_bank", argv, tmp_path / "codec.json")
+    positive(data, "mb_per_hour", "mb_per_hour_per_rung", "render_cpu_seconds_per_audio_hour")
+    positive(data["codec_pairs_per_second"], "median", "min", "max")
+    assert data["mb_per_hour_per_rung"] == pytest.approx(115.2, rel=0.02)  # int16 at 16 kHz, per rung
+    assert [rung["nominal_kbps"] for rung in data["bank"]["rungs"]] == [16, 32]
+    assert "codec pairs/s (2 x 1 s)" in capsys.readouterr().out
+    assert (tmp_path / "corpus" / "bank" / "manifest.json").is_file()  # kept for a next run

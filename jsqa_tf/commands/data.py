@@ -32,7 +32,61 @@ def demo_data(directory: str, seed: int, small: bool) -> None:
     echo_json(paths)
 
 
-@click.command()
+@click.command("codec-bank")
+@click.argument("clean_dir", type=click.Path(file_okay=False))
+@click.argument("bank_dir", type=click.Path(file_okay=False))
+@click.option("--codec", type=click.Choice(["mp3"]), default="mp3", show_default=True, help="The codec.")
+@click.option(
+    "--bitrates",
+    help="The ladder's constant bitrates in kbps, comma-separated (default 8,16,24,32,48,64,96,160; "
+    "MP3 at 16 kHz takes 8-160).",
+)
+@click.option("--max-hours", type=float, help="At most this much audio of each split (default: all).")
+@click.option(
+    "--split", "splits", multiple=True, help="A split to render (repeatable; default: every split)."
+)
+@click.option(
+    "-j", "--num-workers", type=int, default=2, show_default=True, help="Rendering processes (0: none)."
+)
+def prepare_codec_bank(clean_dir, bank_dir, codec, bitrates, max_hours, splits, num_workers) -> None:
+    """Renders a prepared clean folder at a ladder of bitrates: the codec bank.
+
+    CLEAN_DIR: a folder written by `jsqa-tf prepare` (speech). BANK_DIR: a new or empty
+    folder. Each utterance is encoded at every rung, decoded, and stored as int16 PCM; the
+    manifest records each rung's nominal and measured bitrate. Prints a summary as JSON.
+    """
+    from jsqa_tf.data.codec_bank import bank_summary, parse_bitrates, render_codec_bank
+    from jsqa_tf.progress import prepare_callbacks
+
+    with progress_bars() as progress:
+        callbacks = prepare_callbacks(progress, "rendering {num_shards} shard(s)")
+        manifest = render_codec_bank(
+            clean_dir,
+            bank_dir,
+            codec=codec,
+            bitrates_kbps=parse_bitrates(bitrates),
+            max_hours=max_hours,
+            splits=splits,
+            num_workers=num_workers,
+            **callbacks,
+        )
+    echo_json(bank_summary(manifest) | {"bank_dir": os.path.abspath(bank_dir)})
+
+
+class _PrepareCommand(click.Command):
+    """`prepare`, whose first argument may name a subcommand instead of a corpus
+    (`jsqa-tf prepare codec-bank ...`)."""
+
+    subcommands = {"codec-bank": prepare_codec_bank}
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if args and args[0] in self.subcommands:
+            command = self.subcommands[args[0]]
+            return command.make_context(f"{info_name} {args[0]}", list(args[1:]), parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+@click.command(cls=_PrepareCommand)
 @click.argument("corpus", type=click.Choice(["librispeech", "chime3", "nisqa", "folder", "csv"]))
 @click.argument("source", type=click.Path())
 @click.argument("output_dir", type=click.Path(file_okay=False))
@@ -96,7 +150,8 @@ def prepare(corpus, source, output_dir, config_path, strict, targets, target_ran
                  (other score columns with --targets, e.g. --targets mos,noi)
 
     Resumable: rerun the same command after an interruption and finished shards are kept.
-    Prints a summary of the manifest as JSON.
+    Prints a summary of the manifest as JSON. `jsqa-tf prepare codec-bank CLEAN_DIR BANK_DIR`
+    renders a prepared clean folder at a ladder of codec bitrates (see its --help).
     """
     from jsqa_tf.atomic import check_writable
     from jsqa_tf.config import PrepareConfig, from_dict, load_yaml

@@ -1,0 +1,178 @@
+"""Codec bank: the cost of rendering it, its size on disk, and the pair stream's throughput.
+
+    python benchmarks/bench_codec_bank.py [--clean-dir DIR | --corpus-dir DIR] [--bank-dir DIR]
+                                          [--bitrates 8,16,24,32,48,64,96,160] [--seconds 5]
+                                          [--json [PATH]]
+
+`--clean-dir` is a folder written by `jsqa-tf prepare` (speech). Without it the script writes
+and prepares `--clean-minutes` (10) of 3-15 s files cut from the audio in `--speech-source`,
+or from the demo corpus's speech synthesiser without it; `--corpus-dir` keeps that corpus and
+its bank (`clean/shards`, `bank`) for the next run, which reuses both as they are. The bank is
+rendered with `jsqa-tf prepare codec-bank`'s function (`--num-workers` processes) unless
+`--bank-dir` names one already rendered.
+
+Figures:
+    render_cpu_seconds_per_audio_hour   wall seconds x processes, per hour of speech rendered
+                                        (only when the bank was rendered in this run)
+    mb_per_hour                         the bank's shards per hour of speech
+    codec_pairs_per_second              `codec_pair_stream` batches of `--pairs-per-batch`
+                                        pairs of `--crop-seconds` crops, read for `--seconds`
+                                        after `--warmup-seconds`, `--rounds` rounds (median,
+                                        min, max), each a fresh pipeline
+    cpu_ms_per_codec_pair               process CPU (all tf.data threads) per pair
+
+A pair is two views (the same crop at two rungs) of `crop_seconds` each.
+`codec_pairs_rate` is the function `bench_pairs.py` can call for the codec family alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import _common  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jsqa_lite.contract import SAMPLE_RATE  # noqa: E402
+from jsqa_tf.data.codec_bank import (  # noqa: E402
+    DEFAULT_BITRATES_KBPS,
+    codec_pair_stream,
+    parse_bitrates,
+    render_codec_bank,
+)
+
+
+def codec_pairs_rate(
+    bank_dir: str,
+    *,
+    split: str = "train",
+    crop_seconds: float = 4.0,
+    pairs_per_batch: int = 8,
+    window_octaves: float = 3.2,
+    seconds: float = 5.0,
+    warmup_seconds: float = 2.0,
+    seed: int = 0,
+) -> _common.Window:
+    """Reads a fresh `codec_pair_stream` of the bank for a window (after a warm-up), touching
+    each batch's first sample of both views as a train step would; `Window.per_second(
+    pairs_per_batch)` is its pairs/s."""
+    stream = codec_pair_stream(
+        bank_dir,
+        split,
+        crop_samples=int(crop_seconds * SAMPLE_RATE),
+        batch_size=pairs_per_batch,
+        seed=seed,
+        window_octaves=window_octaves,
+        sample_rate=SAMPLE_RATE,
+    )
+    iterator = iter(stream)
+
+    def read():
+        batch = next(iterator)
+        return float(batch["audio_a"][0, 0]) + float(batch["audio_b"][0, 0])
+
+    return _common.time_window(read, seconds, warmup_seconds=warmup_seconds)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clean-dir", help="prepared clean speech (default: write a corpus)")
+    parser.add_argument("--bank-dir", help="a rendered bank to read (default: render one)")
+    parser.add_argument("--corpus-dir", help="keep the written corpus and bank here, reuse them next time")
+    parser.add_argument("--speech-source", help="folder of speech audio to cut the clean files from")
+    parser.add_argument("--clean-minutes", type=float, default=10.0)
+    parser.add_argument("--bitrates", default=",".join(map(str, DEFAULT_BITRATES_KBPS)))
+    parser.add_argument("--num-workers", type=int, default=2, help="rendering processes")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--pairs-per-batch", type=int, default=8)
+    parser.add_argument("--crop-seconds", type=float, default=4.0)
+    parser.add_argument("--window-octaves", type=float, default=3.2)
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed window per round")
+    parser.add_argument("--warmup-seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", **_common.JSON_OPTION)
+    args = parser.parse_args(argv)
+    _common.check_json_path(parser, args.json)
+    facts = _common.RunFacts(__file__, argv)
+    bitrates = parse_bitrates(args.bitrates)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = args.corpus_dir or scratch
+        clean_dir = args.clean_dir
+        if clean_dir is None:
+            rng = np.random.default_rng(0)
+            clean_dir = _common.write_prepared_corpus(
+                os.path.join(root, "clean"),
+                lambda: (
+                    _common.audio_sources(args.speech_source)
+                    if args.speech_source
+                    else _common.synthetic_sources("speech", rng, 20.0)
+                ),
+                rng,
+                total_seconds=60 * args.clean_minutes,
+                num_shards=max(2, args.num_workers),
+            )
+        bank_dir = args.bank_dir or os.path.join(root, "bank")
+        render = None
+        if not os.path.isfile(os.path.join(bank_dir, "manifest.json")):
+            start = time.perf_counter()
+            render_codec_bank(clean_dir, bank_dir, bitrates_kbps=bitrates, num_workers=args.num_workers)
+            render = time.perf_counter() - start
+        from jsqa_tf.data.codec_bank import load_bank
+
+        manifest, _ = load_bank(bank_dir, args.split, SAMPLE_RATE)
+        rates, cpu, loads = [], [], []
+        for _ in range(args.rounds):
+            window = codec_pairs_rate(
+                bank_dir,
+                split=args.split,
+                crop_seconds=args.crop_seconds,
+                pairs_per_batch=args.pairs_per_batch,
+                window_octaves=args.window_octaves,
+                seconds=args.seconds,
+                warmup_seconds=args.warmup_seconds,
+            )
+            rates.append(window.per_second(args.pairs_per_batch))
+            cpu.append(window.cpu_ms_per_item(args.pairs_per_batch))
+            loads.append(round(window.load_average_1min, 2))
+
+    hours = manifest["total_seconds"] / 3600
+    figures = {
+        "settings": _common.settings(args),
+        "bank": {
+            "codec": manifest["codec"],
+            "rungs": manifest["rungs"],
+            "num_records": manifest["num_records"],
+            "total_seconds": manifest["total_seconds"],
+            "num_bytes": manifest["num_bytes"],
+            "synthetic_demo_speech": not (args.clean_dir or args.speech_source),
+        },
+        "mb_per_hour": manifest["mb_per_hour"],
+        "mb_per_hour_per_rung": round(manifest["mb_per_hour"] / len(manifest["rungs"]), 1),
+        "render_cpu_seconds_per_audio_hour": (
+            None if render is None else round(render * max(1, args.num_workers) / hours, 1)
+        ),
+        "codec_pairs_per_second": _common.summary(rates),
+        "cpu_ms_per_codec_pair": _common.summary(cpu, 2),
+        "load_average_1min_per_round": loads,
+    }
+    lines = [
+        f"bank: {manifest['num_records']} utterances, {manifest['total_seconds'] / 60:.1f} min, "
+        f"{len(manifest['rungs'])} rungs: {figures['mb_per_hour']:.0f} MB per hour of speech "
+        f"({figures['mb_per_hour_per_rung']:.0f} per rung)",
+        f"codec pairs/s ({args.pairs_per_batch} x {args.crop_seconds:g} s): "
+        f"{figures['codec_pairs_per_second']}, "
+        f"CPU ms/pair {figures['cpu_ms_per_codec_pair']['median']}, load {loads}",
+    ]
+    if render is not None:
+        cost = figures["render_cpu_seconds_per_audio_hour"]
+        lines.insert(1, f"rendering: {cost:.0f} CPU-s per hour of speech")
+    return _common.report(facts, figures, lines, args.json)
+
+
+if __name__ == "__main__":
+    main()
