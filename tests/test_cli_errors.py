@@ -273,6 +273,50 @@ CASES = {
         ),
         no_pairs,
     ),
+    "--families echo": (
+        lambda w, t: (
+            ["pairs", w["clean"], w["noise"], t / "pairs", "--families", "additive,echo"],
+            ["pairs: families must be one of additive, codec, reverb, bandwidth; got 'echo'"],
+        ),
+        no_pairs,
+    ),
+    "--families codec without a bank": (
+        lambda w, t: (
+            ["pairs", w["clean"], w["noise"], t / "pairs", "--families", "reverb,codec"],
+            ["pairs: codec_bank_dir must be set when families holds codec"],
+        ),
+        no_pairs,
+    ),
+    "family_weights of the wrong length": (
+        lambda w, t: (
+            [
+                "pairs",
+                w["clean"],
+                w["noise"],
+                t / "pairs",
+                "--families",
+                "additive,reverb",
+                "--config",
+                write(t / "p.yaml", "family_weights: [1, 2, 3]\n"),
+            ],
+            [f"{t}/p.yaml: family_weights must hold one weight per family (2: additive, reverb), got 3"],
+        ),
+        no_pairs,
+    ),
+    "reverb_window outside its range": (
+        lambda w, t: (
+            [
+                "pairs",
+                w["clean"],
+                w["noise"],
+                t / "pairs",
+                "--config",
+                write(t / "p.yaml", "families: [reverb]\nreverb_window: 200\n"),
+            ],
+            [f"{t}/p.yaml: reverb_window must be in (0, 141.421]"],
+        ),
+        no_pairs,
+    ),
     "--crop-seconds 0": (
         lambda w, t: (
             ["pairs", w["clean"], w["noise"], t / "pairs", "--crop-seconds", "0"],

@@ -12,6 +12,12 @@ Each batch is `(clean, noise, snr_db, num_valid_samples)`:
     num_valid_samples  int32   [pairs]           samples of each clean crop that are speech
 The mixing itself (`jsqa_tf.mixing.mix_pair`, SNRs over the speech's real samples) runs in the
 model's step on the accelerator.
+
+With pair families (`PairSampling.families` other than additive alone; `jsqa_tf.data.families`)
+each batch is `(clean_a, clean_b, noise, snr_db, num_valid_samples)`: the two views' speech
+(codec rows from the codec bank, `jsqa_tf.data.codec_bank`; reverb and bandwidth rows rendered
+here; additive rows with clean_b == clean_a), mixed in the step by `jsqa_tf.mixing.mix_views`.
+A view without noise has the SNR +inf.
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ from jsqa_tf.data.families import triangular_abs_delta
 from jsqa_tf.data.noise_bank import NoiseBank, load_noise_bank, noise_bank_mb
 from jsqa_tf.data.pipeline import make_dataset, split_info
 from jsqa_tf.errors import ConfigError, CorpusError
-from jsqa_tf.mixing import mix_pair
 from jsqa_tf.plots import delta_snr_histogram_png, snr_distributions_png
 from jsqa_tf.ranges import PAIR_FAMILIES
 
@@ -257,6 +262,7 @@ def _codec_stream(config: PairConfig, seed, keys: tuple[str, ...], batch_size: i
         seed=seed,
         window_octaves=config.codec_window_octaves,
         keys=keys,
+        sample_rate=config.sample_rate,
     )
 
 
@@ -418,6 +424,96 @@ HISTOGRAM_PNG = "abs_delta_snr_histogram.png"
 SNR_PNG = "snr_distributions.png"
 
 
+def family_windows(config: PairConfig) -> dict[str, float]:
+    """The widest |Δ| each family draws, in its unit (`families.UNITS`)."""
+    additive = config.snr_window_db if config.max_abs_delta_db is None else config.max_abs_delta_db
+    return {
+        "additive": additive,
+        "codec": config.codec_window_octaves,
+        "reverb": config.reverb_window,
+        "bandwidth": config.bandwidth_window_octaves,
+    }
+
+
+def _degree_text(family: str, degree) -> str:
+    """A view's degree as pairs.csv writes it (`families.DEGREE_UNITS`)."""
+    if family == "reverb":
+        return f"{degree[0]:.2f}/{degree[1]:.2f}"
+    return f"{degree[0]:.{ {'additive': 4, 'codec': 2, 'bandwidth': 1}[family] }f}"
+
+
+def _snr_text(snr_db: float):
+    """An SNR for pairs.csv: rounded, or "none" for a view without noise (+inf)."""
+    return round(snr_db, 4) if np.isfinite(snr_db) else "none"
+
+
+def _family_rows(config: PairConfig, batch) -> tuple[tuple, list[dict]]:
+    """The mixing inputs of a batch `make_pair_dataset(with_ids=True)` yields, as (clean_a,
+    clean_b, noise, snr_db, num_valid), and each pair's row of pairs.csv (without `pair` and
+    the files)."""
+    if config.additive_only:
+        clean, noise, snr_db, num_valid, ids = batch
+        clean_b, names = clean, ["additive"] * len(snr_db)
+        degrees = np.stack([snr_db.numpy(), np.full(snr_db.shape, np.nan)], axis=-1)
+        degree_a, degree_b, abs_delta = degrees[:, 0], degrees[:, 1], np.abs(snr_db[:, 0] - snr_db[:, 1])
+    else:
+        clean, clean_b, noise, snr_db, num_valid, ids = batch
+        names = [name.decode() for name in ids["family"].numpy()]
+        degree_a, degree_b, abs_delta = (ids[key].numpy() for key in ("degree_a", "degree_b", "abs_delta"))
+    rows = []
+    for i, family in enumerate(names):
+        snr_a, snr_b = (float(v) for v in snr_db[i])
+        noisy = bool(np.isfinite(snr_a))
+        rows.append(
+            {
+                "clean_id": ids["clean_id"][i].numpy().decode(),
+                "noise_id": ids["noise_id"][i].numpy().decode() if noisy else "",
+                "snr_a_db": _snr_text(snr_a),
+                "snr_b_db": _snr_text(snr_b),
+                "abs_delta_db": round(abs(snr_a - snr_b), 4) if family == "additive" else "",
+                "family": family,
+                "degree_a": _degree_text(family, degree_a[i]),
+                "degree_b": _degree_text(family, degree_b[i]),
+                "unit": families.UNITS[family],
+                "abs_delta": round(float(abs_delta[i]), 4),
+            }
+        )
+    return (clean, clean_b, noise, snr_db, num_valid), rows
+
+
+def family_summary(config: PairConfig, rows: list[dict]) -> dict:
+    """Per family drawn: its pairs, |Δ| (unit, window, mean, max, a 12-bin histogram over the
+    window) and the share of its pairs that carry noise."""
+    summary, windows = {}, family_windows(config)
+    for family in config.family_counts:
+        mine = [row for row in rows if row["family"] == family]
+        if not mine:
+            continue
+        deltas = np.array([row["abs_delta"] for row in mine])
+        counts, edges = np.histogram(deltas, bins=12, range=(0.0, windows[family]))
+        summary[family] = {
+            "count": len(mine),
+            "unit": families.UNITS[family],
+            "degree": families.DEGREE_UNITS[family],
+            "window": windows[family],
+            "mean_abs_delta": float(np.mean(deltas)),
+            "max_abs_delta": float(np.max(deltas)),
+            "histogram": {"edges": edges.round(4).tolist(), "counts": counts.tolist()},
+            "share_with_noise": float(np.mean([row["noise_id"] != "" for row in mine])),
+            "histogram_png": FAMILY_PNG.format(family=family),
+        }
+    return summary
+
+
+FAMILY_PNG = "abs_delta_histogram_{family}.png"
+
+
+def _write_png(path: str, image: bytes) -> None:
+    with atomic.atomic_path(path) as temp_path:
+        with open(temp_path, "wb") as stream:
+            stream.write(image)
+
+
 def write_pairs(
     config: PairConfig,
     output_dir: str | os.PathLike,
@@ -429,13 +525,19 @@ def write_pairs(
 ) -> dict:
     """Draws `num_pairs` JND pairs and writes them; returns the summary.
 
-    Writes `audio/pair_<n>_{a,b}.wav` (16-bit; one peak scale per pair, so only the noise level
-    differs between a and b), `pairs.csv` (pair, clean_id, noise_id, snr_a_db, snr_b_db,
-    abs_delta_db, file_a, file_b), `summary.json` (mean |ΔSNR|, histograms of |ΔSNR| and of
-    single SNRs), the |ΔSNR| histogram PNG and `snr_distributions.png` (single SNRs and |ΔSNR|
-    against the densities `snr_placement` implies).
+    Writes `audio/pair_<n>_{a,b}.wav` (16-bit; one peak scale per pair, so only the pair's
+    degree differs between a and b), `pairs.csv` (pair, clean_id, noise_id, snr_a_db,
+    snr_b_db, abs_delta_db, file_a, file_b, family, degree_a, degree_b, unit, abs_delta; an
+    SNR of a view without noise is "none"), `summary.json` (per family: |Δ| and its
+    histogram, `family_summary`; for additive pairs also mean |ΔSNR|, histograms of |ΔSNR|
+    and of single SNRs), a |Δ| histogram PNG per family, and for additive pairs the |ΔSNR|
+    histogram PNG and `snr_distributions.png` (single SNRs and |ΔSNR| against the densities
+    `snr_placement` implies).
     A folder that already holds `pairs.csv` is refused.
     """
+    from jsqa_tf.mixing import mix_views
+    from jsqa_tf.plots import family_delta_histogram_png
+
     output_dir = os.path.abspath(os.fspath(output_dir))
     if os.path.exists(os.path.join(output_dir, PAIRS_CSV)):
         raise CorpusError(output_dir, f"already holds {PAIRS_CSV}; choose another folder")
@@ -446,57 +548,75 @@ def write_pairs(
     for warning in crop_warnings(config):
         logger.warning(warning)
     rows, first_batch = [], None
-    dataset = make_pair_dataset(config, with_ids=True)
-    for clean, noise, snr_db, num_valid, ids in dataset:
+    for batch in make_pair_dataset(config, with_ids=True):
+        inputs, batch_rows = _family_rows(config, batch)
+        clean, clean_b, noise, snr_db, num_valid = inputs
         if write_audio:
-            views = mix_pair(clean, noise, snr_db, num_valid_samples=num_valid, prevent_clipping=True)
+            views = mix_views(
+                clean, clean_b, noise, snr_db, num_valid_samples=num_valid, prevent_clipping=True
+            )
             view_a, view_b = (np.asarray(v) for v in views)
-        taken = min(len(snr_db), num_pairs - len(rows))
-        for i in range(taken):
+        taken = min(len(batch_rows), num_pairs - len(rows))
+        for i, row in enumerate(batch_rows[:taken]):
             n = len(rows)
-            snr_a, snr_b = (float(v) for v in snr_db[i])
-            row = {
-                "pair": n,
-                "clean_id": ids["clean_id"][i].numpy().decode(),
-                "noise_id": ids["noise_id"][i].numpy().decode(),
-                "snr_a_db": round(snr_a, 4),
-                "snr_b_db": round(snr_b, 4),
-                "abs_delta_db": round(abs(snr_a - snr_b), 4),
-                "file_a": "",
-                "file_b": "",
-            }
+            row = {"pair": n, **row, "file_a": "", "file_b": ""}
             if write_audio:
                 for view, samples in (("a", view_a[i]), ("b", view_b[i])):
                     name = f"audio/pair_{n:05d}_{view}.wav"
                     write_wav(os.path.join(output_dir, name), samples, config.sample_rate)
                     row[f"file_{view}"] = name
             rows.append(row)
-        first_batch = first_batch or (clean, noise, snr_db, num_valid)
+        first_batch = first_batch or inputs
         if on_progress:
             on_progress(taken)
         if len(rows) >= num_pairs:
             break
 
+    summary = {"num_pairs": len(rows), "families": family_summary(config, rows)}
+    additive = [row for row in rows if row["family"] == "additive"]
+    if additive:
+        summary |= _additive_summary(config, additive, output_dir)
+    summary |= {"audio": write_audio, "config": to_dict(config)}
+    for family, block in summary["families"].items():
+        deltas = np.array([row["abs_delta"] for row in rows if row["family"] == family])
+        image = family_delta_histogram_png(deltas, block["window"], family, block["unit"])
+        _write_png(os.path.join(output_dir, block["histogram_png"]), image)
+    columns = ["pair", "clean_id", "noise_id", "snr_a_db", "snr_b_db", "abs_delta_db", "file_a", "file_b"]
+    columns += ["family", "degree_a", "degree_b", "unit", "abs_delta"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_json(os.path.join(output_dir, SUMMARY_JSON), summary)
+    atomic.write_text(os.path.join(output_dir, PAIRS_CSV), buffer.getvalue())  # last: complete
+    if tensorboard_dir is not None:
+        from jsqa_tf.tensorboard import log_pairs
+
+        writer = tf.summary.create_file_writer(os.fspath(tensorboard_dir))
+        clean, clean_b, noise, snr_db, num_valid = first_batch
+        log_pairs(
+            writer,
+            clean,
+            noise,
+            snr_db,
+            num_valid_samples=num_valid,
+            clean_b=clean_b,
+            step=0,
+            snr_window_db=config.snr_window_db,
+            max_abs_delta_db=config.max_abs_delta_db,
+            snr_placement=config.snr_placement,
+            snr_range_db=config.snr_range_db,
+            all_abs_delta_db=np.array([row["abs_delta_db"] for row in additive]),
+        )
+    return summary
+
+
+def _additive_summary(config: PairConfig, rows: list[dict], output_dir: str) -> dict:
+    """The additive pairs' |ΔSNR| and single SNRs (summary keys), and their two PNGs."""
     deltas = np.array([row["abs_delta_db"] for row in rows])
     counts, edges = np.histogram(deltas, bins=12, range=(0.0, config.snr_window_db))
     snrs = np.array([[row["snr_a_db"], row["snr_b_db"]] for row in rows])
     snr_counts, snr_edges = np.histogram(snrs, bins=12, range=tuple(config.snr_range_db))
-    summary = {
-        "num_pairs": len(rows),
-        "snr_placement": config.snr_placement,
-        "mean_abs_delta_db": float(np.mean(deltas)),
-        "expected_mean_abs_delta_db": config.expected_mean_abs_delta_db,
-        "max_abs_delta_db": float(np.max(deltas)),
-        "histogram": {"edges_db": edges.round(3).tolist(), "counts": counts.tolist()},
-        "share_snr_below_0_db": float(np.mean(snrs < 0)),
-        "snr_histogram": {"edges_db": snr_edges.round(3).tolist(), "counts": snr_counts.tolist()},
-        "audio": write_audio,
-        "config": to_dict(config),
-    }
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     png = delta_snr_histogram_png(
         deltas,
         config.snr_window_db,
@@ -504,28 +624,14 @@ def write_pairs(
         snr_placement=config.snr_placement,
         snr_range_db=config.snr_range_db,
     )
-    for name, image in ((HISTOGRAM_PNG, png), (SNR_PNG, snr_distributions_png(snrs, config))):
-        with atomic.atomic_path(os.path.join(output_dir, name)) as temp_path:
-            with open(temp_path, "wb") as stream:
-                stream.write(image)
-    atomic.write_json(os.path.join(output_dir, SUMMARY_JSON), summary)
-    atomic.write_text(os.path.join(output_dir, PAIRS_CSV), buffer.getvalue())  # last: complete
-    if tensorboard_dir is not None:
-        from jsqa_tf.tensorboard import log_pairs
-
-        writer = tf.summary.create_file_writer(os.fspath(tensorboard_dir))
-        clean, noise, snr_db, num_valid = first_batch
-        log_pairs(
-            writer,
-            clean,
-            noise,
-            snr_db,
-            num_valid_samples=num_valid,
-            step=0,
-            snr_window_db=config.snr_window_db,
-            max_abs_delta_db=config.max_abs_delta_db,
-            snr_placement=config.snr_placement,
-            snr_range_db=config.snr_range_db,
-            all_abs_delta_db=deltas,
-        )
-    return summary
+    _write_png(os.path.join(output_dir, HISTOGRAM_PNG), png)
+    _write_png(os.path.join(output_dir, SNR_PNG), snr_distributions_png(snrs, config))
+    return {
+        "snr_placement": config.snr_placement,
+        "mean_abs_delta_db": float(np.mean(deltas)),
+        "expected_mean_abs_delta_db": config.expected_mean_abs_delta_db,
+        "max_abs_delta_db": float(np.max(deltas)),
+        "histogram": {"edges_db": edges.round(3).tolist(), "counts": counts.tolist()},
+        "share_snr_below_0_db": float(np.mean(snrs < 0)),
+        "snr_histogram": {"edges_db": snr_edges.round(3).tolist(), "counts": snr_counts.tolist()},
+    }

@@ -1,5 +1,6 @@
 """Pair families: the config, the rendered degrees, the pipeline's batches and their resume."""
 
+import os
 import sys
 import types
 
@@ -227,7 +228,9 @@ def test_codec_rows_come_from_the_bank_stream(prepared_pairs, monkeypatch):  # n
     here: two scaled copies of a sine at two bitrates) and keeps its rows, bitrates and ids."""
     calls = {}
 
-    def codec_pair_stream(bank_dir, split, *, crop_samples, batch_size, seed, window_octaves, keys=()):
+    def codec_pair_stream(
+        bank_dir, split, *, crop_samples, batch_size, seed, window_octaves, keys=(), sample_rate=None
+    ):
         calls.update(bank_dir=bank_dir, split=split, crop_samples=crop_samples, batch_size=batch_size)
         calls.update(window_octaves=window_octaves, keys=keys)
         tone = np.sin(np.arange(crop_samples) / 7.0).astype(np.float32)
@@ -262,3 +265,47 @@ def test_codec_rows_come_from_the_bank_stream(prepared_pairs, monkeypatch):  # n
     assert ids["degree_a"].numpy()[2:, 0].tolist() == [64.0, 64.0]
     assert ids["clean_id"].numpy()[2:].tolist() == [b"bank.wav"] * 2
     assert np.isinf(snr_db.numpy()[2:]).all()  # noise_under_share 0: no noise
+
+
+def test_write_pairs_of_every_family_with_a_codec_bank(prepared_pairs, tmp_path):  # noqa: F811
+    """pairs.csv names each pair's family, degrees, unit and |Δ|; summary.json has a block per
+    family and a |Δ| histogram PNG each; views without noise say "none"."""
+    import csv
+    import json
+
+    from jsqa_tf.data.codec_bank import render_codec_bank
+    from jsqa_tf.data.pairs import write_pairs
+
+    render_codec_bank(prepared_pairs.clean_dir, tmp_path / "bank", bitrates_kbps=(16, 32, 64), num_workers=0)
+    config = with_families(
+        prepared_pairs,
+        families=("additive", "codec", "reverb", "bandwidth"),
+        codec_bank_dir=str(tmp_path / "bank"),
+        codec_window_octaves=1.0,
+        noise_under_share=0.5,
+    )
+    summary = write_pairs(config, tmp_path / "out", 12)
+    with open(tmp_path / "out" / "pairs.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["family"] for row in rows[:4]] == ["additive", "codec", "reverb", "bandwidth"]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["families"] == summary["families"]
+    for family, block in summary["families"].items():
+        assert block["count"] == 3 and (tmp_path / "out" / block["histogram_png"]).exists()
+        assert block["max_abs_delta"] <= block["window"] + 1e-3
+    for row in rows:
+        assert (row["snr_a_db"] == "none") == (row["noise_id"] == "")
+        assert os.path.exists(tmp_path / "out" / row["file_a"])
+        a, b, delta = row["degree_a"], row["degree_b"], float(row["abs_delta"])
+        if row["family"] == "codec":
+            assert (
+                delta == pytest.approx(abs(np.log2(float(a) / float(b))), abs=1e-3)
+                and 0 < delta <= 1.0 + 1e-6
+            )
+        elif row["family"] == "reverb":
+            (da, ra), (db, rb) = (map(float, x.split("/")) for x in (a, b))
+            assert delta == pytest.approx(np.hypot(da - db, ra - rb), abs=0.01)
+        elif row["family"] == "bandwidth":
+            assert delta == pytest.approx(abs(np.log2(float(a) / float(b))), abs=1e-3)
+        else:
+            assert float(row["abs_delta_db"]) == pytest.approx(abs(float(a) - float(b)), abs=2e-4)
+    assert summary["mean_abs_delta_db"] >= 0 and (tmp_path / "out" / "abs_delta_snr_histogram.png").exists()
