@@ -289,7 +289,7 @@ def test_write_pairs_of_every_family_with_a_codec_bank(prepared_pairs, tmp_path)
         rows = list(csv.DictReader(stream))
     assert [row["family"] for row in rows[:4]] == ["additive", "codec", "reverb", "bandwidth"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["families"] == summary["families"]
-    for family, block in summary["families"].items():
+    for block in summary["families"].values():
         assert block["count"] == 3 and (tmp_path / "out" / block["histogram_png"]).exists()
         assert block["max_abs_delta"] <= block["window"] + 1e-3
     for row in rows:
