@@ -86,6 +86,22 @@ def test_bench_data(tmp_path, capsys):
     assert f"tf.data read rate: {data['audio_seconds_per_second']:,.0f} audio-s/s" in capsys.readouterr().out
 
 
+def test_bench_pairs_families(tmp_path, capsys):
+    argv = [
+        "--clean-hours", "0.005", "--clean-shards", "1", "--noise-files", "2", "--noise-seconds", "2",
+        "--crop-seconds", "1", "--families", "additive,codec,reverb,bandwidth", "--seconds", "0.1",
+        "--warmup-seconds", "0.05", "--rounds", "1", "--repeats", "2", "--codec-bank-hours", "0.005",
+        "--corpus-dir", str(tmp_path / "corpus"),
+    ]  # fmt: skip
+    data, _ = run_main("bench_pairs", argv, tmp_path / "pairs.json")
+    positive(
+        data, *(f"{name}_pairs_per_second" for name in data["families"]), "families_mixed_pairs_per_second"
+    )
+    assert data["family_counts"] == {"additive": 2, "codec": 2, "reverb": 2, "bandwidth": 2}
+    assert "pairs_per_second" not in data  # only the families' streams
+    assert "all families mixed" in capsys.readouterr().out
+
+
 def test_bench_pairs(tmp_path, capsys):
     argv = [
         "--clean-hours", "0.005", "--clean-shards", "1", "--noise-files", "2", "--noise-seconds", "2",
