@@ -96,6 +96,18 @@ def val_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
     return distributable(dataset.cache())
 
 
+def demo_codec_bank(config: PretrainConfig, clean_dir: str) -> None:
+    """On the demo corpus, a codec family's bank (`data.pairs.codec_bank_dir`) that does not
+    exist yet is rendered from the demo's clean shards, once (the default MP3 ladder)."""
+    from jsqa_tf.data.codec_bank import render_codec_bank
+    from jsqa_tf.data.manifest import MANIFEST_NAME
+
+    bank_dir = config.data.pairs.codec_bank_dir
+    if "codec" in config.data.pairs.families and not os.path.exists(os.path.join(bank_dir, MANIFEST_NAME)):
+        logger.info("rendering the demo's codec bank into %s", bank_dir)
+        render_codec_bank(clean_dir, bank_dir)
+
+
 def check_data(config: PretrainConfig, clean_dir, noise_dir) -> None:
     """Checks both folders (splits, shard sizes, 16 kHz) before any training, and warns when
     the crops would be mostly padding."""
@@ -228,6 +240,7 @@ def pretrain(
             raise TrainingError("data.clean_dir and data.noise_dir must be set (--clean-dir, --noise-dir)")
         if config.data.demo_dir:
             clean_dir, noise_dir = demo_shards(config.data.demo_dir, progress)
+            demo_codec_bank(config, clean_dir)
         check_data(config, clean_dir, noise_dir)
         global_pairs = config.data.pairs.pairs_per_batch * run.strategy.num_replicas
         # A step's batch and the one prefetched behind it, before any model is built.
