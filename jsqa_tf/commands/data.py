@@ -281,6 +281,10 @@ snr_options = option_group(
 )
 
 
+def _share_text(share) -> str:
+    return share if isinstance(share, str) else f"{share:.3f}"
+
+
 @click.command()
 @click.argument("clean_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("noise_dir", type=click.Path(exists=True, file_okay=False))
@@ -306,6 +310,12 @@ snr_options = option_group(
     type=float,
     help="Share of the non-additive pairs with one noise at one SNR in both views (default 0).",
 )
+@click.option(
+    "--jnd-list",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CDPAM's labelled list (dataset_linear.txt): report each family's share of pairs "
+    "listeners would judge the same.",
+)
 @click.option("--seed", type=int, help="Seed of crops, excerpts and SNRs (default 0).")
 @click.option(
     "--config",
@@ -321,7 +331,16 @@ snr_options = option_group(
     help="Also log example pairs (audio) and the |ΔSNR| histogram here.",
 )
 def pairs(
-    clean_dir, noise_dir, output_dir, num_pairs, split, config_path, audio, tensorboard_dir, **options
+    clean_dir,
+    noise_dir,
+    output_dir,
+    num_pairs,
+    split,
+    config_path,
+    audio,
+    tensorboard_dir,
+    jnd_list,
+    **options,
 ) -> None:
     """Draws JND pairs from prepared CLEAN_DIR speech and NOISE_DIR noise into OUTPUT_DIR.
 
@@ -355,11 +374,17 @@ def pairs(
             write_audio=audio,
             tensorboard_dir=tensorboard_dir,
             on_progress=update,
+            jnd_list=jnd_list,
         )
     for family, block in summary["families"].items():
         click.echo(
             f"{family}: {block['count']} pairs, mean |Δ| {block['mean_abs_delta']:.3f} {block['unit']} "
-            f"(max {block['max_abs_delta']:.3f}, window {block['window']:g})",
+            f"(max {block['max_abs_delta']:.3f}, window {block['window']:g})"
+            + (
+                f"; judged the same: {_share_text(block['share_judged_same'])}"
+                if "share_judged_same" in block
+                else ""
+            ),
             err=True,
         )
     if "mean_abs_delta_db" in summary:

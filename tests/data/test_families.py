@@ -18,8 +18,10 @@ from jsqa_tf.config import (
 from jsqa_tf.data import families
 from jsqa_tf.data.pairs import make_pair_dataset
 from jsqa_tf.errors import ConfigError
+from jsqa_tf.psychometric import Psychometric
 from jsqa_tf.training.pretrain import train_dataset
 from tests.data.test_pairs import prepared_pairs  # noqa: F401 (the fixture)
+from tests.test_jnd_curve import simulated_list, simulated_mp3_list
 
 SEED = tf.constant([3, 4], tf.int64)
 
@@ -284,7 +286,11 @@ def test_write_pairs_of_every_family_with_a_codec_bank(prepared_pairs, tmp_path)
         codec_window_octaves=1.0,
         noise_under_share=0.5,
     )
-    summary = write_pairs(config, tmp_path / "out", 12)
+    truth = Psychometric(floor=0.15, ceiling=0.95, midpoint=3.0, width=0.4)
+    human = simulated_mp3_list(tmp_path / "mp3.txt", truth, 1500).read_text()
+    human += simulated_list(tmp_path / "additive.txt", truth, 1500).read_text()
+    (tmp_path / "list.txt").write_text(human)
+    summary = write_pairs(config, tmp_path / "out", 12, jnd_list=tmp_path / "list.txt")
     with open(tmp_path / "out" / "pairs.csv") as stream:
         rows = list(csv.DictReader(stream))
     assert [row["family"] for row in rows[:4]] == ["additive", "codec", "reverb", "bandwidth"]
@@ -309,3 +315,12 @@ def test_write_pairs_of_every_family_with_a_codec_bank(prepared_pairs, tmp_path)
         else:
             assert float(row["abs_delta_db"]) == pytest.approx(abs(float(a) - float(b)), abs=2e-4)
     assert summary["mean_abs_delta_db"] >= 0 and (tmp_path / "out" / "abs_delta_snr_histogram.png").exists()
+    # The share judged the same: the mean of the human curve over each family's |Δ|
+    # (simulated judgements: reverb's curve is mp3's, 10 level units an octave).
+    scale = {"additive": 1.0, "codec": 1.0, "reverb": 10.0}
+    for family, block in summary["families"].items():
+        if family == "bandwidth":
+            assert block["share_judged_same"] == "no human data"
+            continue
+        deltas = np.array([float(row["abs_delta"]) for row in rows if row["family"] == family])
+        assert block["share_judged_same"] == pytest.approx(np.mean(truth(deltas / scale[family])), abs=0.08)
