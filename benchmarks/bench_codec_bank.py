@@ -15,6 +15,10 @@ Figures:
     render_cpu_seconds_per_audio_hour   wall seconds x processes, per hour of speech rendered
                                         (only when the bank was rendered in this run)
     mb_per_hour                         the bank's shards per hour of speech
+    encoded_form_mb_per_hour            the same ladder stored as MP3 bytes (measured kbps)
+    codec_ms_per_clip                   encode and decode ms of a 4 s and a 12 s clip per rung
+    encoded_form_decode_cpu_ms_per_pair decoding one pair's utterance at two rungs (the bank's
+                                        mean utterance length): the MP3-bytes form's floor
     codec_pairs_per_second              `codec_pair_stream` batches of `--pairs-per-batch`
                                         pairs of `--crop-seconds` crops, read for `--seconds`
                                         after `--warmup-seconds`, `--rounds` rounds (median,
@@ -76,6 +80,39 @@ def codec_pairs_rate(
         return float(batch["audio_a"][0, 0]) + float(batch["audio_b"][0, 0])
 
     return _common.time_window(read, seconds, warmup_seconds=warmup_seconds)
+
+
+def codec_costs(bitrates_kbps, clip_seconds=(4.0, 12.0), repeats: int = 5) -> dict:
+    """Median ms to encode and to decode one clip (speech from the demo synthesiser) at each
+    rung, per clip length: {"<s>s": {"<kbps>": {"encode_ms", "decode_ms"}}}."""
+    import io
+    import statistics
+
+    import soundfile
+
+    from jsqa_tf.audio import to_int16
+    from jsqa_tf.data.codec_bank import encode_mp3
+
+    rng = np.random.default_rng(0)
+    costs = {}
+    for seconds in clip_seconds:
+        pcm = to_int16(_common.synthetic_sources("speech", rng, seconds)[0] * 0.5)
+        per_rung = {}
+        for kbps in bitrates_kbps:
+            encode, decode = [], []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                encoded = encode_mp3(pcm, SAMPLE_RATE, kbps)
+                encode.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                soundfile.read(io.BytesIO(encoded), dtype="int16")
+                decode.append(time.perf_counter() - start)
+            per_rung[str(kbps)] = {
+                "encode_ms": round(1000 * statistics.median(encode), 2),
+                "decode_ms": round(1000 * statistics.median(decode), 2),
+            }
+        costs[f"{seconds:g}s"] = per_rung
+    return costs
 
 
 def main(argv=None) -> dict:
@@ -140,7 +177,13 @@ def main(argv=None) -> dict:
             cpu.append(window.cpu_ms_per_item(args.pairs_per_batch))
             loads.append(round(window.load_average_1min, 2))
 
+    costs = codec_costs(bitrates)
     hours = manifest["total_seconds"] / 3600
+    mean_seconds = manifest["total_seconds"] / manifest["num_records"]
+    per_second = [rung["decode_ms"] / 4.0 for rung in costs["4s"].values()]
+    # the other stored form: each pair decodes its utterance at two rungs (no seeking: a seek
+    # lands without the frame's bit reservoir)
+    encoded_decode_ms = 2 * mean_seconds * float(np.mean(per_second))
     figures = {
         "settings": _common.settings(args),
         "bank": {
@@ -153,6 +196,12 @@ def main(argv=None) -> dict:
         },
         "mb_per_hour": manifest["mb_per_hour"],
         "mb_per_hour_per_rung": round(manifest["mb_per_hour"] / len(manifest["rungs"]), 1),
+        "encoded_form_mb_per_hour": round(
+            sum(r["measured_kbps"] for r in manifest["rungs"]) * 3600 / 8 / 1000, 1
+        ),
+        "codec_ms_per_clip": costs,
+        "mean_utterance_seconds": round(mean_seconds, 2),
+        "encoded_form_decode_cpu_ms_per_pair": round(encoded_decode_ms, 2),
         "render_cpu_seconds_per_audio_hour": (
             None if render is None else round(render * max(1, args.num_workers) / hours, 1)
         ),
@@ -168,6 +217,10 @@ def main(argv=None) -> dict:
         f"{figures['codec_pairs_per_second']}, "
         f"CPU ms/pair {figures['cpu_ms_per_codec_pair']['median']}, load {loads}",
     ]
+    lines.append(
+        f"the MP3 bytes instead: {figures['encoded_form_mb_per_hour']:.0f} MB per hour, and decoding two "
+        f"{mean_seconds:.1f} s utterances costs {encoded_decode_ms:.2f} CPU-ms a pair"
+    )
     if render is not None:
         cost = figures["render_cpu_seconds_per_audio_hour"]
         lines.insert(1, f"rendering: {cost:.0f} CPU-s per hour of speech")

@@ -10,10 +10,11 @@ bit rate) at each rung of a ladder, decodes it again and stores the decoded int1
     val-00000-of-00001.tfrecord     for each split the clean folder has (or those asked for)
 
 Each record: `audio` (bytes) the utterance's decoded int16 PCM at every rung, rung after rung,
-each exactly `num_samples` long (the decoder's output cut or zero-padded to the clean length;
-libsndfile removes the encoder's delay, so the rungs are time-aligned with each other and with
-the clean file), `num_samples` (int64), `num_rungs` (int64) and `source_path` (bytes, as in the
-clean folder).
+each exactly `num_samples` long (the decoder's output from the codec's delay on, cut or
+zero-padded to the clean length, so that the rungs are time-aligned with each other and with
+the clean file: libsndfile removes LAME's delay itself at some rates only, so
+`probe_mp3_ladder` measures it per rung), `num_samples` (int64), `num_rungs` (int64) and
+`source_path` (bytes, as in the clean folder).
 
 Why decoded PCM and not the encoded bytes (measured 2026-12-06, 2-core Xeon, libsndfile
 1.2.2): decoding a 4 s MP3 costs ~1.2-1.5 ms and encoding ~20-28 ms; a stream of 4 s crop pairs
@@ -80,7 +81,7 @@ def mp3_compression_level(bitrate_kbps: int, sample_rate: int) -> float:
     (constant bit rate). libsndfile maps the level linearly from the highest rate of the
     stream's MPEG version (0.0) to its lowest (1.0, refused: levels stop at 0.99) and LAME takes
     the nearest allowed rate (checked at 8, 16, 22.05 and 32 kHz). Every rung's bitrate is
-    measured from the encoded bytes, and `render_codec_bank` refuses a rung whose measured rate
+    measured from the encoded bytes, and `probe_mp3_ladder` refuses a rung whose measured rate
     is nearer another allowed rate than its nominal one."""
     rates = mp3_rates_kbps(sample_rate)
     level = (rates[-1] - bitrate_kbps) / (rates[-1] - rates[0])
@@ -104,32 +105,46 @@ def encode_mp3(pcm: np.ndarray, sample_rate: int, bitrate_kbps: int) -> bytes:
     return buffer.getvalue()
 
 
-def decode_to_length(encoded: bytes, num_samples: int) -> np.ndarray:
-    """Encoded audio -> int16 mono samples, cut or zero-padded to `num_samples`."""
+def decode_to_length(encoded: bytes, num_samples: int, delay_samples: int = 0) -> np.ndarray:
+    """Encoded audio -> int16 mono samples from `delay_samples` on (the codec's delay that the
+    decoder left in), cut or zero-padded to `num_samples`."""
     import soundfile
 
     decoded, _ = soundfile.read(io.BytesIO(encoded), dtype="int16", always_2d=True)
-    decoded = decoded[:num_samples, 0]
+    decoded = decoded[delay_samples : delay_samples + num_samples, 0]
     if decoded.shape[0] < num_samples:
         decoded = np.pad(decoded, (0, num_samples - decoded.shape[0]))
     return np.ascontiguousarray(decoded, dtype=np.int16)
 
 
-def check_mp3_ladder(bitrates_kbps, sample_rate: int, probe_seconds: float = 8.0) -> list[float]:
-    """Encodes `probe_seconds` of noise at each rung and checks that the bitrate measured from
-    the bytes is nearest the nominal one among the allowed rates (frame headers add ~3% at
-    8 s; a sub-second utterance adds far more, so the check does not use the corpus);
-    returns the probe's measured kbps.
+MAX_DELAY_SAMPLES = 4096
+"""The longest codec delay looked for (LAME's is 1,105 samples)."""
+
+
+def probe_mp3_ladder(bitrates_kbps, sample_rate: int, probe_seconds: float = 8.0) -> list[dict]:
+    """Encodes and decodes `probe_seconds` of noise at each rung: the bitrate measured from the
+    bytes, checked to be nearest the nominal one among the allowed rates (frame headers add
+    ~3% at 8 s; a sub-second utterance adds far more, so the check does not use the corpus),
+    and the delay the decoder leaves in, where the cross-correlation with the input peaks.
+    libsndfile removes LAME's 1,105-sample delay when the stream carries its gapless tag, and
+    at 16 kHz it does not for 8-32 kbps (measured): the delay is measured, not assumed.
+
+    Returns:
+        [{"probe_kbps", "delay_samples"}] per rung.
 
     Raises:
         ConfigError: this libsndfile gives another bitrate than the nominal one.
     """
+    import soundfile
+    from scipy.signal import correlate
+
     allowed = np.array(mp3_rates_kbps(sample_rate), float)
     noise = np.random.default_rng(0).normal(0, 3000, int(probe_seconds * sample_rate))
     pcm = np.clip(noise, -32768, 32767).astype(np.int16)
-    measured = []
+    probes = []
     for nominal in bitrates_kbps:
-        kbps = len(encode_mp3(pcm, sample_rate, nominal)) * 8 / probe_seconds / 1000
+        encoded = encode_mp3(pcm, sample_rate, nominal)
+        kbps = len(encoded) * 8 / probe_seconds / 1000
         nearest = allowed[np.argmin(np.abs(np.log(allowed / kbps)))]
         if nearest != nominal:
             raise ConfigError(
@@ -137,8 +152,13 @@ def check_mp3_ladder(bitrates_kbps, sample_rate: int, probe_seconds: float = 8.0
                 f"{nominal} kbps at {sample_rate} Hz (compression_level "
                 f"{mp3_compression_level(nominal, sample_rate):.3f}); no bank was written"
             )
-        measured.append(kbps)
-    return measured
+        decoded = soundfile.read(io.BytesIO(encoded), dtype="float64", always_2d=True)[0][:, 0]
+        decoded = np.pad(decoded, (0, max(0, len(pcm) + MAX_DELAY_SAMPLES - len(decoded))))
+        score = correlate(decoded[: len(pcm) + MAX_DELAY_SAMPLES], pcm.astype(np.float64), "valid", "fft")
+        probes.append(
+            {"probe_kbps": round(kbps, 3), "delay_samples": int(np.argmax(score[: MAX_DELAY_SAMPLES + 1]))}
+        )
+    return probes
 
 
 def parse_bitrates(text: str | None) -> tuple[int, ...]:
@@ -165,7 +185,9 @@ class _ShardJob:
         return f"{self.split}-{self.index:05d}-of-{self.num_shards:05d}"
 
 
-def _render_shard(job: _ShardJob, bank_dir: str, sample_rate: int, bitrates_kbps: tuple[int, ...]) -> dict:
+def _render_shard(
+    job: _ShardJob, bank_dir: str, sample_rate: int, bitrates_kbps: tuple[int, ...], delays: tuple[int, ...]
+) -> dict:
     """Renders one clean shard at every rung and writes it atomically; returns its statistics.
 
     Runs in a worker process."""
@@ -198,7 +220,7 @@ def _render_shard(job: _ShardJob, bank_dir: str, sample_rate: int, bitrates_kbps
                     for rung, bitrate in enumerate(bitrates_kbps):
                         encoded = encode_mp3(pcm, sample_rate, bitrate)
                         stats["encoded_bytes"][rung] += len(encoded)
-                        rungs.append(decode_to_length(encoded, count))
+                        rungs.append(decode_to_length(encoded, count, delays[rung]))
                     features = {
                         "audio": _bytes(np.concatenate(rungs).astype("<i2").tobytes()),
                         "num_samples": _int(count),
@@ -287,7 +309,8 @@ def render_codec_bank(
     missing = [split for split in splits if split not in manifest["splits"]]
     if missing:
         raise CorpusError(clean_dir, f"has no {missing[0]!r} split; it has {', '.join(manifest['splits'])}")
-    check_mp3_ladder(bitrates_kbps, sample_rate)
+    probes = probe_mp3_ladder(bitrates_kbps, sample_rate)
+    delays = tuple(probe["delay_samples"] for probe in probes)
     _check_bank_dir(bank_dir)
     atomic.check_writable(os.path.join(bank_dir, MANIFEST_NAME))
     os.makedirs(bank_dir, exist_ok=True)
@@ -318,14 +341,19 @@ def render_codec_bank(
         if on_shard:
             on_shard(result)
 
-    run_each(_render_shard, jobs, (bank_dir, sample_rate, tuple(bitrates_kbps)), num_workers, finished)
+    args = (bank_dir, sample_rate, tuple(bitrates_kbps), delays)
+    run_each(_render_shard, jobs, args, num_workers, finished)
 
-    bank = _bank_manifest(clean_dir, manifest, codec, sample_rate, bitrates_kbps, jobs, stats, max_hours)
+    bank = _bank_manifest(
+        clean_dir, manifest, codec, sample_rate, bitrates_kbps, jobs, stats, max_hours, probes
+    )
     atomic.write_json(os.path.join(bank_dir, MANIFEST_NAME), bank)
     return bank
 
 
-def _bank_manifest(clean_dir, clean, codec, sample_rate, bitrates_kbps, jobs, stats, max_hours) -> dict:
+def _bank_manifest(
+    clean_dir, clean, codec, sample_rate, bitrates_kbps, jobs, stats, max_hours, probes
+) -> dict:
     total_seconds = sum(s["seconds"] for s in stats.values())
     rungs = []
     for rung, nominal in enumerate(bitrates_kbps):
@@ -336,6 +364,7 @@ def _bank_manifest(clean_dir, clean, codec, sample_rate, bitrates_kbps, jobs, st
                 "nominal_kbps": nominal,
                 "measured_kbps": round(measured, 3),
                 "compression_level": round(mp3_compression_level(nominal, sample_rate), 4),
+                **probes[rung],
             }
         )
     splits = {}
@@ -446,6 +475,8 @@ def codec_pair_stream(
     keys: tuple[str, ...] = (),
     sample_rate: int | None = None,
     shuffle_buffer: int = 256,
+    pair_buffer: int = 512,
+    max_crops_per_record: int | None = None,
 ):
     """Endless batches of codec pairs from a bank, as a `tf.data.Dataset` of dicts:
 
@@ -457,11 +488,16 @@ def codec_pair_stream(
 
     The two rungs of a pair are distinct and their measured bitrates differ by at most
     `window_octaves` (|log2(a / b)|): a pair of rungs drawn uniformly among those allowed, in
-    a random order. Utterances: a shuffled shard order per epoch, interleaved, then a shuffle
-    buffer, all seeded from (seed, epoch); the rung pairs and crop offsets from stateless RNG
-    keyed on (seed, batch index). The same seed gives the same batches. Everything on the
-    path is TensorFlow ops: one vectorised parse of the batch's records, then only the crop's
-    bytes of the two rungs are sliced and converted.
+    a random order. Reading a record costs most of a pair (it holds every rung of the whole
+    utterance), so each record read gives as many non-overlapping crops as fit (at least one,
+    at most `max_crops_per_record`), each with its own rung pair, from a random start; a
+    shuffle buffer of `pair_buffer` pairs then spreads one utterance's crops apart (two crops
+    of one utterance can still share a batch, rarely). Utterances: a shuffled shard order per
+    epoch, interleaved, then a shuffle buffer of `shuffle_buffer` records; the shuffles seeded
+    from (seed, epoch), the rung pairs and crop offsets from stateless RNG keyed on (seed,
+    epoch, record): the same seed gives the same batches. Everything on the path is
+    TensorFlow ops: a record is parsed once, and only its crops' bytes at the two rungs are
+    sliced and converted.
 
     Args:
         bank_dir: a folder written by `render_codec_bank`.
@@ -473,6 +509,9 @@ def codec_pair_stream(
         keys: extra features, of `STREAM_KEYS`.
         sample_rate: when given, a bank at another rate is refused.
         shuffle_buffer: records in the shuffle buffer.
+        pair_buffer: pairs in the shuffle buffer after the crops are cut.
+        max_crops_per_record: at most this many crops (pairs) a record read (None: as many
+            as fit).
 
     Raises:
         CorpusError: see `load_bank`.
@@ -527,47 +566,61 @@ def codec_pair_stream(
         )
         return records.shuffle(shuffle_buffer, seed=shuffle_seed)
 
-    def to_pairs(index, serialized):
-        examples = tf.io.parse_example(serialized, spec)
-        batch_key = fold_in(key, index + (1 << 40))
+    def to_pairs(index, serialized):  # one record -> its crops, each a pair
+        example = tf.io.parse_single_example(serialized, spec)
         check = tf.debugging.assert_equal(
-            examples["num_rungs"],
+            example["num_rungs"],
             tf.constant(num_rungs, tf.int64),
             message=f"a record's rungs differ from {os.path.abspath(bank_dir)}/manifest.json",
         )
-        rows = tf.shape(serialized, out_type=tf.int64)[0]
-        draws = tf.random.stateless_uniform([rows, 3], batch_key, minval=None, maxval=None, dtype=tf.int64)
+        count = example["num_samples"]
+        valid = tf.minimum(count, crop_samples)
+        crops = tf.maximum(count // crop_samples, 1)
+        if max_crops_per_record is not None:
+            crops = tf.minimum(crops, max_crops_per_record)
+        draws = tf.random.stateless_uniform(
+            [crops + 1, 2], fold_in(key, index + (1 << 40)), minval=None, maxval=None, dtype=tf.int64
+        )
         draws = tf.abs(draws // 2)  # >= 0; floormod of a 63-bit draw: bias <= n / 2**62
-        chosen = tf.gather(pair_table, tf.math.floormod(draws[:, 0], len(pairs)))
-        swap = tf.math.floormod(draws[:, 1], 2) == 1
+        # non-overlapping crops one after another from a random start in the slack
+        first = tf.math.floormod(draws[0, 0], count - crops * valid + 1)
+        offset = first + tf.range(crops, dtype=tf.int64) * valid
+        chosen = tf.gather(pair_table, tf.math.floormod(draws[1:, 0], len(pairs)))
+        swap = tf.math.floormod(draws[1:, 1], 2) == 1
         rung_a = tf.where(swap, chosen[:, 1], chosen[:, 0])
         rung_b = tf.where(swap, chosen[:, 0], chosen[:, 1])
-        count = examples["num_samples"]
-        valid = tf.minimum(count, crop_samples)
-        offset = tf.math.floormod(draws[:, 2], count - valid + 1)
         with tf.control_dependencies([check]):
             views = []
-            for rung in (rung_a, rung_b):
-                start = (rung * count + offset) * 2
-                cut = tf.strings.substr(examples["audio"], start, valid * 2)
+            for rung in (rung_a, rung_b):  # only the crops' bytes are cut and converted
+                cut = tf.strings.substr(
+                    example["audio"], (rung * count + offset) * 2, tf.fill([crops], valid * 2)
+                )
                 pcm = tf.io.decode_raw(cut, tf.int16, little_endian=True, fixed_length=crop_samples * 2)
                 views.append(pcm_to_float(pcm))
         element = {
             "audio_a": views[0],
             "audio_b": views[1],
-            "num_valid_samples": tf.cast(valid, tf.int32),
+            "num_valid_samples": tf.fill([crops], tf.cast(valid, tf.int32)),
             "bitrate_a_kbps": tf.gather(rates, rung_a),
             "bitrate_b_kbps": tf.gather(rates, rung_b),
         }
         if "source_path" in keys:
-            element["source_path"] = examples["source_path"]
+            element["source_path"] = tf.fill([crops], example["source_path"])
         return element
 
-    records = tf.data.Dataset.counter().flat_map(one_epoch)
-    batches = records.batch(batch_size, drop_remainder=True).enumerate()
-    return batches.map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
-        tf.data.AUTOTUNE
-    )
+    def shuffled_pairs(epoch):  # an epoch's pairs, the crops of one record spread apart
+        epoch_key = fold_in(key, epoch + (1 << 41))
+        pair_seed = tf.random.stateless_uniform([], epoch_key, minval=None, maxval=None, dtype=tf.int64)
+        return (
+            one_epoch(epoch)
+            .enumerate()
+            .map(lambda i, s: to_pairs(epoch * (1 << 32) + i, s), num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch()
+            .shuffle(pair_buffer, seed=pair_seed)
+        )
+
+    pairs_stream = tf.data.Dataset.counter().flat_map(shuffled_pairs)
+    return pairs_stream.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def bank_summary(manifest: dict) -> dict:
