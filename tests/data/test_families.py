@@ -324,3 +324,21 @@ def test_write_pairs_of_every_family_with_a_codec_bank(prepared_pairs, tmp_path)
             continue
         deltas = np.array([float(row["abs_delta"]) for row in rows if row["family"] == family])
         assert block["share_judged_same"] == pytest.approx(np.mean(truth(deltas / scale[family])), abs=0.08)
+
+
+def test_pairs_command_draws_families_and_prints_each(prepared_pairs, tmp_path):  # noqa: F811
+    import json
+
+    from click.testing import CliRunner
+
+    from jsqa_tf.cli import main
+
+    folders = (prepared_pairs.clean_dir, prepared_pairs.noise_dir)
+    args = ["pairs", *folders, str(tmp_path / "out"), "-n", "8", "--crop-seconds", "1", "--no-audio"]
+    args += ["--families", "reverb,bandwidth", "--noise-under-share", "1"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["families"]["reverb"]["count"] == summary["families"]["bandwidth"]["count"] == 4
+    assert summary["families"]["reverb"]["share_with_noise"] == 1.0  # --noise-under-share 1
+    assert "reverb: 4 pairs, mean |Δ|" in result.stderr and "mean |ΔSNR|" not in result.stderr
