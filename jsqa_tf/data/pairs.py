@@ -481,34 +481,12 @@ def _family_rows(config: PairConfig, batch) -> tuple[tuple, list[dict]]:
     return (clean, clean_b, noise, snr_db, num_valid), rows
 
 
-HUMAN_KINDS = {"additive": "additive", "codec": "mp3", "reverb": "reverb"}
-"""The kind of CDPAM's human judgements (`jsqa_tf.jnd_curve.human_p_same`) each family's |Δ|
-is read against; bandwidth has none."""
-ADDITIVE_FIT_MAX_DB = 52.0
-"""The additive curve is fitted below the list's largest step (52.04 dB), where one floor
-follows the data (docs/jnd.md, "What CDPAM's labels say")."""
-
-
-def judged_same(labelled_pairs, family: str, abs_delta: np.ndarray):
-    """The share of pairs CDPAM's listeners would judge the same: the mean of the fitted
-    P(same | |Δ|) of the family's kind (`labelled_pairs`: `jsqa_tf.jnd.read_cdpam_list`) over
-    the pairs' |Δ|; "no human data" for bandwidth."""
-    from jsqa_tf.jnd_curve import human_p_same
-
-    if family not in HUMAN_KINDS:
-        return "no human data"
-    fit_max = ADDITIVE_FIT_MAX_DB if family == "additive" else None
-    return float(np.mean(human_p_same(labelled_pairs, HUMAN_KINDS[family], fit_max=fit_max)(abs_delta)))
-
-
-def family_summary(config: PairConfig, rows: list[dict], jnd_list: str | os.PathLike | None = None) -> dict:
+def family_summary(config: PairConfig, rows: list[dict], human_curves: dict | None = None) -> dict:
     """Per family drawn: its pairs, |Δ| (unit, window, mean, max, a 12-bin histogram over the
-    window), the share of its pairs that carry noise, and with `jnd_list` (a CDPAM list) the
-    share listeners would judge the same (`judged_same`)."""
-    from jsqa_tf.jnd import read_cdpam_list
-
+    window), the share of its pairs that carry noise, and with `human_curves` ({family: the
+    fitted P(same | |Δ|) of CDPAM's listeners, or None where there are none}) the share the
+    listeners would judge the same: the mean of P(same) over the pairs' |Δ|."""
     summary, windows = {}, family_windows(config)
-    labelled = read_cdpam_list(jnd_list) if jnd_list is not None else None
     for family in config.family_counts:
         mine = [row for row in rows if row["family"] == family]
         if not mine:
@@ -526,8 +504,11 @@ def family_summary(config: PairConfig, rows: list[dict], jnd_list: str | os.Path
             "share_with_noise": float(np.mean([row["noise_id"] != "" for row in mine])),
             "histogram_png": FAMILY_PNG.format(family=family),
         }
-        if jnd_list is not None:
-            summary[family]["share_judged_same"] = judged_same(labelled, family, deltas)
+        if human_curves is not None:
+            curve = human_curves.get(family)
+            summary[family]["share_judged_same"] = (
+                "no human data" if curve is None else float(np.mean(curve(deltas)))
+            )
     return summary
 
 
@@ -548,11 +529,11 @@ def write_pairs(
     write_audio: bool = True,
     tensorboard_dir: str | os.PathLike | None = None,
     on_progress: Callable[[int], None] | None = None,
-    jnd_list: str | os.PathLike | None = None,
+    human_curves: dict | None = None,
 ) -> dict:
-    """Draws `num_pairs` JND pairs and writes them; returns the summary. With `jnd_list` (CDPAM's
-    labelled list) each family's summary says the share of its pairs that listeners would
-    judge the same (`judged_same`).
+    """Draws `num_pairs` JND pairs and writes them; returns the summary. With `human_curves`
+    (`jsqa_tf.commands.data.human_curves` of CDPAM's list) each family's summary says the share
+    of its pairs that listeners would judge the same (`family_summary`).
 
     Writes `audio/pair_<n>_{a,b}.wav` (16-bit; one peak scale per pair, so only the pair's
     degree differs between a and b), `pairs.csv` (pair, clean_id, noise_id, snr_a_db,
@@ -574,8 +555,6 @@ def write_pairs(
         raise ConfigError(f"num_pairs must be >= 1, got {num_pairs}")
     atomic.check_writable(output_dir)
     check_pairs_memory(config)
-    if jnd_list is not None and not os.path.isfile(jnd_list):
-        raise CorpusError(os.path.abspath(os.fspath(jnd_list)), "no such CDPAM list (--jnd-list)")
     for warning in crop_warnings(config):
         logger.warning(warning)
     rows, first_batch = [], None
@@ -603,7 +582,7 @@ def write_pairs(
         if len(rows) >= num_pairs:
             break
 
-    summary = {"num_pairs": len(rows), "families": family_summary(config, rows, jnd_list)}
+    summary = {"num_pairs": len(rows), "families": family_summary(config, rows, human_curves)}
     additive = [row for row in rows if row["family"] == "additive"]
     if additive:
         summary |= _additive_summary(config, additive, output_dir)
