@@ -351,6 +351,12 @@ peak RSS grows by 11.2 MB a second of crop with 8 pairs a batch and 6 clean reco
 at 2 s, 2,217 MB at 120 s) and by 25.6 MB with 48 records (974 MB at 2 s, 3,996 MB at
 120 s): 71 and 21.4 bytes; rounded up."""
 RECORD_BYTES = 24
+RENDER_BYTES = {"reverb": 120, "bandwidth": 80}
+"""Bytes a sample of the crop that each reverb or bandwidth pair of a batch adds at the peak
+(its FFTs and two rendered views, batches in flight). Measured with `jsqa-tf pairs -n 2
+--no-audio --families F` at 2 s and 60 s crops on the demo corpus (8 pairs a batch, TF 2.21,
+2-core Xeon, 2026-12-06): peak RSS grew by 16.6 MB a second of crop with additive pairs, 31.2
+with reverb and 26.2 with bandwidth pairs: 114 and 75 bytes more a sample a pair; rounded up."""
 BLOCK_RECORDS = 1024
 """The records `make_dataset` cuts at once (its `shuffle_buffer`)."""
 
@@ -363,7 +369,8 @@ def pairs_memory_bytes(config: PairConfig, *, batches: int = 1) -> float:
     records = min(
         split_info(config.clean_dir, config.split)["num_records"], BLOCK_RECORDS + config.pairs_per_batch
     )
-    per_sample = PAIR_BYTES * batches * config.pairs_per_batch + RECORD_BYTES * records
+    rendered = sum(RENDER_BYTES.get(family, 0) * count for family, count in config.family_counts.items())
+    per_sample = (PAIR_BYTES * config.pairs_per_batch + rendered) * batches + RECORD_BYTES * records
     bank_mb = noise_bank_mb(config.noise_dir, config.split, config.crop_samples)
     return config.crop_samples * per_sample + (
         4 * bank_mb * 1e6 if bank_mb <= config.noise_bank_max_mb else 0.0
