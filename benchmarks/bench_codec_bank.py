@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -86,7 +87,6 @@ def codec_costs(bitrates_kbps, clip_seconds=(4.0, 12.0), repeats: int = 5) -> di
     """Median ms to encode and to decode one clip (speech from the demo synthesiser) at each
     rung, per clip length: {"<s>s": {"<kbps>": {"encode_ms", "decode_ms"}}}."""
     import io
-    import statistics
 
     import soundfile
 
@@ -191,6 +191,7 @@ def main(argv=None) -> dict:
             "rungs": manifest["rungs"],
             "num_records": manifest["num_records"],
             "total_seconds": manifest["total_seconds"],
+            "total_minutes": round(manifest["total_seconds"] / 60, 1),
             "num_bytes": manifest["num_bytes"],
             "synthetic_demo_speech": not (args.clean_dir or args.speech_source),
         },
@@ -200,8 +201,11 @@ def main(argv=None) -> dict:
             sum(r["measured_kbps"] for r in manifest["rungs"]) * 3600 / 8 / 1000, 1
         ),
         "codec_ms_per_clip": costs,
+        "codec_clip_seconds": [4.0, 12.0],
+        "codec_repeats": 5,
         "mean_utterance_seconds": round(mean_seconds, 2),
         "encoded_form_decode_cpu_ms_per_pair": round(encoded_decode_ms, 2),
+        "encoded_form_decode_vs_pcm_pair_cpu": round(encoded_decode_ms / statistics.median(cpu), 1),
         "render_cpu_seconds_per_audio_hour": (
             None if render is None else round(render * max(1, args.num_workers) / hours, 1)
         ),
