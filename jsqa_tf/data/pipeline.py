@@ -68,6 +68,8 @@ def _split(data_dir: str | os.PathLike, split: str, sample_rate: int | None = No
     to be prepared at that rate."""
     data_dir = os.path.abspath(os.fspath(data_dir))
     manifest = load_manifest(data_dir)
+    if manifest.get("kind") == "codec_bank":
+        raise CorpusError(data_dir, "is a codec bank (`jsqa-tf prepare codec-bank`), not a prepared corpus")
     if split not in manifest["splits"]:
         hint = "; prepare it with --val-fraction or --val-db" if split == "val" else ""
         raise CorpusError(data_dir, f"has no {split!r} split; it has {', '.join(manifest['splits'])}{hint}")

@@ -167,6 +167,10 @@ def test_refusals(bank, tmp_path):
         codec_pair_stream(root / "bank", "train", crop_samples=100, batch_size=2, seed=0, window_octaves=0.5)
     with pytest.raises(CorpusError, match="already holds a bank"):
         render_codec_bank(root / "clean", root / "bank", bitrates_kbps=LADDER, num_workers=0)
+    from jsqa_tf.data.pipeline import make_dataset
+
+    with pytest.raises(CorpusError, match="is a codec bank"):  # not read as a clean folder
+        make_dataset(root / "bank", "train", crop_samples=100, batch_size=2)
     with pytest.raises(CorpusError, match="not a codec bank"):
         codec_pair_stream(root / "clean", "train", crop_samples=100, batch_size=2, seed=0, window_octaves=2)
     with pytest.raises(ConfigError, match="MP3 at 16000 Hz takes"):
