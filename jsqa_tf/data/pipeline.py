@@ -221,11 +221,11 @@ def _block_shuffle(records: tf.data.Dataset, block: int, epoch_seed: tf.Tensor) 
     split of one shard, the batches would repeat. This varies with the epoch, reruns alike.
     """
 
-    def permute(index, chunk):
+    def permute(index, chunk):  # chunk: a tensor, or a structure of them (a dict of pairs)
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(tf.shape(chunk)[0]), tf.stack([epoch_seed, index])
+            tf.range(tf.shape(tf.nest.flatten(chunk)[0])[0]), tf.stack([epoch_seed, index])
         )
-        return tf.gather(chunk, order)
+        return tf.nest.map_structure(lambda part: tf.gather(part, order), chunk)
 
     return records.batch(block).enumerate().map(permute).unbatch()
 
