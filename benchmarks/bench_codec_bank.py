@@ -17,6 +17,7 @@ Figures:
     mb_per_hour                         the bank's shards per hour of speech
     encoded_form_mb_per_hour            the same ladder stored as MP3 bytes (measured kbps)
     codec_ms_per_clip                   encode and decode ms of a 4 s and a 12 s clip per rung
+    opus_ms_per_clip                    the same for Opus (Ogg) at four compression levels
     encoded_form_decode_cpu_ms_per_pair decoding one pair's utterance at two rungs (the bank's
                                         mean utterance length): the MP3-bytes form's floor
     codec_pairs_per_second              `codec_pair_stream` batches of `--pairs-per-batch`
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -82,11 +84,26 @@ def codec_pairs_rate(
     return _common.time_window(read, seconds, warmup_seconds=warmup_seconds)
 
 
-def codec_costs(bitrates_kbps, clip_seconds=(4.0, 12.0), repeats: int = 5) -> dict:
-    """Median ms to encode and to decode one clip (speech from the demo synthesiser) at each
-    rung, per clip length: {"<s>s": {"<kbps>": {"encode_ms", "decode_ms"}}}."""
+OPUS_LEVELS = (0.0, 0.5, 0.9, 1.0)
+
+
+def encode_opus(pcm: np.ndarray, level: float) -> bytes:
+    """int16 samples -> Ogg Opus bytes; libsndfile takes no bitrate mode for Opus (variable bit
+    rate), only a compression level."""
     import io
-    import statistics
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, pcm, SAMPLE_RATE, format="OGG", subtype="OPUS", compression_level=level)
+    return buffer.getvalue()
+
+
+def codec_costs(settings, clip_seconds=(4.0, 12.0), repeats: int = 5, codec: str = "mp3") -> dict:
+    """Median ms to encode and to decode one clip (speech from the demo synthesiser) at each
+    setting (MP3: kbps; Opus: compression level), and the kbps measured from the bytes, per
+    clip length: {"<s>s": {"<setting>": {"encode_ms", "decode_ms", "kbps"}}}."""
+    import io
 
     import soundfile
 
@@ -97,21 +114,24 @@ def codec_costs(bitrates_kbps, clip_seconds=(4.0, 12.0), repeats: int = 5) -> di
     costs = {}
     for seconds in clip_seconds:
         pcm = to_int16(_common.synthetic_sources("speech", rng, seconds)[0] * 0.5)
-        per_rung = {}
-        for kbps in bitrates_kbps:
+        per_setting = {}
+        for setting in settings:
             encode, decode = [], []
             for _ in range(repeats):
                 start = time.perf_counter()
-                encoded = encode_mp3(pcm, SAMPLE_RATE, kbps)
+                encoded = (
+                    encode_mp3(pcm, SAMPLE_RATE, setting) if codec == "mp3" else encode_opus(pcm, setting)
+                )
                 encode.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 soundfile.read(io.BytesIO(encoded), dtype="int16")
                 decode.append(time.perf_counter() - start)
-            per_rung[str(kbps)] = {
+            per_setting[f"{setting:g}"] = {
                 "encode_ms": round(1000 * statistics.median(encode), 2),
                 "decode_ms": round(1000 * statistics.median(decode), 2),
+                "kbps": round(len(encoded) * 8 / seconds / 1000, 1),
             }
-        costs[f"{seconds:g}s"] = per_rung
+        costs[f"{seconds:g}s"] = per_setting
     return costs
 
 
@@ -178,6 +198,7 @@ def main(argv=None) -> dict:
             loads.append(round(window.load_average_1min, 2))
 
     costs = codec_costs(bitrates)
+    opus_costs = codec_costs(OPUS_LEVELS, codec="opus")
     hours = manifest["total_seconds"] / 3600
     mean_seconds = manifest["total_seconds"] / manifest["num_records"]
     per_second = [rung["decode_ms"] / 4.0 for rung in costs["4s"].values()]
@@ -191,6 +212,7 @@ def main(argv=None) -> dict:
             "rungs": manifest["rungs"],
             "num_records": manifest["num_records"],
             "total_seconds": manifest["total_seconds"],
+            "total_minutes": round(manifest["total_seconds"] / 60, 1),
             "num_bytes": manifest["num_bytes"],
             "synthetic_demo_speech": not (args.clean_dir or args.speech_source),
         },
@@ -200,8 +222,12 @@ def main(argv=None) -> dict:
             sum(r["measured_kbps"] for r in manifest["rungs"]) * 3600 / 8 / 1000, 1
         ),
         "codec_ms_per_clip": costs,
+        "opus_ms_per_clip": opus_costs,
+        "codec_clip_seconds": [4.0, 12.0],
+        "codec_repeats": 5,
         "mean_utterance_seconds": round(mean_seconds, 2),
         "encoded_form_decode_cpu_ms_per_pair": round(encoded_decode_ms, 2),
+        "encoded_form_decode_vs_pcm_pair_cpu": round(encoded_decode_ms / statistics.median(cpu), 1),
         "render_cpu_seconds_per_audio_hour": (
             None if render is None else round(render * max(1, args.num_workers) / hours, 1)
         ),

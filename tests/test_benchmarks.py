@@ -282,7 +282,8 @@ def test_bench_codec_bank(tmp_path, capsys):
     positive(data, "mb_per_hour", "mb_per_hour_per_rung", "render_cpu_seconds_per_audio_hour")
     positive(data["codec_pairs_per_second"], "median", "min", "max")
     positive(data, "encoded_form_mb_per_hour", "encoded_form_decode_cpu_ms_per_pair")
-    positive(data["codec_ms_per_clip"]["12s"]["32"], "encode_ms", "decode_ms")
+    positive(data["codec_ms_per_clip"]["12s"]["32"], "encode_ms", "decode_ms", "kbps")
+    positive(data["opus_ms_per_clip"]["4s"]["0.5"], "encode_ms", "decode_ms", "kbps")
     assert data["mb_per_hour_per_rung"] == pytest.approx(115.2, rel=0.02)  # int16 at 16 kHz, per rung
     assert [rung["nominal_kbps"] for rung in data["bank"]["rungs"]] == [16, 32]
     assert "codec pairs/s (2 x 1 s)" in capsys.readouterr().out

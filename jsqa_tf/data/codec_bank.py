@@ -464,6 +464,13 @@ def rung_pairs(bitrates_kbps, window_octaves: float) -> list[tuple[int, int]]:
 STREAM_KEYS = ("source_path",)
 
 
+def _scalar_seed(key):
+    """An int64 scalar drawn from a stateless key (what `_block_shuffle` takes)."""
+    import tensorflow as tf
+
+    return tf.random.stateless_uniform([], key, minval=None, maxval=None, dtype=tf.int64)
+
+
 def codec_pair_stream(
     bank_dir: str | os.PathLike,
     split: str,
@@ -474,8 +481,8 @@ def codec_pair_stream(
     window_octaves: float,
     keys: tuple[str, ...] = (),
     sample_rate: int | None = None,
-    shuffle_buffer: int = 256,
-    pair_buffer: int = 512,
+    shuffle_buffer: int = 64,
+    pair_buffer: int = 256,
     max_crops_per_record: int | None = None,
 ):
     """Endless batches of codec pairs from a bank, as a `tf.data.Dataset` of dicts:
@@ -490,14 +497,16 @@ def codec_pair_stream(
     `window_octaves` (|log2(a / b)|): a pair of rungs drawn uniformly among those allowed, in
     a random order. Reading a record costs most of a pair (it holds every rung of the whole
     utterance), so each record read gives as many non-overlapping crops as fit (at least one,
-    at most `max_crops_per_record`), each with its own rung pair, from a random start; a
-    shuffle buffer of `pair_buffer` pairs then spreads one utterance's crops apart (two crops
-    of one utterance can still share a batch, rarely). Utterances: a shuffled shard order per
-    epoch, interleaved, then a shuffle buffer of `shuffle_buffer` records; the shuffles seeded
-    from (seed, epoch), the rung pairs and crop offsets from stateless RNG keyed on (seed,
-    epoch, record): the same seed gives the same batches. Everything on the path is
-    TensorFlow ops: a record is parsed once, and only its crops' bytes at the two rungs are
-    sliced and converted.
+    at most `max_crops_per_record`), each with its own rung pair, from a random start.
+    Order: a shuffled shard order per epoch, interleaved, the records permuted in blocks of
+    `shuffle_buffer`, then the pairs permuted in blocks of `pair_buffer` (which spreads one
+    utterance's crops apart; two can still share a batch, rarely). Every draw is stateless,
+    keyed on (seed, epoch, block or record): the same seed gives the same batches, also when
+    `seed` is a tensor under a global TensorFlow seed (as pretraining sets it), where
+    `Dataset.shuffle` cannot take it. Memory: a block of records (64 utterances of 9 s at 8
+    rungs: ~150 MB) and a block of pairs (int16 crops until the batch is converted). Everything
+    on the path is TensorFlow ops: a record is parsed once, only its crops' bytes at the two
+    rungs are cut, and each batch is converted to float at once.
 
     Args:
         bank_dir: a folder written by `render_codec_bank`.
@@ -508,8 +517,8 @@ def codec_pair_stream(
         window_octaves: the largest bitrate difference of a pair, in octaves.
         keys: extra features, of `STREAM_KEYS`.
         sample_rate: when given, a bank at another rate is refused.
-        shuffle_buffer: records in the shuffle buffer.
-        pair_buffer: pairs in the shuffle buffer after the crops are cut.
+        shuffle_buffer: records permuted together.
+        pair_buffer: pairs permuted together after the crops are cut.
         max_crops_per_record: at most this many crops (pairs) a record read (None: as many
             as fit).
 
@@ -519,6 +528,7 @@ def codec_pair_stream(
     """
     import tensorflow as tf
 
+    from jsqa_tf.data.pipeline import _block_shuffle
     from jsqa_tf.data.tfrecords import pcm_to_float
 
     unknown = sorted(set(keys) - set(STREAM_KEYS))
@@ -561,10 +571,7 @@ def codec_pair_stream(
             num_parallel_calls=cycle,
             deterministic=True,
         )
-        shuffle_seed = tf.random.stateless_uniform(
-            [], fold_in(epoch_key, 1), minval=None, maxval=None, dtype=tf.int64
-        )
-        return records.shuffle(shuffle_buffer, seed=shuffle_seed)
+        return _block_shuffle(records, shuffle_buffer, _scalar_seed(fold_in(epoch_key, 1)))
 
     def to_pairs(index, serialized):  # one record -> its crops, each a pair
         example = tf.io.parse_single_example(serialized, spec)
@@ -589,14 +596,11 @@ def codec_pair_stream(
         swap = tf.math.floormod(draws[1:, 1], 2) == 1
         rung_a = tf.where(swap, chosen[:, 1], chosen[:, 0])
         rung_b = tf.where(swap, chosen[:, 0], chosen[:, 1])
-        with tf.control_dependencies([check]):
-            views = []
-            for rung in (rung_a, rung_b):  # only the crops' bytes are cut and converted
-                cut = tf.strings.substr(
-                    example["audio"], (rung * count + offset) * 2, tf.fill([crops], valid * 2)
-                )
-                pcm = tf.io.decode_raw(cut, tf.int16, little_endian=True, fixed_length=crop_samples * 2)
-                views.append(pcm_to_float(pcm))
+        with tf.control_dependencies([check]):  # only the crops' bytes are cut (converted per batch)
+            views = [
+                tf.strings.substr(example["audio"], (rung * count + offset) * 2, tf.fill([crops], valid * 2))
+                for rung in (rung_a, rung_b)
+            ]
         element = {
             "audio_a": views[0],
             "audio_b": views[1],
@@ -609,18 +613,22 @@ def codec_pair_stream(
         return element
 
     def shuffled_pairs(epoch):  # an epoch's pairs, the crops of one record spread apart
-        epoch_key = fold_in(key, epoch + (1 << 41))
-        pair_seed = tf.random.stateless_uniform([], epoch_key, minval=None, maxval=None, dtype=tf.int64)
-        return (
+        pairs_of_records = (
             one_epoch(epoch)
             .enumerate()
             .map(lambda i, s: to_pairs(epoch * (1 << 32) + i, s), num_parallel_calls=tf.data.AUTOTUNE)
             .unbatch()
-            .shuffle(pair_buffer, seed=pair_seed)
         )
+        return _block_shuffle(pairs_of_records, pair_buffer, _scalar_seed(fold_in(key, epoch + (1 << 41))))
 
-    pairs_stream = tf.data.Dataset.counter().flat_map(shuffled_pairs)
-    return pairs_stream.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    def to_float(batch):  # int16 bytes -> float32, zero-padded to the crop, per batch
+        for view in ("audio_a", "audio_b"):
+            pcm = tf.io.decode_raw(batch[view], tf.int16, little_endian=True, fixed_length=crop_samples * 2)
+            batch[view] = pcm_to_float(pcm)
+        return batch
+
+    pairs_stream = tf.data.Dataset.counter().flat_map(shuffled_pairs).batch(batch_size, drop_remainder=True)
+    return pairs_stream.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def bank_summary(manifest: dict) -> dict:
