@@ -353,12 +353,6 @@ def test_pairs_command_draws_families_and_prints_each(prepared_pairs, tmp_path):
     assert "reverb: 4 pairs, mean |Δ|" in result.stderr and "mean |ΔSNR|" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=tf.errors.OperatorNotAllowedInGraphError,
-    reason="codec_pair_stream's Dataset.shuffle(seed=<tensor>) fails under a global TF seed of 0, "
-    "which pretraining sets (training.seed 0): branch codec at 69ba0a0; remove this mark with the fix",
-)
 def test_codec_pretraining_pairs_resume_exactly(prepared_pairs, tmp_path):  # noqa: F811
     """The codec family in pretraining: epoch e's pairs from (seed, e) alone, under the global
     seed `pretrain` sets (keras.utils.set_random_seed(training.seed))."""
