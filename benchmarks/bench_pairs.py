@@ -28,6 +28,14 @@ Each is read for `--warmup-seconds` first (tf.data buffers a fast pipeline's out
 warms up, which a short window would count), then for a window of `--seconds`; CPU time is
 the whole process's (all tf.data threads) over the window.
 
+Pair families (`--families additive,codec,reverb,bandwidth`): each family's pairs alone
+(`family-<name>`: the sampler with that family only) and all of them mixed (`families`: one
+batch holds an equal share of each, `PairSampling.family_counts`), each a `make_pair_dataset`
+stream of `(clean_a, clean_b, noise, snr_db, num_valid)` batches: the reverb and bandwidth
+views rendered in the pipeline, the codec views read from a codec bank (`--codec-bank`, or
+rendered here from `--codec-bank-hours` of the clean corpus, kept in `--corpus-dir`/bank).
+With `--families` and no `--streams`, only those streams are timed.
+
 Units: a pair is one clean crop and one noise excerpt of `crop_seconds` each.
 `clean_audio_seconds_per_second` = pairs/s x crop_seconds (one stream; the noise stream
 delivers as much again); `mixed_views_audio_seconds_per_second` = 2 x that: the two mixed
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import tempfile
 
@@ -52,6 +61,7 @@ from jsqa_tf.config import NOISE_BANK_MAX_MB, PairConfig  # noqa: E402
 from jsqa_tf.data.noise_bank import load_noise_bank  # noqa: E402
 from jsqa_tf.data.pairs import clean_stream, make_pair_dataset, noise_stream  # noqa: E402
 from jsqa_tf.mixing import mix_pair  # noqa: E402
+from jsqa_tf.ranges import PAIR_FAMILIES  # noqa: E402
 
 STREAM_KEYS = {  # stream: (JSON key of its rate, of its CPU time per item)
     "pairs": ("pairs_per_second", "cpu_ms_per_pair"),
@@ -99,6 +109,26 @@ def make_corpus(folder: str, args: argparse.Namespace) -> tuple[str, str]:
     return clean_dir, noise_dir
 
 
+def family_streams(config: PairConfig, names: list[str], bank_dir: str | None) -> dict:
+    """{stream name: a builder of its pipeline} for each family alone and all mixed."""
+    settings = {"codec_bank_dir": bank_dir, "codec_window_octaves": 3.22}
+
+    configs = {f"family-{name}": dataclasses.replace(config, families=(name,), **settings) for name in names}
+    configs["families"] = dataclasses.replace(config, families=tuple(names), **settings)
+    return {stream: functools.partial(make_pair_dataset, drawn) for stream, drawn in configs.items()}
+
+
+def codec_bank(clean_dir: str, folder: str, hours: float) -> str:
+    """A codec bank of the clean corpus's first `hours` (the default ladder), in `folder`/bank;
+    one rendered there before is reused as it is."""
+    from jsqa_tf.data.codec_bank import render_codec_bank
+
+    bank_dir = os.path.join(folder, "bank")
+    if not os.path.exists(os.path.join(bank_dir, "manifest.json")):
+        render_codec_bank(clean_dir, bank_dir, max_hours=hours, num_workers=os.cpu_count() or 1)
+    return bank_dir
+
+
 def time_mixing(config: PairConfig, repeats: int) -> tuple[float, float]:
     """ms per `mix_pair` call on one batch: in a tf.function (as in a train step), and eager."""
     clean, noise, snr_db, num_valid = next(iter(make_pair_dataset(config)))
@@ -133,8 +163,16 @@ def main(argv=None) -> dict:
     )
     parser.add_argument(
         "--streams",
-        default="pairs,pairs-one-crop,clean,clean-one-crop,noise",
-        help="comma-separated: " + ", ".join(STREAM_KEYS),
+        help="comma-separated: " + ", ".join(STREAM_KEYS) + " (default: pairs, pairs-one-crop, clean, "
+        "clean-one-crop, noise; with --families, only the families' streams)",
+    )
+    parser.add_argument(
+        "--families",
+        help="comma-separated pair families to time alone and mixed: " + ", ".join(PAIR_FAMILIES),
+    )
+    parser.add_argument("--codec-bank", help="a codec bank of the clean corpus (default: render one)")
+    parser.add_argument(
+        "--codec-bank-hours", type=float, default=0.25, help="hours of the clean corpus a rendered bank holds"
     )
     parser.add_argument(
         "--corpus-dir",
@@ -156,9 +194,15 @@ def main(argv=None) -> dict:
         parser.error("give both --clean-dir and --noise-dir, or neither")
     if args.corpus_dir and os.path.exists(args.corpus_dir) and not os.path.isdir(args.corpus_dir):
         parser.error(f"--corpus-dir {args.corpus_dir}: not a folder")
-    streams = [name.strip() for name in args.streams.split(",") if name.strip()]
-    if not streams or set(streams) - set(STREAM_KEYS):
+    names = [name.strip() for name in (args.families or "").split(",") if name.strip()]
+    if args.families is not None and (not names or set(names) - set(PAIR_FAMILIES)):
+        parser.error(f"--families takes {', '.join(PAIR_FAMILIES)}")
+    default_streams = "" if names else "pairs,pairs-one-crop,clean,clean-one-crop,noise"
+    streams = [name.strip() for name in (args.streams or default_streams).split(",") if name.strip()]
+    if (not streams and not names) or set(streams) - set(STREAM_KEYS):
         parser.error(f"--streams takes {', '.join(STREAM_KEYS)}")
+    if args.codec_bank and not os.path.isdir(args.codec_bank):
+        parser.error(f"--codec-bank {args.codec_bank}: not a folder")
 
     _common.check_json_path(parser, args.json)
     facts = _common.RunFacts(__file__, argv)
@@ -187,6 +231,14 @@ def main(argv=None) -> dict:
             "pairs-one-crop": lambda: make_pair_dataset(one_crop),
             "clean-one-crop": lambda: clean_stream(one_crop, config.seed).prefetch(tf.data.AUTOTUNE),
         }
+        bank_dir = None
+        if "codec" in names:
+            bank_dir = args.codec_bank or codec_bank(
+                clean_dir, args.corpus_dir or scratch, args.codec_bank_hours
+            )
+        if names:
+            builders |= family_streams(config, names, bank_dir)
+            streams += [*(f"family-{name}" for name in names), "families"]
         rates = {name: [] for name in streams}
         for _ in range(args.rounds):  # streams in turn, so that drifting load hits each alike
             for name in streams:
@@ -208,9 +260,13 @@ def main(argv=None) -> dict:
         "noise_source": "bank" if bank is not None else "records",
         "noise_bank_mb": round(bank.nbytes / 1e6, 1) if bank is not None else None,
     }
+    family_keys = {
+        f"family-{name}": (f"{name}_pairs_per_second", f"cpu_ms_per_{name}_pair") for name in names
+    }
+    family_keys["families"] = ("families_mixed_pairs_per_second", "cpu_ms_per_families_mixed_pair")
     for name, runs in rates.items():
         per_second = _common.summary([run["per_second"] for run in runs])
-        rate_key, cpu_key = STREAM_KEYS[name]
+        rate_key, cpu_key = {**STREAM_KEYS, **family_keys}[name]
         result[rate_key] = per_second["median"]
         result[f"{rate_key}_range"] = [per_second["min"], per_second["max"]]
         result[cpu_key] = _common.summary([run["cpu_ms"] for run in runs], 3)["median"]
@@ -223,6 +279,12 @@ def main(argv=None) -> dict:
             cpu = [a["cpu_ms"] / b["cpu_ms"] for a, b in zip(rates[name], rates[other], strict=True)]
             result[key] = _common.summary(ratios, 3)
             result[key.replace("ratio", "cpu_ratio")] = _common.summary(cpu, 3)
+    if names:
+        result["families"] = names
+        result["family_counts"] = dataclasses.replace(
+            config, families=tuple(names), codec_bank_dir=bank_dir
+        ).family_counts
+        result["codec_bank"] = bank_dir
     if "pairs" in rates:
         pairs = result["pairs_per_second"]
         result["clean_audio_seconds_per_second"] = round(pairs * config.crop_seconds, 1)
@@ -277,6 +339,15 @@ def main(argv=None) -> dict:
                 f"{name} (noise read as records, the fallback): {result[rate_key]:,.0f} {what}/s "
                 f"({result[cpu_key]:.3f} CPU-ms each)"
             )
+    for name in rates:
+        if name in family_keys:
+            rate_key, cpu_key = family_keys[name]
+            what = "all families mixed " + str(result["family_counts"]) if name == "families" else name[7:]
+            low, high = result[f"{rate_key}_range"]
+            lines.append(
+                f"{what}: {result[rate_key]:,.0f} pairs/s of {config.crop_seconds:g} s (range {low:,.0f}-"
+                f"{high:,.0f}; {result[cpu_key]:.3f} CPU-ms a pair)"
+            )
     lines.append(
         f"mix_pair: {mix_ms:.2f} ms per batch in a tf.function ({mix_eager_ms:.2f} ms eager); "
         f"{result['cpu_count']} cores, 1-min load average {facts.load_start:.2f} -> "
@@ -284,7 +355,10 @@ def main(argv=None) -> dict:
     )
     lines.append(
         "1-min load at each window: "
-        + "; ".join(f"{name} {result[STREAM_KEYS[name][0] + '_load_average_1min']}" for name in rates)
+        + "; ".join(
+            f"{name} {result[{**STREAM_KEYS, **family_keys}[name][0] + '_load_average_1min']}"
+            for name in rates
+        )
     )
     return _common.report(facts, result, lines, args.json)
 

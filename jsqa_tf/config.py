@@ -45,6 +45,8 @@ from jsqa_tf.ranges import (
     FINITE,
     HEAD_KINDS,
     MOS_RANGE,
+    PAIR_FAMILIES,
+    REVERB_LEVELS,
     SAMPLE_RATES,
     SHARE,
     STUDENT_PRESETS,
@@ -151,6 +153,33 @@ class PairSampling:
             different batches (None: as many as fit, at least one; 1: one crop per utterance
             per epoch). Reading and parsing a record is most of a crop's cost, so several
             crops a record make each cheaper (`jsqa_tf.data.pipeline`).
+        families: what the two views of a pair differ by (`jsqa_tf.data.families`):
+            "additive" (the SNR, above), "codec" (the bitrate, octaves), "reverb" (CDPAM's DRR
+            and RT60 levels, their distance) and "bandwidth" (the low-pass cutoff, octaves).
+            Default: additive alone, the paper's pairs.
+        family_weights: one weight per family (empty: equal). Every batch holds a fixed
+            number of pairs of each family: the largest remainders of pairs_per_batch x
+            weight / sum; a family with a weight > 0 that gets no pair is refused.
+        noise_under_share: the share of the non-additive pairs that carry one noise excerpt
+            at one SNR from `snr_range_db` in both views (set against view a's speech, so the
+            noise is identical in both); the other non-additive pairs carry no noise.
+        codec_bank_dir: the bank of pre-rendered bitrates (`jsqa-tf prepare codec-bank`);
+            required by the codec family.
+        codec_window_octaves: the widest |log2(bitrate ratio)| of a codec pair. Default: where
+            CDPAM's listeners judged mp3 pairs the same half the time (3.22 octaves; `jsqa-tf
+            jnd curve --kinds mp3`), as the paper's 6 dB window is for additive noise (6.16).
+        reverb_window: the widest distance between a reverb pair's two (DRR, RT60) level
+            points, in CDPAM's level units (0-100 each). Default: CDPAM's reverb P(same) = 0.5
+            distance (27.4).
+        reverb_levels: [low, high] of both levels (CDPAM's 0-100 scale: DRR level L scales the
+            impulse response's tail by 100**(-L/100), RT60 level L stretches it by 7**(L/100)).
+        reverb_base_rt60_seconds: [low, high] of the RT60 of a pair's room at level 0.
+        reverb_base_drr_db: [low, high] of the DRR of a pair's room at levels 0, in dB.
+        bandwidth_window_octaves: the widest |log2(cutoff ratio)| of a bandwidth pair. No
+            human data: an assumption (1 octave: the step from narrowband 3.4 kHz to wideband
+            7 kHz, which listeners hear, is 1.04).
+        bandwidth_range_hz: [low, high] of the low-pass cutoffs, in Hz (high at most the
+            Nyquist frequency).
     """
 
     YAML_SECTION: ClassVar[str] = "data.pairs."
@@ -164,10 +193,92 @@ class PairSampling:
     snr_placement: str = "uniform_window"
     noise_bank_max_mb: float = setting(NOISE_BANK_MAX_MB, at_least(0))
     max_crops_per_file: int | None = setting(None, at_least(1))
+    families: tuple[str, ...] = ("additive",)
+    family_weights: tuple[float, ...] = setting((), at_least(0))
+    noise_under_share: float = setting(0.0, Range(0.0, 1.0))
+    codec_bank_dir: str | None = None
+    codec_window_octaves: float = setting(3.22, above(0))
+    reverb_window: float = setting(27.4, above(0))
+    reverb_levels: tuple[float, ...] = setting((0.0, 100.0), REVERB_LEVELS)
+    reverb_base_rt60_seconds: tuple[float, ...] = setting((0.2, 0.6), above(0))
+    reverb_base_drr_db: tuple[float, ...] = setting((0.0, 10.0), FINITE)
+    bandwidth_window_octaves: float = setting(1.0, above(0))
+    bandwidth_range_hz: tuple[float, ...] = setting((1000.0, 8000.0), above(0))
 
     def __post_init__(self):
         check_ranges(self)
         self._check_snr_window()
+        self._check_families()
+
+    def _check_families(self) -> None:
+        """Known families, each once; weights one per family; every weighted family gets a
+        pair in each batch; the codec family has a bank; the ranges are intervals."""
+        section = self.YAML_SECTION
+        if not self.families:
+            raise ConfigError(f"{section}families must name at least one of {', '.join(PAIR_FAMILIES)}")
+        for family in self.families:
+            check_choice(f"{section}families", family, PAIR_FAMILIES)
+        if len(set(self.families)) != len(self.families):
+            raise ConfigError(f"{section}families names a family twice: {list(self.families)}")
+        if self.family_weights and len(self.family_weights) != len(self.families):
+            raise ConfigError(
+                f"{section}family_weights must hold one weight per family ({len(self.families)}: "
+                f"{', '.join(self.families)}), got {len(self.family_weights)}"
+            )
+        if self.family_weights and not sum(self.family_weights) > 0:
+            raise ConfigError(f"{section}family_weights must not all be 0, got {list(self.family_weights)}")
+        counts = self.family_counts
+        starved = [f for f, w in zip(self.families, self.weights, strict=True) if w > 0 and counts[f] == 0]
+        if starved:
+            raise ConfigError(
+                f"{section}family_weights give {', '.join(starved)} no pair in a batch of "
+                f"pairs_per_batch {self.pairs_per_batch}: raise pairs_per_batch or the weight"
+            )
+        if "codec" in self.families and not self.codec_bank_dir:
+            raise ConfigError(
+                f"{section}codec_bank_dir must be set when families holds codec "
+                "(a bank written by `jsqa-tf prepare codec-bank`)"
+            )
+        for name in ("reverb_levels", "reverb_base_rt60_seconds", "reverb_base_drr_db", "bandwidth_range_hz"):
+            check_interval(f"{section}{name}", getattr(self, name))
+        low, high = self.reverb_levels
+        widest = math.hypot(high - low, high - low)
+        if self.reverb_window > widest:
+            raise ConfigError(
+                f"{section}reverb_window must be in (0, {widest:g}] (the diagonal of reverb_levels "
+                f"{list(self.reverb_levels)}), got {self.reverb_window}"
+            )
+        octaves = math.log2(self.bandwidth_range_hz[1] / self.bandwidth_range_hz[0])
+        if self.bandwidth_window_octaves > octaves:
+            raise ConfigError(
+                f"{section}bandwidth_window_octaves must be in (0, {octaves:g}] (the octaves of "
+                f"bandwidth_range_hz {list(self.bandwidth_range_hz)}), got {self.bandwidth_window_octaves}"
+            )
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        """`family_weights`, or 1 per family when none are given."""
+        return tuple(self.family_weights) or (1.0,) * len(self.families)
+
+    @property
+    def family_counts(self) -> dict[str, int]:
+        """Pairs of each family in a batch of `pairs_per_batch`: the largest remainders of
+        pairs_per_batch x weight / sum (ties to the family listed first), in `PAIR_FAMILIES`
+        order (the order of a batch's rows)."""
+        weights = self.weights
+        total = sum(weights)
+        quotas = [self.pairs_per_batch * w / total for w in weights]
+        counts = [math.floor(q) for q in quotas]
+        order = sorted(range(len(quotas)), key=lambda i: (-(quotas[i] - counts[i]), i))
+        for i in order[: self.pairs_per_batch - sum(counts)]:
+            counts[i] += 1
+        drawn = dict(zip(self.families, counts, strict=True))
+        return {family: drawn[family] for family in PAIR_FAMILIES if family in drawn}
+
+    @property
+    def additive_only(self) -> bool:
+        """Every pair differs by its SNR alone (the paper's pairs; the sampler yields 4-tuples)."""
+        return tuple(self.families) == ("additive",)
 
     def _check_snr_window(self) -> None:
         """The window inside the range, the cap inside the window, a fixed window only with
@@ -209,6 +320,7 @@ class PairSampling:
 
 
 PAIR_SAMPLING_FIELDS = tuple(field.name for field in dataclasses.fields(PairSampling))
+_FAMILY_FIELDS = PAIR_SAMPLING_FIELDS[PAIR_SAMPLING_FIELDS.index("families") :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +345,15 @@ class PairConfig(PairSampling):
     split: str = "train"
     sample_rate: int = setting(16_000, SAMPLE_RATES)
     seed: int = setting(0, at_least(0))
+
+    def __post_init__(self):
+        super().__post_init__()
+        nyquist = self.sample_rate / 2
+        if "bandwidth" in self.families and self.bandwidth_range_hz[1] > nyquist:
+            raise ConfigError(
+                f"bandwidth_range_hz must end at most at the Nyquist frequency, {nyquist:g} Hz at "
+                f"sample_rate {self.sample_rate}; got {list(self.bandwidth_range_hz)}"
+            )
 
     @classmethod
     def of(cls, sampling: PairSampling, clean_dir: str, noise_dir: str, **settings) -> PairConfig:
@@ -297,7 +418,9 @@ class PretrainDataConfig:
     """
 
     YAML_SECTION: ClassVar[str] = "data."
-    RENAMED: ClassVar[dict[str, str]] = {name: f"pairs.{name}" for name in PAIR_SAMPLING_FIELDS}
+    RENAMED: ClassVar[dict[str, str]] = {
+        name: f"pairs.{name}" for name in PAIR_SAMPLING_FIELDS if name not in _FAMILY_FIELDS
+    }
 
     clean_dir: str = ""
     noise_dir: str = ""

@@ -367,6 +367,82 @@ def pair_window_report(
     return report
 
 
+# --- the human window of each kind -----------------------------------------------------------------
+
+
+def human_p_same(
+    pairs: str | os.PathLike | Sequence[LabelledPair],
+    kind: str,
+    *,
+    fit_max: float | None = None,
+) -> Psychometric:
+    """The fitted P(same | difference) of one kind of degradation, from a CDPAM list: a
+    callable of the difference in the kind's unit (`AXES[kind].unit`: dB of |ΔSNR| for
+    additive, octaves of bitrate for mp3, the reverb parameter distance for reverb), NumPy in
+    and out. The pooled maximum-likelihood fit of `fit_curve` (identical pairs left out), with
+    only the pairs with difference <= `fit_max` when given.
+
+    Args:
+        pairs: the list's path, or its pairs already read (`jsqa_tf.jnd.read_cdpam_list`).
+        kind: "additive", "mp3" or "reverb".
+        fit_max: fit only differences up to this.
+
+    Raises:
+        ConfigError: an unknown kind or one without human judgements (bandwidth), or too few
+            pairs of the kind to fit.
+    """
+    if kind not in KINDS:
+        raise ConfigError(
+            f"no human judgements of {kind!r} in a CDPAM list; kinds with them: {', '.join(KINDS)}"
+        )
+    if not isinstance(pairs, Sequence) or isinstance(pairs, str):
+        pairs = read_cdpam_list(pairs)
+    points = curve_points(pairs, kind)
+    chosen = ~points.identical
+    if fit_max is not None:
+        chosen &= points.x <= fit_max
+    try:
+        return fit_psychometric(points.x[chosen], points.same[chosen], num_bootstrap=0).model
+    except ConfigError as error:
+        raise ConfigError(f"{kind}: {error}")
+
+
+def allowed_differences(
+    curve: Curve, kind: str, targets: Sequence[float], *, step: float | None = None
+) -> list:
+    """What a `--target-same P` means for one kind's fitted curve, for each P:
+
+    - `max_difference`: the largest difference d with P(same | d) >= P (the curve falls, so
+      every pair whose degrees differ by at most d is judged the same with probability >= P),
+      with a bootstrap 95% interval; None with a reason where P is above the ceiling, below the
+      floor or reached outside the differences observed (nothing is extrapolated);
+    - `widest_uniform_window`: the largest W whose differences drawn uniformly on [0, W] are
+      judged the same with a mean probability >= P (the fit alone), within the range observed.
+    """
+    unit = AXES[kind].unit
+    if curve.fit is None:
+        reason = curve.report.get("fit_reason", "no fit")
+        return [{"target_same": t, "max_difference": None, "unit": unit, "reason": reason} for t in targets]
+    levels = thresholds(curve.fit, levels=tuple(targets), unit=unit)
+    low, high = curve.fit.x_range
+    step = step or high / 2000
+    d = np.arange(0.0, high + step / 2, step)
+    from scipy.integrate import cumulative_trapezoid
+
+    mean_p = cumulative_trapezoid(curve.fit.model(d), d, initial=0.0)[1:] / d[1:]
+    answers = []
+    for target in targets:
+        entry = levels[f"p_same_{target:g}"]
+        answer = {"target_same": target, "max_difference": entry["x"], "ci95": entry["ci95"], "unit": unit}
+        if entry["x"] is None:
+            answer["reason"] = entry["reason"]
+        elif entry.get("ci95_reason"):
+            answer["ci95_reason"] = entry["ci95_reason"]
+        answer["widest_uniform_window"] = _widest(d[1:], mean_p, target)
+        answers.append(answer)
+    return answers
+
+
 # --- the whole report ------------------------------------------------------------------------------
 
 
@@ -415,6 +491,8 @@ def curve_report(
         pooled = fit_curve(points, **options)
         curves[kind] = pooled
         section["pooled"] = pooled.report
+        if targets:
+            section["target_same"] = allowed_differences(pooled, kind, targets)
         warnings += [f"{kind} pooled: {w}" for w in pooled.report["warnings"]]
         types = sorted({t for t in points.noise_type if t})
         if per_type and kind == "additive" and len(types) > 1:
@@ -479,6 +557,20 @@ def summary_lines(report: dict) -> list[str]:
                 f"{kind}: floor {fit['floor']:.3f}, ceiling {fit['ceiling']:.3f}; "
                 + "; ".join(f"{name} {_threshold_text(levels[name], unit)}" for name in levels)
                 + f" ({fit['num_pairs_fitted']} pairs)"
+            )
+    for kind in report["kinds"]:
+        if kind == "additive":
+            continue  # its answer is the pair window's, below
+        for answer in (report.get(kind) or {}).get("target_same", []):
+            label = AXES[kind].label
+            if answer["max_difference"] is None:
+                lines.append(f"{kind} --target-same {answer['target_same']:g}: none ({answer['reason']})")
+                continue
+            interval = answer.get("ci95")
+            ci = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
+            lines.append(
+                f"{kind} --target-same {answer['target_same']:g}: {label} <= "
+                f"{answer['max_difference']:.2f}{ci} {answer['unit']}"
             )
     window = report.get("pair_window")
     if not window:

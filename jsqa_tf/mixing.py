@@ -13,6 +13,9 @@ alone, as in a pause at the end of a recording. The noise is scaled; the clean s
 as it is. All arithmetic is float32, whatever the inputs' dtype (mixed precision included), so
 the requested SNR is met to ~1e-4 dB.
 
+Views without noise: an SNR of +inf gives a noise gain of 0 (10**(-inf / 10) = 0), so the
+mixture is the clean signal, finite under TensorFlow and JAX alike.
+
 Silent inputs: with silent (all-zero) clean speech the noise gain is 0 and the mixture is the
 silent clean signal; with silent noise the mixture is the clean signal. Both stay finite.
 """
@@ -93,9 +96,33 @@ def mix_pair(clean, noise, snr_db, *, num_valid_samples=None, prevent_clipping: 
     Returns:
         (view_a, view_b), each float32 [batch, num_samples].
     """
+    return mix_views(
+        clean, clean, noise, snr_db, num_valid_samples=num_valid_samples, prevent_clipping=prevent_clipping
+    )
+
+
+def mix_views(clean_a, clean_b, noise, snr_db, *, num_valid_samples=None, prevent_clipping: bool = False):
+    """Both views of pairs whose speech may differ (pair families, `jsqa_tf.data.families`):
+    view a = clean_a + noise at snr_db[:, 0], view b = clean_b + noise at snr_db[:, 1], both
+    SNRs set against clean_a's speech. So a pair with one SNR in both columns carries the very
+    same noise in both views, whatever its family does to the speech level; with clean_b ==
+    clean_a this is `mix_pair`. +inf: no noise.
+
+    Args:
+        clean_a, clean_b: [batch, num_samples] the two degraded speech crops.
+        noise, snr_db, num_valid_samples, prevent_clipping: as in `mix_pair`.
+
+    Returns:
+        (view_a, view_b), each float32 [batch, num_samples].
+    """
+    clean_a = ops.cast(clean_a, "float32")
+    clean_b = ops.cast(clean_b, "float32")
+    noise = ops.cast(noise, "float32")
     snr_db = ops.cast(snr_db, "float32")
-    view_a = mix_at_snr(clean, noise, snr_db[:, 0], num_valid_samples=num_valid_samples)
-    view_b = mix_at_snr(clean, noise, snr_db[:, 1], num_valid_samples=num_valid_samples)
+    gain_a = noise_gain(clean_a, noise, snr_db[:, 0], num_valid_samples)
+    gain_b = noise_gain(clean_a, noise, snr_db[:, 1], num_valid_samples)
+    view_a = clean_a + ops.expand_dims(gain_a, -1) * noise
+    view_b = clean_b + ops.expand_dims(gain_b, -1) * noise
     if prevent_clipping:
         scale = ops.expand_dims(_peak_scale(view_a, view_b), -1)
         view_a, view_b = view_a * scale, view_b * scale

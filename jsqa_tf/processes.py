@@ -63,6 +63,26 @@ def process_pool(num_workers: int) -> concurrent.futures.ProcessPoolExecutor:
     )
 
 
+def run_each(function, items, args: tuple, num_workers: int, finished) -> None:
+    """Calls `finished(function(item, *args))` for each of `items`: in this process when
+    `num_workers` is 0 or there is at most one item, else in a `process_pool` (spawn, not
+    fork: the parent may hold TensorFlow's threads, which fork does not copy), results in the
+    order they complete; an error cancels what has not started and is raised."""
+    if num_workers == 0 or len(items) <= 1:
+        for item in items:
+            finished(function(item, *args))
+        return
+    with process_pool(min(num_workers, len(items))) as pool:
+        futures = [pool.submit(function, item, *args) for item in items]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                finished(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 @contextlib.contextmanager
 def _stderr_to_devnull():
     sys.stderr.flush()

@@ -115,6 +115,11 @@ TARGETS = ("mos", *DIMENSIONS)
 DIMENSION_RANGE = (1.0, 5.0)
 """The scale of the dimension columns of the NISQA corpus."""
 HEAD_KINDS = ("separate", "shared")
+PAIR_FAMILIES = ("additive", "codec", "reverb", "bandwidth")
+"""What the two views of a JND pair may differ by (`jsqa_tf.data.families`), in this order
+(the order of a batch's rows)."""
+REVERB_LEVELS = Range(0.0, 100.0, unit="(CDPAM's level scale)")
+"""CDPAM's level scale of a reverberation parameter (DRR, RT60)."""
 """A multi-target head: a hidden stack per target, or one stack with an output per target."""
 
 

@@ -86,6 +86,22 @@ def test_bench_data(tmp_path, capsys):
     assert f"tf.data read rate: {data['audio_seconds_per_second']:,.0f} audio-s/s" in capsys.readouterr().out
 
 
+def test_bench_pairs_families(tmp_path, capsys):
+    argv = [
+        "--clean-hours", "0.005", "--clean-shards", "1", "--noise-files", "2", "--noise-seconds", "2",
+        "--crop-seconds", "1", "--families", "additive,codec,reverb,bandwidth", "--seconds", "0.1",
+        "--warmup-seconds", "0.05", "--rounds", "1", "--repeats", "2", "--codec-bank-hours", "0.005",
+        "--corpus-dir", str(tmp_path / "corpus"),
+    ]  # fmt: skip
+    data, _ = run_main("bench_pairs", argv, tmp_path / "pairs.json")
+    positive(
+        data, *(f"{name}_pairs_per_second" for name in data["families"]), "families_mixed_pairs_per_second"
+    )
+    assert data["family_counts"] == {"additive": 2, "codec": 2, "reverb": 2, "bandwidth": 2}
+    assert "pairs_per_second" not in data  # only the families' streams
+    assert "all families mixed" in capsys.readouterr().out
+
+
 def test_bench_pairs(tmp_path, capsys):
     argv = [
         "--clean-hours", "0.005", "--clean-shards", "1", "--noise-files", "2", "--noise-seconds", "2",
@@ -264,3 +280,21 @@ def test_bench_int8_error(tmp_path, tiny_demo, capsys):
     assert sorted(errors) == ["int8", "int8_uncorrected", "int8_weights", "int8_weights_corrected"]
     assert all(0 < value < 0.2 for value in errors.values())  # rounded: off, but not far off
     assert len(data["clips"]) == 16 and "max |dMOS| int8" in capsys.readouterr().out
+
+
+def test_bench_codec_bank(tmp_path, capsys):
+    argv = [
+        "--clean-minutes", "0.1", "--bitrates", "16,32", "--num-workers", "0", "--crop-seconds", "1",
+        "--pairs-per-batch", "2", "--seconds", "0.1", "--warmup-seconds", "0.05", "--rounds", "1",
+        "--corpus-dir", str(tmp_path / "corpus"),
+    ]  # fmt: skip
+    data, _ = run_main("bench_codec_bank", argv, tmp_path / "codec.json")
+    positive(data, "mb_per_hour", "mb_per_hour_per_rung", "render_cpu_seconds_per_audio_hour")
+    positive(data["codec_pairs_per_second"], "median", "min", "max")
+    positive(data, "encoded_form_mb_per_hour", "encoded_form_decode_cpu_ms_per_pair")
+    positive(data["codec_ms_per_clip"]["12s"]["32"], "encode_ms", "decode_ms", "kbps")
+    positive(data["opus_ms_per_clip"]["4s"]["0.5"], "encode_ms", "decode_ms", "kbps")
+    assert data["mb_per_hour_per_rung"] == pytest.approx(115.2, rel=0.02)  # int16 at 16 kHz, per rung
+    assert [rung["nominal_kbps"] for rung in data["bank"]["rungs"]] == [16, 32]
+    assert "codec pairs/s (2 x 1 s)" in capsys.readouterr().out
+    assert (tmp_path / "corpus" / "bank" / "manifest.json").is_file()  # kept for a next run

@@ -106,6 +106,11 @@ def mos_csv(tmp, rows, header="path,mos"):
     return write(tmp / "audio" / "list.csv", header + "\n" + "".join(f"{row}\n" for row in rows))
 
 
+def pairs_args(w, t, *options):
+    """`jsqa-tf pairs` of the world's clean and noise folders into t/pairs, with `options`."""
+    return ["pairs", w["clean"], w["noise"], t / "pairs", *options]
+
+
 def no_pairs(tmp):
     assert not (tmp / "pairs" / "pairs.csv").exists()
 
@@ -261,15 +266,43 @@ CASES = {
     ),
     "pairs_per_batch: 1": (
         lambda w, t: (
-            [
-                "pairs",
-                w["clean"],
-                w["noise"],
-                t / "pairs",
-                "--config",
-                write(t / "p.yaml", "pairs_per_batch: 1\n"),
-            ],
+            pairs_args(w, t, "--config", write(t / "p.yaml", "pairs_per_batch: 1\n")),
             [f"{t}/p.yaml: pairs_per_batch must be >= 2, got 1"],
+        ),
+        no_pairs,
+    ),
+    "--families echo": (
+        lambda w, t: (
+            pairs_args(w, t, "--families", "additive,echo"),
+            ["pairs: families must be one of additive, codec, reverb, bandwidth; got 'echo'"],
+        ),
+        no_pairs,
+    ),
+    "--families codec without a bank": (
+        lambda w, t: (
+            pairs_args(w, t, "--families", "reverb,codec"),
+            ["pairs: codec_bank_dir must be set when families holds codec"],
+        ),
+        no_pairs,
+    ),
+    "family_weights of the wrong length": (
+        lambda w, t: (
+            pairs_args(
+                w,
+                t,
+                "--families",
+                "additive,reverb",
+                "--config",
+                write(t / "p.yaml", "family_weights: [1, 2, 3]\n"),
+            ),
+            [f"{t}/p.yaml: family_weights must hold one weight per family (2: additive, reverb), got 3"],
+        ),
+        no_pairs,
+    ),
+    "reverb_window outside its range": (
+        lambda w, t: (
+            pairs_args(w, t, "--config", write(t / "p.yaml", "families: [reverb]\nreverb_window: 200\n")),
+            [f"{t}/p.yaml: reverb_window must be in (0, 141.421]"],
         ),
         no_pairs,
     ),

@@ -142,6 +142,8 @@ def all_commands(group: click.Group, prefix=()) -> dict[tuple[str, ...], click.C
             found.update(all_commands(command, prefix + (name,)))
         else:
             found[prefix + (name,)] = command
+            for sub, subcommand in getattr(command, "subcommands", {}).items():  # `prepare codec-bank`
+                found[prefix + (name, sub)] = subcommand
     return found
 
 
@@ -173,6 +175,10 @@ def check_invocation(group: click.Group, tokens: list[str], where: str) -> list[
         command = command.commands[token]
         path.append(token)
         rest = rest[1:]
+    subcommands = getattr(command, "subcommands", {})
+    if rest and rest[0] in subcommands:  # a command whose first argument may name a subcommand
+        path.append(rest[0])
+        command, rest = subcommands[rest[0]], rest[1:]
     known = option_names(command)
     options = {
         name: param

@@ -168,3 +168,55 @@ def test_curve_from_list_writes_the_plot_and_summary_lines_say_the_figures(tmp_p
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="is a file, not a folder"):  # before the list is read
         curve_from_list(tmp_path / "none.txt", pair_config=capped, plot_path=tmp_path / "f" / "c.png")
+
+
+def simulated_mp3_list(path, truth, num_pairs, seed=0):
+    """A CDPAM-style mp3 list (bitrates from CDPAM's level mapping) judged by a known curve of
+    |log2(bitrate ratio)|, plus reverb lines (three levels) judged by the same curve scaled."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(num_pairs):
+        a, b = 300 * (1 / 300) ** (rng.uniform(0, 100, 2) / 100)
+        same = rng.random() < truth(abs(math.log2(a / b)))
+        lines.append(f"{a:.4f}_m{i % 9}_s.wav\t{b:.4f}_m{i % 9}_s.wav\t{int(not same)}\tmp3")
+        first, second = rng.uniform(0, 100, 3), rng.uniform(0, 100, 3)
+        same = rng.random() < truth(math.dist(first, second) / 10)
+        names = ["_".join(f"{v:.2f}" for v in levels) + f"_f{i % 7}_s.wav" for levels in (first, second)]
+        lines.append(f"{names[0]}\t{names[1]}\t{int(not same)}\t reverb_noise")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_human_windows_per_kind_recover_a_known_curve(tmp_path):
+    from jsqa_tf.errors import ConfigError
+    from jsqa_tf.jnd_curve import human_p_same
+
+    truth = Psychometric(floor=0.15, ceiling=0.95, midpoint=3.0, width=0.4)
+    path = simulated_mp3_list(tmp_path / "list.txt", truth, 1500)
+    p_same = human_p_same(path, "mp3")
+    d = np.linspace(0, 6, 13)
+    np.testing.assert_allclose(p_same(d), truth(d), atol=0.06)  # a callable of octaves
+    reverb = human_p_same(read_cdpam_list(path), "reverb")  # the same curve, 10 units an octave
+    np.testing.assert_allclose(reverb(10 * d), truth(d), atol=0.08)
+    with pytest.raises(ConfigError, match="no human judgements of 'bandwidth'"):
+        human_p_same(path, "bandwidth")
+    with pytest.raises(ConfigError, match="additive: need at least 20 judgements"):
+        human_p_same(path, "additive")
+
+    report, _ = curve_report(
+        read_cdpam_list(path), kinds=("mp3", "reverb"), pair_config=PairConfig("", ""), num_bootstrap=20,
+        targets=(0.5, 0.8, 0.99),
+    )  # fmt: skip
+    half, eight, too_high = report["mp3"]["target_same"]
+    assert half["unit"] == "octaves" and half["max_difference"] == pytest.approx(truth.x_at(0.5), abs=0.2)
+    assert eight["max_difference"] == pytest.approx(truth.x_at(0.8), abs=0.2)
+    assert half["ci95"][0] <= half["max_difference"] <= half["ci95"][1]
+    assert too_high["max_difference"] is None and "outside the fitted range" in too_high["reason"]
+    assert eight["widest_uniform_window"] > eight["max_difference"]  # a mean over [0, W] falls slower
+    assert report["reverb"]["target_same"][0]["max_difference"] == pytest.approx(
+        10 * truth.x_at(0.5), abs=2.5
+    )
+    lines = summary_lines(report)
+    assert f"mp3 --target-same 0.5: |Δ bitrate| <= {half['max_difference']:.2f} [" in "\n".join(lines)
+    assert any(line.startswith("reverb --target-same 0.8: reverb parameter distance <= ") for line in lines)
+    assert any(line.startswith("mp3 --target-same 0.99: none (") for line in lines)

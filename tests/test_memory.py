@@ -52,6 +52,9 @@ def test_the_pairs_estimate_grows_with_crop_batch_and_records(mos_demo):
     assert estimate(pairs_per_batch=16) > estimate(pairs_per_batch=8)
     # the measured point of PAIR_BYTES: 8 pairs of 120 s took 1.3-3.0 GB above TensorFlow's own
     assert 1.3e9 < estimate(crop_seconds=120.0) < 6e9
+    # rendered families cost more (RENDER_BYTES): a reverb pair 120 bytes a sample more
+    reverb, additive = estimate(crop_seconds=60.0, families=("reverb",)), estimate(crop_seconds=60.0)
+    assert reverb - additive == pytest.approx(120 * 8 * 60 * 16_000)
 
 
 def _limited(args, limit_gb: float, timeout=300):

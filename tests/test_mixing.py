@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jsqa_tf.mixing import CLIP_LEVEL, mix_at_snr, mix_pair
+from jsqa_tf.mixing import CLIP_LEVEL, mix_at_snr, mix_pair, mix_views
 
 
 def measured_snr_db(clean, mixture):
@@ -132,9 +132,27 @@ def test_pair_views_share_speech_and_noise_and_one_peak_scale():
         np.testing.assert_allclose(snr_from_gains, snr_db[i], atol=0.01)
 
 
+def test_family_views_noise_set_against_view_a_and_no_noise_at_inf():
+    """mix_views: with clean_b == clean it is mix_pair; one SNR in both columns adds the very
+    same noise to both views, whatever the level of clean_b; +inf adds none, finitely."""
+    clean = signal(0, (4, 3000), "gaussian", 0.3)
+    clean_b = 0.25 * signal(2, (4, 3000), "gaussian", 0.3)  # another level and content
+    noise = signal(1, (4, 3000), "uniform", 1.0)
+    snr_db = np.array([[3, 5], [4, 4], [np.inf, np.inf], [-3, 6]], np.float32)
+    same = [np.asarray(v) for v in mix_views(clean, clean, noise, snr_db, prevent_clipping=True)]
+    for x, y in zip(same, mix_pair(clean, noise, snr_db, prevent_clipping=True), strict=True):
+        np.testing.assert_array_equal(x, np.asarray(y))
+    a, b = (np.asarray(v) for v in mix_views(clean, clean_b, noise, snr_db))
+    assert np.isfinite(a).all() and np.isfinite(b).all()
+    np.testing.assert_allclose(a[1] - clean[1], b[1] - clean_b[1], atol=1e-6)  # the same noise
+    assert measured_snr_db(clean[1], a[1]) == pytest.approx(4.0, abs=0.01)
+    np.testing.assert_array_equal(a[2], clean[2])  # no noise
+    np.testing.assert_array_equal(b[2], clean_b[2])
+
+
 def test_mixing_runs_under_the_jax_backend(tmp_path):
     """The same keras.ops code, jit-compiled by JAX, gives the same mixtures (subprocess:
-    the backend is chosen once per process)."""
+    the backend is chosen once per process); pair families' views too, +inf SNR included."""
     import os
     import subprocess
     import sys
@@ -143,15 +161,27 @@ def test_mixing_runs_under_the_jax_backend(tmp_path):
     noise = signal(1, (3, 4000), "bursty", 0.5)
     snr_db = np.array([[-3, 0], [5.5, 9], [2, 2]], np.float32)
     valid = np.array([4000, 1500, 4000], np.int32)
-    np.savez(tmp_path / "inputs.npz", clean=clean, noise=noise, snr_db=snr_db, valid=valid)
+    clean_b = 0.5 * clean[::-1]
+    family_snr_db = np.array([[np.inf, np.inf], [4, 4], [1, 3]], np.float32)
+    np.savez(
+        tmp_path / "inputs.npz",
+        clean=clean,
+        noise=noise,
+        snr_db=snr_db,
+        valid=valid,
+        clean_b=clean_b,
+        family_snr_db=family_snr_db,
+    )
     script = (
         "import numpy as np, jax, keras\n"
-        "from jsqa_tf.mixing import mix_pair\n"
+        "from jsqa_tf.mixing import mix_pair, mix_views\n"
         "assert keras.backend.backend() == 'jax'\n"
         f"x = np.load({str(tmp_path / 'inputs.npz')!r})\n"
         "mix = jax.jit(lambda c, n, s, v: mix_pair(c, n, s, num_valid_samples=v, prevent_clipping=True))\n"
         "a, b = mix(x['clean'], x['noise'], x['snr_db'], x['valid'])\n"
-        f"np.savez({str(tmp_path / 'out.npz')!r}, a=np.asarray(a), b=np.asarray(b))\n"
+        "views = jax.jit(lambda c, d, n, s: mix_views(c, d, n, s, prevent_clipping=True))\n"
+        "fa, fb = views(x['clean'], x['clean_b'], x['noise'], x['family_snr_db'])\n"
+        f"np.savez({str(tmp_path / 'out.npz')!r}, a=np.asarray(a), b=np.asarray(b), fa=fa, fb=fb)\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
@@ -161,3 +191,8 @@ def test_mixing_runs_under_the_jax_backend(tmp_path):
     )
     np.testing.assert_allclose(out["a"], a, atol=1e-6)
     np.testing.assert_allclose(out["b"], b, atol=1e-6)
+    fa, fb = (np.asarray(v) for v in mix_views(clean, clean_b, noise, family_snr_db, prevent_clipping=True))
+    assert np.isfinite(out["fa"]).all() and np.isfinite(out["fb"]).all()
+    np.testing.assert_allclose(out["fa"], fa, atol=1e-6)
+    np.testing.assert_allclose(out["fb"], fb, atol=1e-6)
+    np.testing.assert_array_equal(out["fa"][0], clean[0])  # +inf: no noise, under JAX too

@@ -80,6 +80,17 @@ def test_the_pipeline_files_are_valid():
     assert len(efficiency.finetune) == 2 * 5 * 3
     run = efficiency.finetune["scratch-train_fraction0.05-seed2"]
     assert (run.data.train_fraction, run.training.seed, run.data.subset_seed) == (0.05, 2, 2)
+    for name in ("demo_families", "paper_families"):  # the same pretraining but for the pairs
+        ablation = plan(load_yaml(os.path.join(REPO, "pipelines", f"{name}.yaml")), name)
+        additive, families = (ablation.pretrain[key] for key in ("additive", "families"))
+        assert additive.data.pairs.additive_only and set(families.data.pairs.family_counts) == {
+            "additive",
+            "codec",
+            "reverb",
+            "bandwidth",
+        }
+        assert additive.model == families.model and additive.training == families.training
+        assert set(ablation.finetune) == {"additive", "families"}
 
 
 def test_bad_pipelines_are_refused_with_the_key_named(tmp_path):

@@ -389,9 +389,27 @@ def test_two_worker_multi_worker_mirrored_strategy_on_localhost(shards, tmp_path
     assert (run / "worker-1" / "encoder.keras").exists()  # the other worker's files
 
 
+FAMILIES = PairSampling(
+    crop_seconds=0.5, pairs_per_batch=4, families=("additive", "reverb", "bandwidth"), noise_under_share=0.5
+)
+
+
+def test_pair_families_pretrain_with_two_speech_views(shards, tmp_path):
+    """Additive, reverb and bandwidth pairs in one batch: the step mixes clean and clean_b
+    (some views without noise, SNR +inf) and the loss stays finite; the example-pair callback
+    logs them."""
+    config = tiny_config(tmp_path / "run", shards, epochs=1, steps_per_epoch=3)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, pairs=FAMILIES))
+    summary = pretrain(config, verbose=0)
+    assert summary["epochs_done"] == 1 and all(np.isfinite(summary["history"]["loss"]))
+    assert os.listdir(tmp_path / "run" / "logs" / "examples")
+
+
 @pytest.mark.slow  # ~19 s: a fresh process that imports JAX and XLA-compiles the train step
 def test_pretraining_runs_under_the_jax_backend(shards, tmp_path):
+    """Pair families (two speech views, SNRs of +inf) under JAX: the same step."""
     config = tiny_config(tmp_path / "run", shards, epochs=2, steps_per_epoch=4, deterministic=False)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, pairs=FAMILIES))
     (tmp_path / "config.json").write_text(json.dumps(to_dict(config)))
     script = f"""
 import json

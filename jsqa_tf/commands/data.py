@@ -32,7 +32,61 @@ def demo_data(directory: str, seed: int, small: bool) -> None:
     echo_json(paths)
 
 
-@click.command()
+@click.command("codec-bank")
+@click.argument("clean_dir", type=click.Path(file_okay=False))
+@click.argument("bank_dir", type=click.Path(file_okay=False))
+@click.option("--codec", type=click.Choice(["mp3"]), default="mp3", show_default=True, help="The codec.")
+@click.option(
+    "--bitrates",
+    help="The ladder's constant bitrates in kbps, comma-separated (default 8,16,24,32,48,64,96,160; "
+    "MP3 at 16 kHz takes 8-160).",
+)
+@click.option("--max-hours", type=float, help="At most this much audio of each split (default: all).")
+@click.option(
+    "--split", "splits", multiple=True, help="A split to render (repeatable; default: every split)."
+)
+@click.option(
+    "-j", "--num-workers", type=int, default=2, show_default=True, help="Rendering processes (0: none)."
+)
+def prepare_codec_bank(clean_dir, bank_dir, codec, bitrates, max_hours, splits, num_workers) -> None:
+    """Renders a prepared clean folder at a ladder of bitrates: the codec bank.
+
+    CLEAN_DIR: a folder written by `jsqa-tf prepare` (speech). BANK_DIR: a new or empty
+    folder. Each utterance is encoded at every rung, decoded, and stored as int16 PCM; the
+    manifest records each rung's nominal and measured bitrate. Prints a summary as JSON.
+    """
+    from jsqa_tf.data.codec_bank import bank_summary, parse_bitrates, render_codec_bank
+    from jsqa_tf.progress import prepare_callbacks
+
+    with progress_bars() as progress:
+        callbacks = prepare_callbacks(progress, "rendering {num_shards} shard(s)")
+        manifest = render_codec_bank(
+            clean_dir,
+            bank_dir,
+            codec=codec,
+            bitrates_kbps=parse_bitrates(bitrates),
+            max_hours=max_hours,
+            splits=splits,
+            num_workers=num_workers,
+            **callbacks,
+        )
+    echo_json(bank_summary(manifest) | {"bank_dir": os.path.abspath(bank_dir)})
+
+
+class _PrepareCommand(click.Command):
+    """`prepare`, whose first argument may name a subcommand instead of a corpus
+    (`jsqa-tf prepare codec-bank ...`)."""
+
+    subcommands = {"codec-bank": prepare_codec_bank}
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if args and args[0] in self.subcommands:
+            command = self.subcommands[args[0]]
+            return command.make_context(f"{info_name} {args[0]}", list(args[1:]), parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+@click.command(cls=_PrepareCommand)
 @click.argument("corpus", type=click.Choice(["librispeech", "chime3", "nisqa", "folder", "csv"]))
 @click.argument("source", type=click.Path())
 @click.argument("output_dir", type=click.Path(file_okay=False))
@@ -96,7 +150,8 @@ def prepare(corpus, source, output_dir, config_path, strict, targets, target_ran
                  (other score columns with --targets, e.g. --targets mos,noi)
 
     Resumable: rerun the same command after an interruption and finished shards are kept.
-    Prints a summary of the manifest as JSON.
+    Prints a summary of the manifest as JSON. `jsqa-tf prepare codec-bank CLEAN_DIR BANK_DIR`
+    renders a prepared clean folder at a ladder of codec bitrates (see its --help).
     """
     from jsqa_tf.atomic import check_writable
     from jsqa_tf.config import PrepareConfig, from_dict, load_yaml
@@ -226,6 +281,34 @@ snr_options = option_group(
 )
 
 
+HUMAN_KINDS = {"additive": "additive", "codec": "mp3", "reverb": "reverb"}
+"""The kind of CDPAM's human judgements (`jsqa_tf.jnd_curve.human_p_same`) each pair family's
+|Δ| is read against; bandwidth has none."""
+ADDITIVE_FIT_MAX_DB = 52.0
+"""The additive curve is fitted below the list's largest step (52.04 dB), where one floor
+follows the data (docs/jnd.md, "What CDPAM's labels say")."""
+
+
+def human_curves(jnd_list: str, families) -> dict:
+    """{family: CDPAM's fitted P(same | |Δ|) for its kind, or None (bandwidth: no human data)}."""
+    from jsqa_tf.jnd import read_cdpam_list
+    from jsqa_tf.jnd_curve import human_p_same
+
+    labelled = read_cdpam_list(jnd_list)
+    return {
+        family: human_p_same(
+            labelled, HUMAN_KINDS[family], fit_max=ADDITIVE_FIT_MAX_DB if family == "additive" else None
+        )
+        if family in HUMAN_KINDS
+        else None
+        for family in families
+    }
+
+
+def _share_text(share) -> str:
+    return share if isinstance(share, str) else f"{share:.3f}"
+
+
 @click.command()
 @click.argument("clean_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("noise_dir", type=click.Path(exists=True, file_okay=False))
@@ -239,6 +322,23 @@ snr_options = option_group(
     type=click.Choice(["uniform_window", "uniform_snr"]),
     help="Where the pairs' SNRs lie in the range: a uniformly placed window (default) or "
     "uniform single SNRs (README, jsqa-tf pairs).",
+)
+@click.option(
+    "--families",
+    help="Pair families, comma-separated: additive (default), codec, reverb, bandwidth "
+    "(windows and weights: --config; docs/pretraining.md).",
+)
+@click.option("--codec-bank", help="The codec bank (jsqa-tf prepare codec-bank) the codec family reads.")
+@click.option(
+    "--noise-under-share",
+    type=float,
+    help="Share of the non-additive pairs with one noise at one SNR in both views (default 0).",
+)
+@click.option(
+    "--jnd-list",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CDPAM's labelled list (dataset_linear.txt): report each family's share of pairs "
+    "listeners would judge the same.",
 )
 @click.option("--seed", type=int, help="Seed of crops, excerpts and SNRs (default 0).")
 @click.option(
@@ -255,7 +355,16 @@ snr_options = option_group(
     help="Also log example pairs (audio) and the |ΔSNR| histogram here.",
 )
 def pairs(
-    clean_dir, noise_dir, output_dir, num_pairs, split, config_path, audio, tensorboard_dir, **options
+    clean_dir,
+    noise_dir,
+    output_dir,
+    num_pairs,
+    split,
+    config_path,
+    audio,
+    tensorboard_dir,
+    jnd_list,
+    **options,
 ) -> None:
     """Draws JND pairs from prepared CLEAN_DIR speech and NOISE_DIR noise into OUTPUT_DIR.
 
@@ -273,6 +382,11 @@ def pairs(
     settings.update(clean_dir=os.path.abspath(clean_dir), noise_dir=os.path.abspath(noise_dir), split=split)
     # Pairs are drawn at the rate the speech was prepared at (the noise must match it).
     settings.setdefault("sample_rate", load_manifest(clean_dir).get("sample_rate", 16_000))
+    families, bank = options.pop("families"), options.pop("codec_bank")
+    if families is not None:
+        settings["families"] = [name.strip() for name in families.split(",") if name.strip()]
+    if bank is not None:
+        settings["codec_bank_dir"] = os.path.abspath(bank)
     config = from_dict(PairConfig, settings | given(options, PAIR_KEYS), where=config_path or "pairs")
     check_pairs_memory(config)  # before the progress bar: a refusal is one line
     with progress_bars() as progress:
@@ -284,12 +398,25 @@ def pairs(
             write_audio=audio,
             tensorboard_dir=tensorboard_dir,
             on_progress=update,
+            human_curves=human_curves(jnd_list, config.family_counts) if jnd_list else None,
         )
-    click.echo(
-        f"mean |ΔSNR| {summary['mean_abs_delta_db']:.3f} dB over {summary['num_pairs']} pairs "
-        f"(expected {summary['expected_mean_abs_delta_db']:.3f})",
-        err=True,
-    )
+    for family, block in summary["families"].items():
+        click.echo(
+            f"{family}: {block['count']} pairs, mean |Δ| {block['mean_abs_delta']:.3f} {block['unit']} "
+            f"(max {block['max_abs_delta']:.3f}, window {block['window']:g})"
+            + (
+                f"; judged the same: {_share_text(block['share_judged_same'])}"
+                if "share_judged_same" in block
+                else ""
+            ),
+            err=True,
+        )
+    if "mean_abs_delta_db" in summary:
+        click.echo(
+            f"mean |ΔSNR| {summary['mean_abs_delta_db']:.3f} dB over the additive pairs "
+            f"(expected {summary['expected_mean_abs_delta_db']:.3f})",
+            err=True,
+        )
     echo_json(
         {k: v for k, v in summary.items() if k != "config"} | {"output_dir": os.path.abspath(output_dir)}
     )

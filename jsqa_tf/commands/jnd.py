@@ -107,7 +107,8 @@ def jnd_validate(classifier_path, pairs_dir, num_workers) -> None:
     "targets",
     type=float,
     multiple=True,
-    help="Find the widest window / |ΔSNR| cap whose expected share judged same is >= this (repeatable).",
+    help="Additive: the widest window / |ΔSNR| cap whose expected share judged same is >= this; "
+    "every kind: the largest difference whose P(same) is >= this, in its unit (repeatable).",
 )
 @click.option("--bootstrap", default=500, show_default=True, help="Bootstrap resamples for intervals (>= 1).")
 @click.option("--seed", default=0, show_default=True)
@@ -123,7 +124,9 @@ def jnd_curve(
     free floor and ceiling (maximum likelihood, bootstrap intervals), pooled and per noise type:
     thresholds (half-way, --drop below the ceiling, P(same) = 0.5), goodness of fit, and what the
     curve says of the configured pair window (--target-same: the window that keeps a share).
-    mp3 (octaves of bitrate) and reverb (parameter distance) on request: --kinds additive,mp3,reverb.
+    mp3 (octaves of bitrate) and reverb (parameter distance) on request: --kinds additive,mp3,reverb;
+    --target-same P then also gives each kind's allowed difference: the largest one whose fitted
+    P(same) is still >= P, in the kind's unit.
     """
     from jsqa_tf.config import PairConfig, from_dict
     from jsqa_tf.jnd import parse_kinds

@@ -68,6 +68,8 @@ def _split(data_dir: str | os.PathLike, split: str, sample_rate: int | None = No
     to be prepared at that rate."""
     data_dir = os.path.abspath(os.fspath(data_dir))
     manifest = load_manifest(data_dir)
+    if manifest.get("kind") == "codec_bank":
+        raise CorpusError(data_dir, "is a codec bank (`jsqa-tf prepare codec-bank`), not a prepared corpus")
     if split not in manifest["splits"]:
         hint = "; prepare it with --val-fraction or --val-db" if split == "val" else ""
         raise CorpusError(data_dir, f"has no {split!r} split; it has {', '.join(manifest['splits'])}{hint}")
@@ -219,11 +221,11 @@ def _block_shuffle(records: tf.data.Dataset, block: int, epoch_seed: tf.Tensor) 
     split of one shard, the batches would repeat. This varies with the epoch, reruns alike.
     """
 
-    def permute(index, chunk):
+    def permute(index, chunk):  # chunk: a tensor, or a structure of them (a dict of pairs)
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(tf.shape(chunk)[0]), tf.stack([epoch_seed, index])
+            tf.range(tf.shape(tf.nest.flatten(chunk)[0])[0]), tf.stack([epoch_seed, index])
         )
-        return tf.gather(chunk, order)
+        return tf.nest.map_structure(lambda part: tf.gather(part, order), chunk)
 
     return records.batch(block).enumerate().map(permute).unbatch()
 

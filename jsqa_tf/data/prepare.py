@@ -17,7 +17,6 @@ A rerun with a different plan into the same folder is refused rather than mixing
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
@@ -43,6 +42,7 @@ from jsqa_tf.data.manifest import (
     load_manifest,  # noqa: F401 (jsqa_tf.cli imports it from here)
 )
 from jsqa_tf.errors import AudioError, CorpusError
+from jsqa_tf.processes import run_each
 from jsqa_tf.provenance import is_demo_source
 from jsqa_tf.ranges import TARGETS
 
@@ -373,24 +373,10 @@ def prepare(
         if on_shard:
             on_shard(result)
 
-    args = (output_dir, config.sample_rate, config.channel)
-    if config.num_workers == 0 or len(todo) <= 1:
-        for shard in todo:
-            finished(write_shard(shard, *args))
-    elif todo:
-        from jsqa_tf.processes import process_pool
-
-        # spawn, not fork: the parent may hold TensorFlow's threads, which fork does not copy.
-        # The workers die with this process, even under `kill -9`.
-        with process_pool(min(config.num_workers, len(todo))) as pool:
-            futures = [pool.submit(write_shard, shard, *args) for shard in todo]
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    finished(future.result())
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+    # The workers die with this process, even under `kill -9`.
+    run_each(
+        write_shard, todo, (output_dir, config.sample_rate, config.channel), config.num_workers, finished
+    )
 
     manifest = _manifest(config, corpus, output_dir, shards, stats, problems, by_split)
     atomic.write_json(manifest_path, manifest)

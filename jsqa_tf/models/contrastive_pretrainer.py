@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from jsqa_tf.losses import nt_xent_loss, pair_retrieval_accuracy
-from jsqa_tf.mixing import mix_pair
+from jsqa_tf.mixing import mix_views
 from jsqa_tf.models.distributed_step import DistributedStepMixin
 from jsqa_tf.models.projection_head import ProjectionHead
 from jsqa_tf.models.waveform_encoder import WaveformEncoder
@@ -14,12 +14,14 @@ from jsqa_tf.models.waveform_encoder import WaveformEncoder
 
 @keras.saving.register_keras_serializable(package="jsqa_tf")
 class ContrastivePretrainer(DistributedStepMixin, keras.Model):
-    """(clean, noise, snr_db) -> both views mixed with `mix_pair` -> encoder -> the first
+    """(clean, noise, snr_db) -> both views mixed with `mix_views` -> encoder -> the first
     `encoder.contrastive_dim` embedding dimensions -> optional projection -> NT-Xent.
 
     Input: a dict {"clean": [N, T], "noise": [N, T], "snr_db": [N, 2]} and optionally
     "num_valid_samples": [N] (the speech's length in each zero-padded clean crop, over which
-    the SNRs hold; without it, over the whole crop). Both views go through
+    the SNRs hold; without it, over the whole crop), and "clean_b": [N, T] for pairs whose two
+    views' speech differs (pair families: "clean" is view a's speech, mixed by `mix_views`;
+    an SNR of +inf adds no noise). Both views go through
     the encoder as one batch of 2N (BatchNorm sees both). `call` returns the 2N projected
     embeddings [view a; view b]; the loss and the pair-retrieval accuracy are computed from
     them in `compute_loss` / `compute_metrics`, which Keras's own train and test steps call
@@ -48,8 +50,9 @@ class ContrastivePretrainer(DistributedStepMixin, keras.Model):
         self.accuracy_tracker = keras.metrics.Mean(name="pair_accuracy")
 
     def call(self, inputs, training=False):
-        view_a, view_b = mix_pair(
+        view_a, view_b = mix_views(
             inputs["clean"],
+            inputs.get("clean_b", inputs["clean"]),
             inputs["noise"],
             inputs["snr_db"],
             num_valid_samples=inputs.get("num_valid_samples"),

@@ -39,7 +39,19 @@ BEST_ENCODER_FILE = "encoder-best.keras"
 # --- data ----------------------------------------------------------------------------------
 
 
-def _as_inputs(clean, noise, snr_db, num_valid_samples):
+def _as_inputs(*batch):
+    """The step's inputs of a pair batch: (clean, noise, snr_db, num_valid_samples), or with
+    pair families (clean_a, clean_b, noise, snr_db, num_valid_samples)."""
+    if len(batch) == 5:
+        clean, clean_b, noise, snr_db, num_valid_samples = batch
+        return {
+            "clean": clean,
+            "clean_b": clean_b,
+            "noise": noise,
+            "snr_db": snr_db,
+            "num_valid_samples": num_valid_samples,
+        }
+    clean, noise, snr_db, num_valid_samples = batch
     return {"clean": clean, "noise": noise, "snr_db": snr_db, "num_valid_samples": num_valid_samples}
 
 
@@ -84,13 +96,27 @@ def val_dataset(config: PretrainConfig, clean_dir, noise_dir, global_pairs):
     return distributable(dataset.cache())
 
 
+def demo_codec_bank(config: PretrainConfig, clean_dir: str) -> None:
+    """On the demo corpus, a codec family's bank (`data.pairs.codec_bank_dir`) that does not
+    exist yet is rendered from the demo's clean shards, once (the default MP3 ladder)."""
+    from jsqa_tf.data.codec_bank import render_codec_bank
+    from jsqa_tf.data.manifest import MANIFEST_NAME
+
+    bank_dir = config.data.pairs.codec_bank_dir
+    if "codec" in config.data.pairs.families and not os.path.exists(os.path.join(bank_dir, MANIFEST_NAME)):
+        logger.info("rendering the demo's codec bank into %s", bank_dir)
+        render_codec_bank(clean_dir, bank_dir)
+
+
 def check_data(config: PretrainConfig, clean_dir, noise_dir) -> None:
     """Checks both folders (splits, shard sizes, 16 kHz) before any training, and warns when
     the crops would be mostly padding."""
     from jsqa_tf.data.pairs import crop_warnings
 
     for split in ("train", "val"):
-        for warning in crop_warnings(config.pair_config(split, clean_dir, noise_dir, 2)):
+        for warning in crop_warnings(
+            config.pair_config(split, clean_dir, noise_dir, config.data.pairs.pairs_per_batch)
+        ):
             if split == "train":
                 logger.warning(warning)
 
@@ -128,15 +154,16 @@ def _build_state(model, config: PretrainConfig) -> None:
     """Creates every variable (model and optimizer) so that a checkpoint can be loaded."""
     import numpy as np
 
-    samples = config.pair_config("train", "", "", 2).crop_samples
-    model(
-        {
-            "clean": np.zeros((2, samples), "float32"),
-            "noise": np.zeros((2, samples), "float32"),
-            "snr_db": np.zeros((2, 2), "float32"),
-            "num_valid_samples": np.full((2,), samples, "int32"),
-        }
-    )
+    samples = config.pair_config("train", "", "", config.data.pairs.pairs_per_batch).crop_samples
+    inputs = {
+        "clean": np.zeros((2, samples), "float32"),
+        "noise": np.zeros((2, samples), "float32"),
+        "snr_db": np.zeros((2, 2), "float32"),
+        "num_valid_samples": np.full((2,), samples, "int32"),
+    }
+    if not config.data.pairs.additive_only:
+        inputs["clean_b"] = inputs["clean"]
+    model(inputs)
     model.optimizer.build(model.trainable_variables)
 
 
@@ -160,13 +187,18 @@ class _PairExamples(keras.callbacks.Callback):
 
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "examples"))
-        clean, noise, snr_db, num_valid = self.example_batch
+        inputs = _as_inputs(*self.example_batch)
+        pairs = self.config.data.pairs
+        additive = pairs.family_counts.get("additive", 0)
+        snr_db = inputs["snr_db"]
         log_pairs(
             self.writer,
-            clean,
-            noise,
+            inputs["clean"],
+            inputs["noise"],
             snr_db,
-            num_valid_samples=num_valid,
+            num_valid_samples=inputs["num_valid_samples"],
+            clean_b=inputs.get("clean_b"),
+            all_abs_delta_db=abs(snr_db[:additive, 0] - snr_db[:additive, 1]).numpy(),
             step=epoch + 1,
             snr_window_db=self.config.data.pairs.snr_window_db,
             max_abs_delta_db=self.config.data.pairs.max_abs_delta_db,
@@ -208,6 +240,7 @@ def pretrain(
             raise TrainingError("data.clean_dir and data.noise_dir must be set (--clean-dir, --noise-dir)")
         if config.data.demo_dir:
             clean_dir, noise_dir = demo_shards(config.data.demo_dir, progress)
+            demo_codec_bank(config, clean_dir)
         check_data(config, clean_dir, noise_dir)
         global_pairs = config.data.pairs.pairs_per_batch * run.strategy.num_replicas
         # A step's batch and the one prefetched behind it, before any model is built.
