@@ -481,8 +481,8 @@ def codec_pair_stream(
     window_octaves: float,
     keys: tuple[str, ...] = (),
     sample_rate: int | None = None,
-    shuffle_buffer: int = 64,
-    pair_buffer: int = 256,
+    shuffle_buffer: int = 0,
+    pair_buffer: int = 512,
     max_crops_per_record: int | None = None,
 ):
     """Endless batches of codec pairs from a bank, as a `tf.data.Dataset` of dicts:
@@ -498,15 +498,18 @@ def codec_pair_stream(
     a random order. Reading a record costs most of a pair (it holds every rung of the whole
     utterance), so each record read gives as many non-overlapping crops as fit (at least one,
     at most `max_crops_per_record`), each with its own rung pair, from a random start.
-    Order: a shuffled shard order per epoch, interleaved, the records permuted in blocks of
-    `shuffle_buffer`, then the pairs permuted in blocks of `pair_buffer` (which spreads one
-    utterance's crops apart; two can still share a batch, rarely). Every draw is stateless,
-    keyed on (seed, epoch, block or record): the same seed gives the same batches, also when
-    `seed` is a tensor under a global TensorFlow seed (as pretraining sets it), where
-    `Dataset.shuffle` cannot take it. Memory: a block of records (64 utterances of 9 s at 8
-    rungs: ~150 MB) and a block of pairs (int16 crops until the batch is converted). Everything
-    on the path is TensorFlow ops: a record is parsed once, only its crops' bytes at the two
-    rungs are cut, and each batch is converted to float at once.
+    Order: a shuffled shard order per epoch, 8 shards interleaved (`prepare` already shuffled
+    the utterances into its shards), then the pairs permuted in blocks of `pair_buffer` (which
+    spreads one utterance's crops apart; two can still share a batch, rarely). Records are not
+    permuted themselves unless `shuffle_buffer` > 0: a permuted block of records copies every
+    record twice more, and measured (2-core Xeon, 10 min bank, 8 rungs) 64-record blocks
+    slowed the stream from ~1,850 to ~1,030 pairs/s. Every draw is stateless, keyed on (seed,
+    epoch, block or record): the same seed gives the same batches, also when `seed` is a tensor
+    under a global TensorFlow seed (as pretraining sets it), where `Dataset.shuffle` cannot
+    take it. Memory: a block of pairs, int16 until the batch is converted (512 pairs of 4 s:
+    ~130 MB, twice while it is permuted). Everything on the path is TensorFlow ops: a record
+    is parsed once, only its crops' bytes at the two rungs are cut, and each batch is converted
+    to float at once.
 
     Args:
         bank_dir: a folder written by `render_codec_bank`.
@@ -517,7 +520,7 @@ def codec_pair_stream(
         window_octaves: the largest bitrate difference of a pair, in octaves.
         keys: extra features, of `STREAM_KEYS`.
         sample_rate: when given, a bank at another rate is refused.
-        shuffle_buffer: records permuted together.
+        shuffle_buffer: records permuted together (0: none).
         pair_buffer: pairs permuted together after the crops are cut.
         max_crops_per_record: at most this many crops (pairs) a record read (None: as many
             as fit).
@@ -571,6 +574,8 @@ def codec_pair_stream(
             num_parallel_calls=cycle,
             deterministic=True,
         )
+        if not shuffle_buffer:
+            return records
         return _block_shuffle(records, shuffle_buffer, _scalar_seed(fold_in(epoch_key, 1)))
 
     def to_pairs(index, serialized):  # one record -> its crops, each a pair

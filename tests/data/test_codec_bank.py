@@ -124,13 +124,15 @@ def test_views_are_time_aligned_with_the_clean_utterance(bank):
     assert len(rungs) >= 4
 
 
-def test_same_seed_same_batches_other_seed_other_batches(bank):
+@pytest.mark.parametrize("shuffle_buffer", [0, 3])
+def test_same_seed_same_batches_other_seed_other_batches(bank, shuffle_buffer):
     root, _ = bank
 
     def batches(seed):
         stream = codec_pair_stream(
-            root / "bank", "train", crop_samples=3000, batch_size=3, seed=seed, window_octaves=2.0
-        )
+            root / "bank", "train", crop_samples=3000, batch_size=3, seed=seed, window_octaves=2.0,
+            shuffle_buffer=shuffle_buffer, pair_buffer=4,
+        )  # fmt: skip
         return [(np.asarray(b["audio_a"]), np.asarray(b["bitrate_b_kbps"])) for b in stream.take(5)]
 
     first, again, other = batches(7), batches(7), batches(8)
