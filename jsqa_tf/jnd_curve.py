@@ -608,3 +608,25 @@ def check_curve_settings(
     for target in targets:
         if not 0 < target < 1:
             raise ConfigError(f"target share judged same must be in (0, 1), got {target}")
+
+
+HUMAN_KINDS = {"additive": "additive", "codec": "mp3", "reverb": "reverb"}
+"""The kind of CDPAM's human judgements (`human_p_same`) each pair family's
+|Δ| is read against; bandwidth has none."""
+ADDITIVE_FIT_MAX_DB = 52.0
+"""The additive curve is fitted below the list's largest step (52.04 dB), where one floor
+follows the data (docs/jnd.md, "What CDPAM's labels say")."""
+
+
+def family_curves(jnd_list: str | os.PathLike, families) -> dict:
+    """{pair family: CDPAM's fitted P(same | |Δ|) for its kind (`human_p_same`), or None
+    (bandwidth: no human data)}: what `jsqa-tf pairs --jnd-list` reads each family's |Δ| against."""
+    labelled = read_cdpam_list(jnd_list)
+    return {
+        family: human_p_same(
+            labelled, HUMAN_KINDS[family], fit_max=ADDITIVE_FIT_MAX_DB if family == "additive" else None
+        )
+        if family in HUMAN_KINDS
+        else None
+        for family in families
+    }

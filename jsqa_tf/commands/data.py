@@ -281,30 +281,6 @@ snr_options = option_group(
 )
 
 
-HUMAN_KINDS = {"additive": "additive", "codec": "mp3", "reverb": "reverb"}
-"""The kind of CDPAM's human judgements (`jsqa_tf.jnd_curve.human_p_same`) each pair family's
-|Δ| is read against; bandwidth has none."""
-ADDITIVE_FIT_MAX_DB = 52.0
-"""The additive curve is fitted below the list's largest step (52.04 dB), where one floor
-follows the data (docs/jnd.md, "What CDPAM's labels say")."""
-
-
-def human_curves(jnd_list: str, families) -> dict:
-    """{family: CDPAM's fitted P(same | |Δ|) for its kind, or None (bandwidth: no human data)}."""
-    from jsqa_tf.jnd import read_cdpam_list
-    from jsqa_tf.jnd_curve import human_p_same
-
-    labelled = read_cdpam_list(jnd_list)
-    return {
-        family: human_p_same(
-            labelled, HUMAN_KINDS[family], fit_max=ADDITIVE_FIT_MAX_DB if family == "additive" else None
-        )
-        if family in HUMAN_KINDS
-        else None
-        for family in families
-    }
-
-
 def _share_text(share) -> str:
     return share if isinstance(share, str) else f"{share:.3f}"
 
@@ -377,6 +353,7 @@ def pairs(
     from jsqa_tf.config import PairConfig, from_dict, load_yaml
     from jsqa_tf.data.pairs import check_pairs_memory, write_pairs
     from jsqa_tf.data.prepare import load_manifest
+    from jsqa_tf.jnd_curve import family_curves
 
     settings = load_yaml(config_path) if config_path else {}
     settings.update(clean_dir=os.path.abspath(clean_dir), noise_dir=os.path.abspath(noise_dir), split=split)
@@ -398,7 +375,7 @@ def pairs(
             write_audio=audio,
             tensorboard_dir=tensorboard_dir,
             on_progress=update,
-            human_curves=human_curves(jnd_list, config.family_counts) if jnd_list else None,
+            human_curves=family_curves(jnd_list, config.family_counts) if jnd_list else None,
         )
     for family, block in summary["families"].items():
         click.echo(

@@ -539,7 +539,7 @@ def write_pairs(
     human_curves: dict | None = None,
 ) -> dict:
     """Draws `num_pairs` JND pairs and writes them; returns the summary. With `human_curves`
-    (`jsqa_tf.commands.data.human_curves` of CDPAM's list) each family's summary says the share
+    (`jsqa_tf.jnd_curve.family_curves` of CDPAM's list) each family's summary says the share
     of its pairs that listeners would judge the same (`family_summary`).
 
     Writes `audio/pair_<n>_{a,b}.wav` (16-bit; one peak scale per pair, so only the pair's

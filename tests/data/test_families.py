@@ -282,9 +282,9 @@ def test_write_pairs_of_every_family_with_a_codec_bank(prepared_pairs, tmp_path)
     import csv
     import json
 
-    from jsqa_tf.commands.data import human_curves
     from jsqa_tf.data.codec_bank import render_codec_bank
     from jsqa_tf.data.pairs import write_pairs
+    from jsqa_tf.jnd_curve import family_curves
 
     render_codec_bank(prepared_pairs.clean_dir, tmp_path / "bank", bitrates_kbps=(16, 32, 64), num_workers=0)
     config = with_families(
@@ -298,7 +298,7 @@ def test_write_pairs_of_every_family_with_a_codec_bank(prepared_pairs, tmp_path)
     human = simulated_mp3_list(tmp_path / "mp3.txt", truth, 1500).read_text()
     human += simulated_list(tmp_path / "additive.txt", truth, 1500).read_text()
     (tmp_path / "list.txt").write_text(human)
-    curves = human_curves(str(tmp_path / "list.txt"), config.family_counts)
+    curves = family_curves(str(tmp_path / "list.txt"), config.family_counts)
     summary = write_pairs(config, tmp_path / "out", 12, human_curves=curves)
     with open(tmp_path / "out" / "pairs.csv") as stream:
         rows = list(csv.DictReader(stream))
