@@ -249,12 +249,14 @@ def time_window(
 
 def read_rate(dataset, items_per_batch: int, seconds: float, warmup_seconds: float) -> Window:
     """Reads a tf.data pipeline for a window (after a warm-up), touching each batch's first
-    sample as a train step would."""
+    sample as a train step would (of a dict batch, its first key's: "audio", "audio_a")."""
     iterator = iter(dataset)
 
     def read():
         batch = next(iterator)
-        first = batch["audio"] if isinstance(batch, dict) else batch[0] if isinstance(batch, tuple) else batch
+        if isinstance(batch, dict):
+            batch = batch[min(batch)]
+        first = batch[0] if isinstance(batch, tuple) else batch
         return float(first[0, 0])
 
     return time_window(read, seconds, warmup_seconds=warmup_seconds)

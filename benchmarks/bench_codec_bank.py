@@ -27,7 +27,6 @@ Figures:
     cpu_ms_per_codec_pair               process CPU (all tf.data threads) per pair
 
 A pair is two views (the same crop at two rungs) of `crop_seconds` each.
-`codec_pairs_rate` is the function `bench_pairs.py` can call for the codec family alone.
 """
 
 from __future__ import annotations
@@ -63,9 +62,8 @@ def codec_pairs_rate(
     warmup_seconds: float = 2.0,
     seed: int = 0,
 ) -> _common.Window:
-    """Reads a fresh `codec_pair_stream` of the bank for a window (after a warm-up), touching
-    each batch's first sample of both views as a train step would; `Window.per_second(
-    pairs_per_batch)` is its pairs/s."""
+    """Reads a fresh `codec_pair_stream` of the bank for a window (after a warm-up), as
+    `_common.read_rate` reads any stream; `Window.per_second(pairs_per_batch)` is its pairs/s."""
     stream = codec_pair_stream(
         bank_dir,
         split,
@@ -75,13 +73,7 @@ def codec_pairs_rate(
         window_octaves=window_octaves,
         sample_rate=SAMPLE_RATE,
     )
-    iterator = iter(stream)
-
-    def read():
-        batch = next(iterator)
-        return float(batch["audio_a"][0, 0]) + float(batch["audio_b"][0, 0])
-
-    return _common.time_window(read, seconds, warmup_seconds=warmup_seconds)
+    return _common.read_rate(stream, pairs_per_batch, seconds, warmup_seconds)
 
 
 OPUS_LEVELS = (0.0, 0.5, 0.9, 1.0)

@@ -44,12 +44,14 @@ def _power(signal, num_valid_samples=None):
 
 def noise_gain(clean, noise, snr_db, num_valid_samples=None):
     """Gain that brings `noise` to `snr_db` below `clean` (shape of `snr_db`), both powers
-    measured over the first `num_valid_samples` samples (all when None)."""
-    clean = ops.cast(clean, "float32")
-    noise = ops.cast(noise, "float32")
+    measured over the first `num_valid_samples` samples (all when None). `snr_db` is [...]
+    (one per signal) or [..., k]: k gains from one measurement of the powers."""
+    clean_power = _power(ops.cast(clean, "float32"), num_valid_samples)
+    noise_power = _power(ops.cast(noise, "float32"), num_valid_samples) + POWER_FLOOR
     snr_db = ops.cast(snr_db, "float32")
-    target_noise_power = _power(clean, num_valid_samples) * ops.power(10.0, -snr_db / 10.0)
-    return ops.sqrt(target_noise_power / (_power(noise, num_valid_samples) + POWER_FLOOR))
+    if len(snr_db.shape) > len(clean_power.shape):
+        clean_power, noise_power = ops.expand_dims(clean_power, -1), ops.expand_dims(noise_power, -1)
+    return ops.sqrt(clean_power * ops.power(10.0, -snr_db / 10.0) / noise_power)
 
 
 def _peak_scale(*mixtures):
@@ -118,11 +120,9 @@ def mix_views(clean_a, clean_b, noise, snr_db, *, num_valid_samples=None, preven
     clean_a = ops.cast(clean_a, "float32")
     clean_b = ops.cast(clean_b, "float32")
     noise = ops.cast(noise, "float32")
-    snr_db = ops.cast(snr_db, "float32")
-    gain_a = noise_gain(clean_a, noise, snr_db[:, 0], num_valid_samples)
-    gain_b = noise_gain(clean_a, noise, snr_db[:, 1], num_valid_samples)
-    view_a = clean_a + ops.expand_dims(gain_a, -1) * noise
-    view_b = clean_b + ops.expand_dims(gain_b, -1) * noise
+    gains = noise_gain(clean_a, noise, snr_db, num_valid_samples)  # [batch, 2], the powers once
+    view_a = clean_a + gains[:, :1] * noise
+    view_b = clean_b + gains[:, 1:] * noise
     if prevent_clipping:
         scale = ops.expand_dims(_peak_scale(view_a, view_b), -1)
         view_a, view_b = view_a * scale, view_b * scale
