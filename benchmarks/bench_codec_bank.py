@@ -49,6 +49,7 @@ from jsqa_tf.data.codec_bank import (  # noqa: E402
     parse_bitrates,
     render_codec_bank,
 )
+from jsqa_tf.errors import ConfigError  # noqa: E402
 
 
 def codec_pairs_rate(
@@ -147,7 +148,13 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     _common.check_json_path(parser, args.json)
     facts = _common.RunFacts(__file__, argv)
-    bitrates = parse_bitrates(args.bitrates)
+    for name in ("rounds", "seconds", "clean_minutes", "pairs_per_batch", "crop_seconds"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0, not {getattr(args, name)}")
+    try:
+        bitrates = parse_bitrates(args.bitrates)
+    except ConfigError as error:
+        parser.error(str(error))
 
     with tempfile.TemporaryDirectory() as scratch:
         root = args.corpus_dir or scratch
@@ -246,4 +253,11 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from jsqa_tf.errors import JSQAError
+
+    try:
+        main()
+    except JSQAError as error:  # a --clean-dir or --bank-dir that is not one: one line naming it
+        sys.exit(f"error: {error}")

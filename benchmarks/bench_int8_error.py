@@ -74,6 +74,10 @@ def main(argv=None) -> dict:
     _common.check_json_path(parser, args.json)
     from jsqa_tf.models import PRESETS, STUDENT_PRESETS
 
+    if args.clip_seconds < 0.25:
+        parser.error(f"--clip-seconds must be >= 0.25 (the shortest clip scored), not {args.clip_seconds}")
+    if args.head_epochs < 0:
+        parser.error(f"--head-epochs must be >= 0, not {args.head_epochs}")
     if args.preset not in {**PRESETS, **STUDENT_PRESETS}:
         parser.error(f"--preset: unknown {args.preset!r}; one of {', '.join({**PRESETS, **STUDENT_PRESETS})}")
     facts = _common.RunFacts(__file__, argv)
@@ -131,4 +135,11 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from jsqa_tf.errors import JSQAError
+
+    try:
+        main()
+    except JSQAError as error:  # e.g. a --demo-dir that is not a demo corpus: one line naming it
+        sys.exit(f"error: {error}")
